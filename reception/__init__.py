@@ -1,0 +1,1 @@
+"""The reception domain: kiosks, staff, appointments, visits, the workflow and host notification."""

@@ -1,0 +1,105 @@
+"""The reception console: kiosks (keys and pairing links), staff, appointments, visits."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
+
+from .models import Appointment, HostNotification, Kiosk, KioskPairing, StaffMember, Visit
+
+
+class KioskPairingInline(admin.TabularInline):
+    model = KioskPairing
+    extra = 0
+    can_delete = False
+    fields = ("created_at", "created_by", "expires_at", "paired_at", "revoked")
+    readonly_fields = ("created_at", "created_by", "expires_at", "paired_at")
+
+
+@admin.register(Kiosk)
+class KioskAdmin(admin.ModelAdmin):
+    list_display = ("name", "location", "key_prefix", "is_active", "created_at")
+    list_filter = ("is_active",)
+    search_fields = ("name", "location")
+    readonly_fields = ("key_prefix", "created_at")
+    inlines = [KioskPairingInline]
+    actions = ["create_pairing_link", "issue_new_key"]
+
+    def save_model(self, request, obj: Kiosk, form, change: bool) -> None:
+        if not change:
+            raw_key = obj.set_new_key()
+            self.message_user(
+                request,
+                _("Key for %(kiosk)s (shown only now): %(key)s") % {"kiosk": obj.name, "key": raw_key},
+                messages.WARNING,
+            )
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description=_("Create a pairing link (open it on the kiosk's browser)"))
+    def create_pairing_link(self, request, queryset) -> None:
+        for kiosk in queryset:
+            _pairing, token = KioskPairing.create_link(kiosk, request.user)
+            url = request.build_absolute_uri(reverse("voice:pair", args=[token]))
+            self.message_user(
+                request, _("Pairing link for %(kiosk)s (one use): %(url)s") % {"kiosk": kiosk.name, "url": url}
+            )
+
+    @admin.action(description=_("Issue a new key (the old one stops working)"))
+    def issue_new_key(self, request, queryset) -> None:
+        for kiosk in queryset:
+            raw_key = kiosk.set_new_key()
+            kiosk.save(update_fields=["key_prefix", "key_hash"])
+            self.message_user(
+                request,
+                _("New key for %(kiosk)s (shown only now): %(key)s") % {"kiosk": kiosk.name, "key": raw_key},
+                messages.WARNING,
+            )
+
+
+@admin.register(StaffMember)
+class StaffMemberAdmin(admin.ModelAdmin):
+    list_display = ("name", "reading", "romaji", "department", "notify_via", "is_present", "is_reception_desk")
+    list_filter = ("department", "notify_via", "is_present", "is_reception_desk")
+    list_editable = ("is_present",)
+    search_fields = ("name", "reading", "romaji", "department", "email")
+
+
+@admin.register(Appointment)
+class AppointmentAdmin(admin.ModelAdmin):
+    list_display = ("visitor_name", "visitor_company", "host", "start", "end", "location")
+    list_filter = ("start", "host__department")
+    search_fields = ("visitor_name", "visitor_company", "host__name", "host__reading", "host__romaji")
+    autocomplete_fields = ("host",)
+    date_hierarchy = "start"
+
+
+class HostNotificationInline(admin.TabularInline):
+    model = HostNotification
+    extra = 0
+    can_delete = False
+    fields = ("recipient", "channel", "status", "attempts", "last_error", "created_at", "sent_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Visit)
+class VisitAdmin(admin.ModelAdmin):
+    list_display = (
+        "created_at",
+        "visitor_name",
+        "company_name",
+        "host_name",
+        "visitor_type",
+        "status",
+        "appointment_found",
+        "host_notified",
+        "kiosk",
+    )
+    list_filter = ("status", "visitor_type", "appointment_found", "host_notified", "kiosk", "created_at")
+    search_fields = ("visitor_name", "company_name", "host_name", "session_id")
+    readonly_fields = ("session_id", "kiosk", "language", "created_at", "updated_at", "completed_at")
+    date_hierarchy = "created_at"
+    inlines = [HostNotificationInline]

@@ -1,0 +1,20 @@
+"""`manage.py purge_visitors --older-than DAYS`: delete visitor records past their retention."""
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from reception.retention import purge_visits
+
+
+class Command(BaseCommand):
+    help = "Delete visits (and their conversation state) older than DAYS (default VISITOR_RETENTION_DAYS)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--older-than", type=int, default=None, dest="days")
+
+    def handle(self, *args, days: int | None, **options):
+        days = settings.VISITOR_RETENTION_DAYS if days is None else days
+        if days < 0:
+            raise CommandError("--older-than must be zero or more days.")
+        count = purge_visits(days)
+        self.stdout.write(f"Purged {count} visit(s) older than {days} day(s).")

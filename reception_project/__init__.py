@@ -1,0 +1,1 @@
+"""Project package: settings, ASGI routing and URLs of ai-reception."""

@@ -1,0 +1,140 @@
+"""Settings of ai-reception, read once from the environment (or `.env`).
+
+Every variable of the contract has its default here; `.env.realtime.template` documents them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+SECRET_KEY = env("DJANGO_SECRET_KEY", default="insecure-dev-key-change-me-in-production")
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "channels",
+    "reception",
+    "voice",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "reception_project.urls"
+ASGI_APPLICATION = "reception_project.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# Database: SQLite (WAL, immediate transactions, busy timeout) unless DATABASE_URL says otherwise.
+(BASE_DIR / "data").mkdir(exist_ok=True)
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'data' / 'ai_reception.db'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Channel layer: in-process by default, Redis when several server processes share the work.
+REDIS_URL = env("REDIS_URL", default="")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# Where the reception workflow checkpoints its state when the database is SQLite
+# (PostgreSQL deployments keep checkpoints in the same database).
+WORKFLOW_CHECKPOINT_PATH = env("WORKFLOW_CHECKPOINT_PATH", default=str(BASE_DIR / "data" / "workflow_checkpoints.db"))
+
+LANGUAGE_CODE = "ja"
+LANGUAGES = [("ja", "日本語"), ("en", "English")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+TIME_ZONE = env("TIME_ZONE", default="Asia/Tokyo")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "data" / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+
+# OpenAI and the voice paths (contract section 2).
+OPENAI_API_KEY = env("OPENAI_API_KEY", default="")
+OPENAI_BASE_URL = env("OPENAI_BASE_URL", default="https://api.openai.com/v1")
+OPENAI_CHAT_MODEL = env("OPENAI_CHAT_MODEL", default="gpt-4o-mini")
+# An empty value (as in the template) means "the default for this deployment".
+REALTIME_API_URL = env("REALTIME_API_URL", default="") or ("wss://api.openai.com/v1/realtime" if OPENAI_API_KEY else "")
+REALTIME_MODEL = env("REALTIME_MODEL", default="gpt-realtime")
+LEGACY_ENGINES = env("LEGACY_ENGINES", default="") or ("openai" if OPENAI_API_KEY else "local")
+FEATURE_REALTIME_MODE_ENABLED = env.bool("FEATURE_REALTIME_MODE_ENABLED", default=False)
+FEATURE_REALTIME_ROLLOUT_PERCENTAGE = env.float("FEATURE_REALTIME_ROLLOUT_PERCENTAGE", default=0.0)
+FEATURE_REALTIME_ALLOWLIST_SESSIONS = env.list("FEATURE_REALTIME_ALLOWLIST_SESSIONS", default=[])
+REALTIME_COST_LIMIT_PER_HOUR = env.float("REALTIME_COST_LIMIT_PER_HOUR", default=50.0)
+ALERT_COST_THRESHOLD = env.float("ALERT_COST_THRESHOLD", default=40.0)
+ALERT_ERROR_RATE_THRESHOLD = env.float("ALERT_ERROR_RATE_THRESHOLD", default=0.1)
+
+# Reception behaviour.
+VISITOR_RETENTION_DAYS = env.int("VISITOR_RETENTION_DAYS", default=90)
+NOTIFICATION_MAX_ATTEMPTS = env.int("NOTIFICATION_MAX_ATTEMPTS", default=3)
+NOTIFICATION_RETRY_DELAY_SECONDS = env.float("NOTIFICATION_RETRY_DELAY_SECONDS", default=1.0)
+NOTIFICATION_WEBHOOK_TIMEOUT_SECONDS = env.float("NOTIFICATION_WEBHOOK_TIMEOUT_SECONDS", default=5.0)
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="reception@localhost")
+EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+KIOSK_PAIRING_LINK_HOURS = env.int("KIOSK_PAIRING_LINK_HOURS", default=24)
+KIOSK_MAX_TEXT_CHARS = 1000
+KIOSK_MAX_FRAME_BYTES = env.int("KIOSK_MAX_FRAME_BYTES", default=256 * 1024)
+
+# Logging: one line per event; audio and keys never reach a log.
+FEATURE_ENABLE_DEBUG_LOGGING = env.bool("FEATURE_ENABLE_DEBUG_LOGGING", default=False)
+REALTIME_ENABLE_DETAILED_LOGGING = env.bool("REALTIME_ENABLE_DETAILED_LOGGING", default=False)
+LOG_LEVEL = "DEBUG" if FEATURE_ENABLE_DEBUG_LOGGING else env("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django": {"level": "INFO"}, "daphne": {"level": "WARNING"}},
+}

@@ -1,0 +1,9 @@
+"""URLs: the admin and the kiosk page."""
+
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("", include("voice.urls")),
+]

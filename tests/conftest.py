@@ -1,0 +1,46 @@
+"""Shared fixtures: isolated workflow state per test, kiosks with keys, the demo directory."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from reception.demo import create_demo_data
+from reception.models import Kiosk
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """With FAIL_ON_SKIP=1 (CI), a skipped test fails the run: a missing service must not pass unnoticed."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter else []
+    if os.environ.get("FAIL_ON_SKIP") == "1" and skipped and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        reporter.write_line(f"FAIL_ON_SKIP: {len(skipped)} test(s) were skipped", red=True)
+
+
+@pytest.fixture
+def isolated_workflow_state(settings, tmp_path):
+    """Each test gets its own checkpoint database and no notification back-off."""
+    from reception.workflow.checkpoint import reset_checkpointer
+
+    settings.WORKFLOW_CHECKPOINT_PATH = str(tmp_path / "checkpoints.db")
+    settings.NOTIFICATION_RETRY_DELAY_SECONDS = 0
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    reset_checkpointer()
+    yield
+    reset_checkpointer()
+
+
+@pytest.fixture
+def demo_directory(db):
+    """The demo staff directory and today's appointments."""
+    return create_demo_data()
+
+
+@pytest.fixture
+def kiosk_and_key(db) -> tuple[Kiosk, str]:
+    kiosk = Kiosk(name="Test lobby", location="2F lobby")
+    key = kiosk.set_new_key()
+    kiosk.save()
+    return kiosk, key

@@ -1,0 +1,112 @@
+"""A real daphne process on 127.0.0.1 over a throw-away database, for end-to-end tests and benchmarks."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg
+
+REPO = Path(__file__).resolve().parent.parent
+POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def throwaway_database(kind: str, directory: Path):
+    """A DATABASE_URL for a fresh SQLite file or a fresh PostgreSQL database, dropped afterwards."""
+    if kind == "sqlite":
+        yield f"sqlite:///{directory / 'reception.db'}"
+        return
+    name = f"reception_e2e_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class LiveServer:
+    """Daphne serving the project; `manage()` runs commands against the same database."""
+
+    def __init__(self, database_url: str, directory: Path, extra_env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "WORKFLOW_CHECKPOINT_PATH": str(directory / "checkpoints.db"),
+            "DJANGO_SETTINGS_MODULE": "reception_project.settings",
+            "LOG_LEVEL": "WARNING",
+            **(extra_env or {}),
+        }
+        self.process: subprocess.Popen | None = None
+        self.log = directory / "daphne.log"
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws/kiosk/"
+
+    def manage(self, *args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=REPO, env=self.env, capture_output=True, text=True, check=False
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stderr}")
+        return result.stdout
+
+    def prepare(self) -> str:
+        """Migrate, load the demo directory and return a new kiosk key."""
+        self.manage("migrate", "--noinput", "--verbosity", "0")
+        self.manage("seed_demo")
+        return self.create_kiosk()
+
+    def create_kiosk(self) -> str:
+        """A new kiosk's key."""
+        return self.manage("create_kiosk", f"e2e-{uuid.uuid4().hex[:6]}").strip().splitlines()[-1]
+
+    def start(self, timeout: float = 30.0) -> None:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(  # noqa: S603
+                [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "reception_project.asgi:application"],
+                cwd=REPO,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"daphne exited early:\n{self.log.read_text()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("daphne did not start listening in time")
+
+    def kill(self) -> None:
+        """Stop the process the hard way, as a crash or an OOM kill would."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()

@@ -1,0 +1,62 @@
+"""The kiosk page and the pairing link that lets a browser act as a kiosk."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import translation
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_http_methods
+
+from reception.models import Kiosk, KioskPairing, Visit
+
+from .kiosk_auth import DEVICE_COOKIE
+
+DEVICE_COOKIE_MAX_AGE = 365 * 24 * 3600
+
+
+def kiosk_page(request: HttpRequest) -> HttpResponse:
+    """The touch screen. Japanese unless `?lang=en`; tells staff when the browser is not paired."""
+    language = request.GET.get("lang", "ja")
+    if language not in dict(settings.LANGUAGES):
+        language = "ja"
+    translation.activate(language)
+    kiosk = Kiosk.objects.authenticate_device(request.COOKIES.get(DEVICE_COOKIE, ""))
+    context = {"kiosk": kiosk, "language": language, "kiosk_strings": _kiosk_strings()}
+    response = render(request, "kiosk/kiosk.html", context)
+    response.headers["Content-Language"] = language
+    return response
+
+
+def _kiosk_strings() -> dict[str, object]:
+    """The page script's words, in the active language."""
+    return {
+        "connected": _("Please speak or type."),
+        "connecting": _("Connecting…"),
+        "reconnecting": _("Connection lost. Reconnecting…"),
+        "thinking": _("One moment…"),
+        "unauthorized": _("This kiosk is not recognised. Please ask staff to pair it again."),
+        "error": _("Sorry, something went wrong. Please try again."),
+        "statuses": {value: str(label) for value, label in Visit.Status.choices},
+    }
+
+
+@require_http_methods(["GET", "POST"])
+def pair_kiosk(request: HttpRequest, token: str) -> HttpResponse:
+    """GET shows what will happen; POST redeems the one-time link and sets the device cookie."""
+    if request.method == "GET":
+        return render(request, "kiosk/pair.html", {"token": token})
+    device_token = KioskPairing.redeem(token)
+    if device_token is None:
+        return render(request, "kiosk/pair.html", {"token": token, "invalid": True}, status=400)
+    response = redirect("voice:kiosk")
+    response.set_cookie(
+        DEVICE_COOKIE,
+        device_token,
+        max_age=DEVICE_COOKIE_MAX_AGE,
+        httponly=True,
+        samesite="Strict",
+        secure=request.is_secure(),
+    )
+    return response
