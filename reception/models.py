@@ -46,7 +46,9 @@ class Kiosk(models.Model):
     location = models.CharField(
         _("location"), max_length=200, blank=True, help_text=_("Where visitors wait, e.g. 1F lobby sofas.")
     )
-    key_prefix = models.CharField(_("key prefix"), max_length=8, editable=False, help_text=_("First characters of the key, to tell keys apart."))
+    key_prefix = models.CharField(
+        _("key prefix"), max_length=8, editable=False, help_text=_("First characters of the key, to tell keys apart.")
+    )
     key_hash = models.CharField(_("key hash"), max_length=64, editable=False, unique=True)
     is_active = models.BooleanField(_("active"), default=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
@@ -80,8 +82,12 @@ class KioskPairing(models.Model):
     )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     paired_at = models.DateTimeField(_("paired at"), null=True, blank=True)
-    device_token_hash = models.CharField(_("device token hash"), max_length=64, blank=True, editable=False, db_index=True)
-    revoked = models.BooleanField(_("revoked"), default=False, help_text=_("A revoked pairing no longer lets its browser in."))
+    device_token_hash = models.CharField(
+        _("device token hash"), max_length=64, blank=True, editable=False, db_index=True
+    )
+    revoked = models.BooleanField(
+        _("revoked"), default=False, help_text=_("A revoked pairing no longer lets its browser in.")
+    )
 
     class Meta:
         verbose_name = _("kiosk pairing")
@@ -158,7 +164,9 @@ class Appointment(models.Model):
         verbose_name = _("appointment")
         verbose_name_plural = _("appointments")
         ordering = ["start"]
-        constraints = [models.CheckConstraint(condition=models.Q(end__gt=models.F("start")), name="appointment_ends_after_start")]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(end__gt=models.F("start")), name="appointment_ends_after_start")
+        ]
 
     def __str__(self) -> str:
         return f"{self.visitor_name} → {self.host.name} {timezone.localtime(self.start):%Y-%m-%d %H:%M}"
@@ -189,16 +197,24 @@ class Visit(models.Model):
         ENDED = "ended", _("ended before completion")
 
     session_id = models.CharField(_("session id"), max_length=64, unique=True)
-    kiosk = models.ForeignKey(Kiosk, null=True, blank=True, on_delete=models.SET_NULL, related_name="visits", verbose_name=_("kiosk"))
+    kiosk = models.ForeignKey(
+        Kiosk, null=True, blank=True, on_delete=models.SET_NULL, related_name="visits", verbose_name=_("kiosk")
+    )
     language = models.CharField(_("language"), max_length=2, default="ja")
     visitor_name = models.CharField(_("visitor name"), max_length=200, blank=True)
     company_name = models.CharField(_("company"), max_length=200, blank=True)
     purpose = models.CharField(_("purpose"), max_length=300, blank=True)
     host_name = models.CharField(_("host as said"), max_length=200, blank=True)
-    host = models.ForeignKey(StaffMember, null=True, blank=True, on_delete=models.SET_NULL, related_name="visits", verbose_name=_("host"))
-    visitor_type = models.CharField(_("visitor type"), max_length=20, choices=VisitorType.choices, default=VisitorType.UNKNOWN)
+    host = models.ForeignKey(
+        StaffMember, null=True, blank=True, on_delete=models.SET_NULL, related_name="visits", verbose_name=_("host")
+    )
+    visitor_type = models.CharField(
+        _("visitor type"), max_length=20, choices=VisitorType.choices, default=VisitorType.UNKNOWN
+    )
     status = models.CharField(_("status"), max_length=20, choices=Status.choices, default=Status.COLLECTING)
-    appointment = models.ForeignKey(Appointment, null=True, blank=True, on_delete=models.SET_NULL, verbose_name=_("appointment"))
+    appointment = models.ForeignKey(
+        Appointment, null=True, blank=True, on_delete=models.SET_NULL, verbose_name=_("appointment")
+    )
     appointment_found = models.BooleanField(_("appointment found"), default=False)
     host_notified = models.BooleanField(_("host notified"), default=False)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True, db_index=True)

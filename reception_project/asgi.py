@@ -13,7 +13,10 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from voice.legacy import warm_up_in_background  # noqa: E402
 from voice.routing import websocket_urlpatterns  # noqa: E402
+
+warm_up_in_background()
 
 application = ProtocolTypeRouter(
     {

@@ -64,7 +64,7 @@ TEMPLATES = [
 ]
 
 # Database: SQLite (WAL, immediate transactions, busy timeout) unless DATABASE_URL says otherwise.
-(BASE_DIR / "data").mkdir(exist_ok=True)
+(BASE_DIR / "data" / "staticfiles").mkdir(parents=True, exist_ok=True)
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'data' / 'ai_reception.db'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update(
@@ -79,9 +79,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Channel layer: in-process by default, Redis when several server processes share the work.
 REDIS_URL = env("REDIS_URL", default="")
 if REDIS_URL:
-    CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
-    }
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}}
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
@@ -108,6 +106,10 @@ OPENAI_CHAT_MODEL = env("OPENAI_CHAT_MODEL", default="gpt-4o-mini")
 REALTIME_API_URL = env("REALTIME_API_URL", default="") or ("wss://api.openai.com/v1/realtime" if OPENAI_API_KEY else "")
 REALTIME_MODEL = env("REALTIME_MODEL", default="gpt-realtime")
 LEGACY_ENGINES = env("LEGACY_ENGINES", default="") or ("openai" if OPENAI_API_KEY else "local")
+# Legacy path: silence that ends an utterance, and where the joined Whisper model is kept.
+LEGACY_END_OF_SPEECH_SILENCE_MS = env.int("LEGACY_END_OF_SPEECH_SILENCE_MS", default=600)
+SPEECH_WARM_UP = env.bool("SPEECH_WARM_UP", default=True)
+WHISPER_MODEL_DIR = env("WHISPER_MODEL_DIR", default=str(BASE_DIR / "data" / "models" / "whisper-base"))
 FEATURE_REALTIME_MODE_ENABLED = env.bool("FEATURE_REALTIME_MODE_ENABLED", default=False)
 FEATURE_REALTIME_ROLLOUT_PERCENTAGE = env.float("FEATURE_REALTIME_ROLLOUT_PERCENTAGE", default=0.0)
 FEATURE_REALTIME_ALLOWLIST_SESSIONS = env.list("FEATURE_REALTIME_ALLOWLIST_SESSIONS", default=[])
@@ -136,5 +138,11 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django": {"level": "INFO"}, "daphne": {"level": "WARNING"}},
+    # httpx logs every request URL at INFO; webhook URLs carry tokens, so it logs warnings only.
+    "loggers": {
+        "django": {"level": "INFO"},
+        "daphne": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+    },
 }

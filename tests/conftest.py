@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 
+# Tests load the speech models only where they use them (and the live servers they start, never).
+os.environ.setdefault("SPEECH_WARM_UP", "false")
+
 import pytest
 
 from reception.demo import create_demo_data

@@ -79,8 +79,17 @@ class LiveServer:
 
     def start(self, timeout: float = 30.0) -> None:
         with self.log.open("ab") as log:
-            self.process = subprocess.Popen(  # noqa: S603
-                [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "reception_project.asgi:application"],
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "daphne",
+                    "-b",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "reception_project.asgi:application",
+                ],
                 cwd=REPO,
                 env=self.env,
                 stdout=log,

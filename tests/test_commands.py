@@ -44,7 +44,10 @@ def test_import_staff_creates_then_updates(tmp_path):
         "鈴木 花子,すずき はなこ,Hanako Suzuki,開発部,suzuki@example.com\n",
     )
     assert "2 created, 0 updated" in run("import_staff", file)
-    file = write(tmp_path / "staff2.csv", "name,reading,romaji,department,email\n田中 一郎,たなか いちろう,Ichiro Tanaka,経営企画部,tanaka@example.com\n")
+    file = write(
+        tmp_path / "staff2.csv",
+        "name,reading,romaji,department,email\n田中 一郎,たなか いちろう,Ichiro Tanaka,経営企画部,tanaka@example.com\n",
+    )
     assert "0 created, 1 updated" in run("import_staff", file)
     assert StaffMember.objects.get(email="tanaka@example.com").department == "経営企画部"
 
@@ -52,7 +55,10 @@ def test_import_staff_creates_then_updates(tmp_path):
 def test_import_staff_with_a_bad_row_imports_nothing_and_names_the_line(tmp_path):
     file = write(
         tmp_path / "staff.csv",
-        "name,reading,romaji,department,email\n田中 一郎,たなか,Tanaka,営業部,tanaka@example.com\n,,,,\n佐藤,さとう,Sato,総務部,not-an-email\n",
+        "name,reading,romaji,department,email\n"
+        "田中 一郎,たなか,Tanaka,営業部,tanaka@example.com\n"
+        ",,,,\n"
+        "佐藤,さとう,Sato,総務部,not-an-email\n",
     )
     with pytest.raises(CommandError) as error:
         run("import_staff", file)
@@ -92,7 +98,10 @@ def test_import_appointments(tmp_path, demo_directory):
 )
 def test_import_appointments_rejects_bad_rows_whole(tmp_path, demo_directory, row, problem):
     before = Appointment.objects.count()
-    file = write(tmp_path / "a.csv", f"visitor_name,visitor_company,host,start,end\nA,B,Ken Sato,2026-11-30T09:00,2026-11-30T09:30\n{row}\n")
+    file = write(
+        tmp_path / "a.csv",
+        f"visitor_name,visitor_company,host,start,end\nA,B,Ken Sato,2026-11-30T09:00,2026-11-30T09:30\n{row}\n",
+    )
     with pytest.raises(CommandError, match=problem):
         run("import_appointments", file)
     assert Appointment.objects.count() == before
@@ -100,14 +109,38 @@ def test_import_appointments_rejects_bad_rows_whole(tmp_path, demo_directory, ro
 
 def test_export_visits_json_and_csv(tmp_path, kiosk_and_key):
     kiosk, _ = kiosk_and_key
-    Visit.objects.create(session_id="s1", kiosk=kiosk, visitor_name="山田 太郎", company_name="株式会社テスト", purpose="打ち合わせ",
-                         host_name="鈴木", visitor_type="appointment", status="host_notified", appointment_found=True, host_notified=True)
-    Visit.objects.create(session_id="s2", visitor_name="Jane, \"JD\" Doe", status="collecting")
+    Visit.objects.create(
+        session_id="s1",
+        kiosk=kiosk,
+        visitor_name="山田 太郎",
+        company_name="株式会社テスト",
+        purpose="打ち合わせ",
+        host_name="鈴木",
+        visitor_type="appointment",
+        status="host_notified",
+        appointment_found=True,
+        host_notified=True,
+    )
+    Visit.objects.create(session_id="s2", visitor_name='Jane, "JD" Doe', status="collecting")
     rows = json.loads(run("export_visits", "--format", "json"))
     assert [row["session_id"] for row in rows] == ["s1", "s2"]
-    assert rows[0]["visitor_name"] == "山田 太郎" and rows[0]["appointment_found"] is True and rows[0]["kiosk"] == "Test lobby"
-    expected = {"session_id", "visitor_name", "company_name", "purpose", "host_name", "visitor_type", "status",
-                "appointment_found", "host_notified", "created_at"}
+    assert (
+        rows[0]["visitor_name"] == "山田 太郎"
+        and rows[0]["appointment_found"] is True
+        and rows[0]["kiosk"] == "Test lobby"
+    )
+    expected = {
+        "session_id",
+        "visitor_name",
+        "company_name",
+        "purpose",
+        "host_name",
+        "visitor_type",
+        "status",
+        "appointment_found",
+        "host_notified",
+        "created_at",
+    }
     assert expected <= set(rows[0])
     output = tmp_path / "visits.csv"
     call_command("export_visits", "--format", "csv", "--output", str(output), stderr=io.StringIO())

@@ -11,7 +11,11 @@ from channels.testing import WebsocketCommunicator
 from reception.models import Kiosk, KioskPairing, Visit
 from reception_project.asgi import application
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio, pytest.mark.usefixtures("isolated_workflow_state")]
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.asyncio,
+    pytest.mark.usefixtures("isolated_workflow_state"),
+]
 
 
 def communicator(key: str | None = None, origin: str | None = None, cookie: str | None = None):
@@ -57,12 +61,22 @@ async def test_japanese_conversation_reaches_the_host_and_records_the_visit(demo
     connected, _ = await ws.connect()
     assert connected
     opening = await start(ws, session_id="ja-visit-1", language="ja")
-    assert opening[0] == {"type": "session.started", "session_id": "ja-visit-1", "mode": "legacy", "reason": "realtime_disabled"}
+    assert opening[0] == {
+        "type": "session.started",
+        "session_id": "ja-visit-1",
+        "mode": "legacy",
+        "reason": "realtime_disabled",
+    }
     assert of_type(opening, "transcript")["role"] == "assistant"
     assert of_type(opening, "visit.updated")["status"] == "collecting"
 
     turn = await say(ws, "株式会社テストの山田太郎です。鈴木さんと10時にお約束があります。")
-    assert turn[0] == {"type": "transcript", "role": "visitor", "text": "株式会社テストの山田太郎です。鈴木さんと10時にお約束があります。", "final": True}
+    assert turn[0] == {
+        "type": "transcript",
+        "role": "visitor",
+        "text": "株式会社テストの山田太郎です。鈴木さんと10時にお約束があります。",
+        "final": True,
+    }
     visit = of_type(turn, "visit.updated")
     assert visit["visitor_name"].replace(" ", "") == "山田太郎"
     assert "テスト" in visit["company_name"]
@@ -154,7 +168,11 @@ async def test_messages_before_session_start_are_refused(demo_directory, kiosk_a
 
 @pytest.mark.parametrize(
     ("fields", "code"),
-    [({"session_id": "bad id!"}, "invalid_session_id"), ({"session_id": "x" * 65}, "invalid_session_id"), ({"language": "fr"}, "invalid_language")],
+    [
+        ({"session_id": "bad id!"}, "invalid_session_id"),
+        ({"session_id": "x" * 65}, "invalid_session_id"),
+        ({"language": "fr"}, "invalid_language"),
+    ],
 )
 async def test_session_start_is_validated(kiosk_and_key, fields, code):
     _, key = kiosk_and_key
@@ -236,4 +254,3 @@ async def test_reconnecting_with_the_same_session_continues_without_asking_again
     visit = of_type(resumed, "visit.updated")
     assert visit["visitor_name"].replace(" ", "") == "山田太郎" and "テスト" in visit["company_name"]
     await ws.disconnect()
-

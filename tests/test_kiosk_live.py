@@ -13,10 +13,12 @@ import websockets
 from tests.live_server import LiveServer, throwaway_database
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def live_server(request, tmp_path):
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=[pytest.mark.postgres, pytest.mark.redis])])
+def kiosk_server(request, tmp_path):
+    """The embedded default (SQLite, in-process layer) and the multi-process set-up (PostgreSQL, Redis)."""
+    extra_env = {"REDIS_URL": "redis://127.0.0.1:6379/15"} if request.param == "postgres" else {}
     with throwaway_database(request.param, tmp_path) as database_url:
-        server = LiveServer(database_url, tmp_path)
+        server = LiveServer(database_url, tmp_path, extra_env)
         server.key = server.prepare()
         server.start()
         yield server
@@ -45,20 +47,20 @@ async def send(ws, message: dict) -> list[dict]:
     return await next_turn(ws)
 
 
-async def test_conversation_survives_a_process_kill(live_server):
-    ws = await connect(live_server)
+async def test_conversation_survives_a_process_kill(kiosk_server):
+    ws = await connect(kiosk_server)
     opening = await send(ws, {"type": "session.start", "session_id": "live-restart-1", "language": "ja"})
     assert opening[0]["type"] == "session.started" and opening[0]["mode"] == "legacy"
     turn = await send(ws, {"type": "input_text", "text": "株式会社テストの山田太郎です。"})
     pending_question = last(turn, "transcript")["text"]
     assert last(turn, "visit.updated")["visitor_name"].replace(" ", "") == "山田太郎"
 
-    live_server.kill()
+    kiosk_server.kill()
     with pytest.raises(websockets.ConnectionClosed):
         await ws.recv()
-    live_server.start()
+    kiosk_server.start()
 
-    ws = await connect(live_server)
+    ws = await connect(kiosk_server)
     resumed = await send(ws, {"type": "session.start", "session_id": "live-restart-1", "language": "ja"})
     assert last(resumed, "transcript")["text"] == pending_question
     assert "テスト" in last(resumed, "visit.updated")["company_name"]
@@ -71,7 +73,7 @@ async def test_conversation_survives_a_process_kill(live_server):
     visit_id = last(ended, "session.ended")["visit_id"]
     await ws.close()
 
-    exported = {row["session_id"]: row for row in json.loads(live_server.manage("export_visits", "--format", "json"))}
+    exported = {row["session_id"]: row for row in json.loads(kiosk_server.manage("export_visits", "--format", "json"))}
     row = exported["live-restart-1"]
     assert row["visitor_name"].replace(" ", "") == "山田太郎"
     assert row["appointment_found"] is True and row["host_notified"] is True

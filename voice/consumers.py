@@ -1,7 +1,7 @@
 """The kiosk socket `/ws/kiosk/`: authenticate, validate frames, hand them to the session, send back.
 
-The consumer stays thin: validation lives in `voice.protocol`, the conversation in
-`reception.workflow`; blocking work (database, workflow) runs in worker threads.
+The consumer stays thin: validation lives in `voice.protocol`, the voice path in
+`voice.legacy`, the conversation in `reception.workflow`.
 """
 
 from __future__ import annotations
@@ -10,25 +10,21 @@ import json
 import logging
 import uuid
 
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from reception import workflow
 from reception.models import Visit
 
+from .blocking import run_blocking
 from .kiosk_auth import authenticate_kiosk, origin_allowed
+from .legacy import LegacyAudioService, decode_audio_append
 from .protocol import KioskMessage, ProtocolError, parse_text_frame
 
 logger = logging.getLogger(__name__)
 
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN_ORIGIN = 4403
-
-
-def run_blocking(func):
-    """Run a blocking (database, workflow) call in the thread pool, not the single sync thread."""
-    return database_sync_to_async(func, thread_sensitive=False)
 
 
 def _session_owned_elsewhere(session_id: str, kiosk_id: int) -> bool:
@@ -39,8 +35,7 @@ class KioskConsumer(AsyncWebsocketConsumer):
     """One kiosk connection; at most one reception session at a time."""
 
     kiosk = None
-    session_id: str | None = None
-    language = "ja"
+    voice_path: LegacyAudioService | None = None
 
     async def connect(self) -> None:
         if not origin_allowed(self.scope):
@@ -54,6 +49,11 @@ class KioskConsumer(AsyncWebsocketConsumer):
                 ProtocolError("unauthorized", "This kiosk is not recognised: send its key or pair it from the admin.")
             )
             await self.close(code=CLOSE_UNAUTHORIZED)
+
+    async def disconnect(self, code: int) -> None:
+        # The conversation stays checkpointed: reconnecting with the session id continues it.
+        if self.voice_path is not None:
+            await self.voice_path.close()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.kiosk is None:
@@ -70,59 +70,56 @@ class KioskConsumer(AsyncWebsocketConsumer):
         if message.type == "session.start":
             await self.start_session(**message.fields)
             return
-        if self.session_id is None:
+        if self.voice_path is None:
             raise ProtocolError("session_not_started", "Send session.start first.")
         if message.type == "input_text":
-            await self.answer_text(message.fields["text"])
+            await self.voice_path.handle_text(message.fields["text"])
+        elif message.type == "input_audio.append":
+            await self.receive_audio(decode_audio_append(message.fields["audio"]))
+        elif message.type == "input_audio.commit":
+            await self.voice_path.commit()
+        elif message.type == "response.cancel":
+            await self.voice_path.interrupt()
         elif message.type == "session.end":
             await self.end_session("client_ended")
-        else:
-            await self.receive_audio_control(message)
 
-    async def start_session(self, session_id: str | None, language: str) -> None:
-        if self.session_id is not None:
+    async def start_session(self, session_id: str | None, language: str, voice: bool) -> None:
+        """`voice`: the kiosk listens and speaks, so replies are spoken from the greeting on."""
+        if self.voice_path is not None:
             raise ProtocolError("session_already_started", "This connection already has a session.")
         session_id = session_id or uuid.uuid4().hex
         if await run_blocking(_session_owned_elsewhere)(session_id, self.kiosk.pk):
             raise ProtocolError("session_forbidden", "That session belongs to another kiosk.")
-        self.session_id, self.language = session_id, language
+        self.voice_path = LegacyAudioService(session_id, language, self, speak=voice)
         reason = "realtime_disabled" if not settings.FEATURE_REALTIME_MODE_ENABLED else "realtime_unavailable"
-        await self.send_json({"type": "session.started", "session_id": session_id, "mode": "legacy", "reason": reason})
-        turn = await run_blocking(workflow.start)(session_id, language, self.kiosk.pk)
-        await self.send_turn(turn)
-
-    async def answer_text(self, text: str) -> None:
-        await self.send_json({"type": "transcript", "role": "visitor", "text": text, "final": True})
-        turn = await run_blocking(workflow.handle_text)(self.session_id, text)
-        await self.send_turn(turn)
+        await self.send_message(
+            {"type": "session.started", "session_id": session_id, "mode": "legacy", "reason": reason}
+        )
+        await self.voice_path.open(self.kiosk.pk)
 
     async def end_session(self, reason: str) -> None:
-        visit_id = await run_blocking(workflow.end)(self.session_id, reason)
-        await self.send_json({"type": "session.ended", "reason": reason, "visit_id": visit_id})
-        self.session_id = None
+        voice_path, self.voice_path = self.voice_path, None
+        await voice_path.close()
+        visit_id = await run_blocking(workflow.end)(voice_path.session_id, reason)
+        await self.send_message({"type": "session.ended", "reason": reason, "visit_id": visit_id})
         await self.close()
 
-    async def receive_audio(self, data: bytes) -> None:
-        if self.session_id is None:
+    async def receive_audio(self, pcm16: bytes) -> None:
+        if self.voice_path is None:
             raise ProtocolError("session_not_started", "Send session.start first.")
-        if len(data) > settings.KIOSK_MAX_FRAME_BYTES:
+        if len(pcm16) > settings.KIOSK_MAX_FRAME_BYTES:
             raise ProtocolError("frame_too_large", f"Frames are limited to {settings.KIOSK_MAX_FRAME_BYTES} bytes.")
-        raise ProtocolError("audio_unavailable", "Voice input is not available on this server; please type.")
-
-    async def receive_audio_control(self, message: KioskMessage) -> None:
-        if message.type == "response.cancel":
-            return  # Text replies are sent whole; there is nothing to stop.
-        raise ProtocolError("audio_unavailable", "Voice input is not available on this server; please type.")
-
-    async def send_turn(self, turn: workflow.TurnResult) -> None:
-        """One assistant turn: its words, what has been collected, and the end-of-turn marker."""
-        await self.send_json({"type": "transcript", "role": "assistant", "text": turn.reply, "final": True})
-        await self.send_json({"type": "visit.updated", **turn.visit})
-        await self.send_json({"type": "response.done"})
+        if len(pcm16) % 2:
+            raise ProtocolError("invalid_audio", "PCM16 audio has an even number of bytes.")
+        await self.voice_path.feed_audio(pcm16)
 
     async def send_error(self, error: ProtocolError) -> None:
-        logger.info("kiosk %s session %s error %s", getattr(self.kiosk, "pk", None), self.session_id, error.code)
-        await self.send_json(error.as_message())
+        session_id = self.voice_path.session_id if self.voice_path else None
+        logger.info("kiosk %s session %s error %s", getattr(self.kiosk, "pk", None), session_id, error.code)
+        await self.send_message(error.as_message())
 
-    async def send_json(self, content: dict) -> None:
-        await self.send(text_data=json.dumps(content, ensure_ascii=False))
+    async def send_message(self, message: dict) -> None:
+        await self.send(text_data=json.dumps(message, ensure_ascii=False))
+
+    async def send_audio(self, pcm16: bytes) -> None:
+        await self.send(bytes_data=pcm16)

@@ -70,7 +70,10 @@ def _validate_session_start(data: dict[str, Any]) -> dict[str, Any]:
     language = data.get("language", "ja")
     if language not in LANGUAGES:
         raise ProtocolError("invalid_language", "language must be 'ja' or 'en'.")
-    return {"session_id": session_id, "language": language}
+    voice = data.get("voice", False)
+    if not isinstance(voice, bool):
+        raise ProtocolError("invalid_message", "voice must be true or false.")
+    return {"session_id": session_id, "language": language, "voice": voice}
 
 
 def _validate_input_text(data: dict[str, Any]) -> dict[str, Any]:

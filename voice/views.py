@@ -39,6 +39,10 @@ def _kiosk_strings() -> dict[str, object]:
         "unauthorized": _("This kiosk is not recognised. Please ask staff to pair it again."),
         "error": _("Sorry, something went wrong. Please try again."),
         "statuses": {value: str(label) for value, label in Visit.Status.choices},
+        "modes": {"realtime": _("Realtime"), "legacy": _("Legacy")},
+        "states": {"listening": _("Listening"), "thinking": _("Thinking"), "speaking": _("Speaking"), "idle": ""},
+        "mic_refused": _("The microphone is not allowed. Please type your answers, or ask staff to allow it."),
+        "mic_missing": _("No microphone was found. Please type your answers."),
     }
 
 

@@ -1,4 +1,5 @@
-// The kiosk page: one reception session over /ws/kiosk/, typed input for now.
+// The kiosk page: one reception session over /ws/kiosk/, by voice (hands-free or push-to-talk)
+// or by typing. Audio goes up as binary PCM16 24 kHz frames and comes back the same way.
 "use strict";
 
 (() => {
@@ -13,13 +14,19 @@
   let socket = null;
   let resetTimer = null;
   let retryDelay = 1000;
+  let microphone = "off"; // off | on | refused
+  let talkHeld = false;
 
   function setStatus(text) { el("connection-status").textContent = text; }
+
+  function setState(state) {
+    el("voice-state").dataset.state = state;
+    el("voice-state").textContent = strings.states[state] || "";
+  }
 
   function setEnabled(enabled) {
     el("visitor-text").disabled = !enabled;
     el("send").disabled = !enabled;
-    if (enabled) el("visitor-text").focus();
   }
 
   function addHistory(role, text) {
@@ -39,46 +46,90 @@
     if (FINISHED.includes(visit.status)) resetTimer = setTimeout(restart, RESET_AFTER_MS);
   }
 
+  function showMode(mode) {
+    main.dataset.mode = mode;
+    el("mode-badge").textContent = strings.modes[mode] || mode;
+  }
+
   function clearScreen() {
     el("assistant-now").textContent = "";
     el("history").replaceChildren();
     showVisit({});
   }
 
+  function idleState() { return microphone === "on" ? "listening" : "idle"; }
+
   const handlers = {
     "session.started": (message) => {
       sessionStorage.setItem(SESSION_KEY, message.session_id);
-      main.dataset.mode = message.mode;
+      showMode(message.mode);
     },
+    "mode.changed": (message) => showMode(message.mode),
     "transcript": (message) => {
       if (message.role === "assistant") el("assistant-now").textContent = message.text;
+      if (message.role === "visitor" && message.final) setState("thinking");
       if (message.final) addHistory(message.role, message.text);
     },
     "visit.updated": showVisit,
-    "response.done": () => { setStatus(strings.connected); setEnabled(true); },
-    "mode.changed": (message) => { main.dataset.mode = message.mode; },
+    "response.done": (message) => {
+      if (message.status === "cancelled") KioskAudio.stop();
+      if (!KioskAudio.isPlaying()) setState(idleState());
+      setStatus(strings.connected);
+      setEnabled(true);
+    },
     "session.ended": () => { sessionStorage.removeItem(SESSION_KEY); },
     "error": (message) => {
       if (message.code === "unauthorized") { setStatus(strings.unauthorized); return; }
       if (message.code === "session_forbidden") sessionStorage.removeItem(SESSION_KEY);
+      if (message.code === "input_audio_empty") { setState(idleState()); return; }
       setStatus(strings.error);
       setEnabled(true);
     },
   };
 
+  function onAudio(buffer) {
+    setState("speaking");
+    KioskAudio.play(buffer, () => setState(idleState()));
+  }
+
+  function send(message) {
+    if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(message));
+  }
+
+  async function startMicrophone() {
+    if (microphone !== "off") return;
+    try {
+      await KioskAudio.startCapture((frame) => {
+        const handsFree = el("hands-free").checked;
+        if ((handsFree || talkHeld) && socket && socket.readyState === WebSocket.OPEN) socket.send(frame);
+      });
+      microphone = "on";
+      el("talk").hidden = false;
+      el("hands-free-label").hidden = false;
+      setState("listening");
+    } catch (error) {
+      microphone = "refused";
+      el("mic-message").hidden = false;
+      el("mic-message").textContent = error.name === "NotAllowedError" ? strings.mic_refused : strings.mic_missing;
+      setState("idle");
+    }
+  }
+
   function connect() {
     const scheme = location.protocol === "https:" ? "wss://" : "ws://";
     socket = new WebSocket(scheme + location.host + "/ws/kiosk/");
+    socket.binaryType = "arraybuffer";
     setStatus(strings.connecting);
     socket.addEventListener("open", () => {
       retryDelay = 1000;
-      const start = { type: "session.start", language };
+      const start = { type: "session.start", language, voice: true };
       const previous = sessionStorage.getItem(SESSION_KEY);
       if (previous) start.session_id = previous;  // a reload or reconnect continues the same visit
       socket.send(JSON.stringify(start));
+      startMicrophone();
     });
     socket.addEventListener("message", (event) => {
-      if (typeof event.data !== "string") return;
+      if (typeof event.data !== "string") { onAudio(event.data); return; }
       const message = JSON.parse(event.data);
       (handlers[message.type] || (() => {}))(message);
     });
@@ -94,10 +145,11 @@
 
   function restart() {
     clearTimeout(resetTimer);
+    KioskAudio.stop();
     sessionStorage.removeItem(SESSION_KEY);
     clearScreen();
     if (socket && socket.readyState === WebSocket.OPEN) {
-      socket.send(JSON.stringify({ type: "session.end" }));  // the server closes; we open a fresh session
+      send({ type: "session.end" });  // the server closes; then a fresh session starts
       socket.addEventListener("close", () => setTimeout(connect, 100), { once: true });
     } else {
       connect();
@@ -108,11 +160,30 @@
     event.preventDefault();
     const text = el("visitor-text").value.trim();
     if (!text || !socket || socket.readyState !== WebSocket.OPEN) return;
-    socket.send(JSON.stringify({ type: "input_text", text }));
+    if (KioskAudio.isPlaying()) { KioskAudio.stop(); send({ type: "response.cancel" }); }
+    send({ type: "input_text", text });
     el("visitor-text").value = "";
     setEnabled(false);
+    setState("thinking");
     setStatus(strings.thinking);
   });
+
+  const talk = el("talk");
+  talk.addEventListener("pointerdown", (event) => {
+    event.preventDefault();
+    talkHeld = true;
+    talk.classList.add("held");
+    if (KioskAudio.isPlaying()) { KioskAudio.stop(); send({ type: "response.cancel" }); }
+    setState("listening");
+  });
+  const release = () => {
+    if (!talkHeld) return;
+    talkHeld = false;
+    talk.classList.remove("held");
+    if (!el("hands-free").checked) send({ type: "input_audio.commit" });
+  };
+  talk.addEventListener("pointerup", release);
+  talk.addEventListener("pointerleave", release);
   el("restart").addEventListener("click", restart);
 
   connect();

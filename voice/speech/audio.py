@@ -63,8 +63,9 @@ class Resampler:
     Not thread-safe: one stream, one owner.
     """
 
-    def __init__(self, in_rate: int = KIOSK_SAMPLE_RATE, out_rate: int = RECOGNITION_SAMPLE_RATE,
-                 quality: str = "HQ") -> None:
+    def __init__(
+        self, in_rate: int = KIOSK_SAMPLE_RATE, out_rate: int = RECOGNITION_SAMPLE_RATE, quality: str = "HQ"
+    ) -> None:
         self.in_rate = in_rate
         self.out_rate = out_rate
         self.quality = quality
@@ -73,8 +74,7 @@ class Resampler:
     def _new_stream(self) -> soxr.ResampleStream | None:
         if self.in_rate == self.out_rate:
             return None
-        return soxr.ResampleStream(self.in_rate, self.out_rate, 1, dtype="float32",
-                                   quality=self.quality)
+        return soxr.ResampleStream(self.in_rate, self.out_rate, 1, dtype="float32", quality=self.quality)
 
     def process(self, samples: np.ndarray) -> np.ndarray:
         """Feed float32 samples, get whatever output is ready (may be empty)."""

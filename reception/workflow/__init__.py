@@ -1,0 +1,253 @@
+"""The reception workflow's public API, shared by both voice paths (Legacy text and Realtime tool calls).
+
+All calls are synchronous and touch the database and the checkpointer: call them from a worker thread
+(`sync_to_async(..., thread_sensitive=False)`), never from the event loop. Calls for one session are
+serialised by a per-session lock; different sessions run in parallel.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+from langgraph.graph.state import CompiledStateGraph
+
+from reception.models import Visit
+
+from .checkpoint import get_checkpointer, reset_checkpointer
+from .graph import STEP_CHOOSE_HOST, STEP_CONFIRM, STEP_DONE, build_graph, missing_fields
+from .state import ReceptionState
+from .tools import TOOLS, validate_arguments
+from .understanding import LanguageUnderstanding, Understanding, get_understanding
+
+logger = logging.getLogger(__name__)
+
+VISIT_KEYS = ("visitor_name", "company_name", "purpose", "host_name", "visitor_type", "status")
+
+
+@dataclass
+class TurnResult:
+    """What one turn produced: the reply to speak, the contract's `visit.updated` fields, and the outcome."""
+
+    reply: str
+    visit: dict[str, str]
+    visit_id: int | None
+    finished: bool
+    resumed: bool = False
+
+
+@dataclass
+class ToolCallResult:
+    """`output` goes back as the `function_call_output`; `turn` is None when the call was rejected."""
+
+    output: dict[str, Any]
+    turn: TurnResult | None = field(default=None)
+
+
+def visit_fields(state: ReceptionState) -> dict[str, str]:
+    """Exactly the contract keys of `visit.updated`, as strings."""
+    values = {key: str(state.get(key) or "") for key in VISIT_KEYS}
+    values["visitor_type"] = values["visitor_type"] or Visit.VisitorType.UNKNOWN
+    values["status"] = values["status"] or Visit.Status.COLLECTING
+    return values
+
+
+class ReceptionWorkflow:
+    """The conversation of each kiosk session, checkpointed per session id (thread id = session id)."""
+
+    def __init__(self, understanding: LanguageUnderstanding | None = None) -> None:
+        self._understanding = understanding
+        self._lock = threading.Lock()
+        self._session_locks: dict[str, threading.Lock] = {}
+        self._compiled: CompiledStateGraph | None = None
+        self._compiled_for: object | None = None
+
+    # --- public API ------------------------------------------------------------------------------------------
+
+    def start(self, session_id: str, language: str, kiosk_id: int | None) -> TurnResult:
+        """Greet a new session; a session with state is not greeted again: its pending question comes back."""
+        with self._session(session_id):
+            state = self._state(session_id)
+            if state.get("step"):
+                return self._result(state, resumed=True)
+            language = language if language in ("ja", "en") else "ja"
+            initial = {"session_id": session_id, "language": language, "kiosk_id": kiosk_id, "messages": []}
+            return self._result(self._invoke(session_id, initial))
+
+    def handle_text(self, session_id: str, text: str) -> TurnResult:
+        """One visitor utterance (speech-to-text or typed), at most KIOSK_MAX_TEXT_CHARS characters are read."""
+        text = (text or "").strip()[: settings.KIOSK_MAX_TEXT_CHARS]
+        with self._session(session_id):
+            return self._result(self._invoke(session_id, self._turn_input(session_id, {"kind": "text", "text": text})))
+
+    def handle_tool_call(self, session_id: str, name: str, arguments: dict) -> ToolCallResult:
+        """A Realtime function call: a structured error for bad calls (never raises), else the same turn as text."""
+        error = validate_arguments(name, arguments)
+        if error is not None:
+            return ToolCallResult(output=error)
+        with self._session(session_id):
+            state = self._state(session_id)
+            step = state.get("step", "")
+            if name == "confirm_visitor_info" and step != STEP_CONFIRM:
+                return ToolCallResult(output=self._not_expected(state, "There is nothing to confirm yet."))
+            if name == "choose_host" and step != STEP_CHOOSE_HOST:
+                return ToolCallResult(output=self._not_expected(state, "No choice between hosts is pending."))
+            given = {
+                "collect_visitor_info": {"kind": "fields", "fields": arguments},
+                "confirm_visitor_info": {"kind": "confirm", "confirmed": arguments.get("confirmed")},
+                "report_delivery": {"kind": "delivery", **arguments},
+                "choose_host": {"kind": "host_choice", "department": arguments.get("department")},
+            }[name]
+            values = self._invoke(session_id, self._turn_input(session_id, given))
+        turn = self._result(values)
+        output = {
+            "ok": True,
+            "reply": turn.reply,
+            "visit": turn.visit,
+            "missing": missing_fields(values) if not turn.finished else [],
+            "awaiting": values.get("expecting", "") if not turn.finished else "",
+            "finished": turn.finished,
+        }
+        return ToolCallResult(output=output, turn=turn)
+
+    def snapshot(self, session_id: str) -> TurnResult | None:
+        """The session's current state (last reply, visit fields), or None for an unknown session."""
+        state = self._state(session_id)
+        return self._result(state) if state.get("step") else None
+
+    def end(self, session_id: str, reason: str) -> int | None:
+        """Close the session: an unfinished Visit becomes ENDED; returns the visit id (None if there was none)."""
+        with self._session(session_id):
+            visit = Visit.objects.filter(session_id=session_id).first()
+            if visit is None:
+                return None
+            unfinished = (Visit.Status.COLLECTING, Visit.Status.CONFIRMING)
+            ended = Visit.objects.filter(pk=visit.pk, status__in=unfinished).update(
+                status=Visit.Status.ENDED, completed_at=timezone.now()
+            )
+            if ended and self._state(session_id).get("step"):
+                self._graph().update_state(
+                    self._config(session_id),
+                    {"step": STEP_DONE, "status": Visit.Status.ENDED, "finished": True},
+                    as_node="project",
+                )
+            logger.info(
+                "session %s ended (%s), visit %s%s", session_id, reason, visit.pk, " marked ENDED" if ended else ""
+            )
+        with self._lock:
+            self._session_locks.pop(session_id, None)
+        return visit.pk
+
+    def forget(self, session_id: str) -> None:
+        """Delete the session's checkpoints (the conversation text); for retention purges. The Visit row stays."""
+        with self._session(session_id):
+            get_checkpointer().delete_thread(session_id)
+        with self._lock:
+            self._session_locks.pop(session_id, None)
+
+    # --- internals -------------------------------------------------------------------------------------------
+
+    def _graph(self) -> CompiledStateGraph:
+        checkpointer = get_checkpointer()
+        with self._lock:
+            if self._compiled is None or self._compiled_for is not checkpointer:
+                self._compiled = build_graph(self._understanding).compile(checkpointer=checkpointer)
+                self._compiled_for = checkpointer
+            return self._compiled
+
+    def _session(self, session_id: str) -> threading.Lock:
+        with self._lock:
+            return self._session_locks.setdefault(session_id, threading.Lock())
+
+    @staticmethod
+    def _config(session_id: str) -> dict:
+        return {"configurable": {"thread_id": session_id}}
+
+    def _state(self, session_id: str) -> ReceptionState:
+        return self._graph().get_state(self._config(session_id)).values or {}
+
+    def _invoke(self, session_id: str, values: dict) -> ReceptionState:
+        return self._graph().invoke(values, self._config(session_id))
+
+    def _turn_input(self, session_id: str, given: dict) -> dict:
+        """The invocation input; a session that was never started gets its identity and language here."""
+        if self._state(session_id).get("step"):
+            return {"input": given}
+        text = given.get("text", "")
+        language = "ja" if any("\u3040" <= ch <= "\u9fff" for ch in text) or not text else "en"
+        return {"input": given, "session_id": session_id, "language": language, "kiosk_id": None, "messages": []}
+
+    @staticmethod
+    def _not_expected(state: ReceptionState, message: str) -> dict:
+        return {
+            "ok": False,
+            "error": "not_expected",
+            "message": message,
+            "missing": missing_fields(state) if state else ["company_name", "visitor_name", "purpose", "host_name"],
+            "awaiting": state.get("expecting", ""),
+        }
+
+    @staticmethod
+    def _result(state: ReceptionState, resumed: bool = False) -> TurnResult:
+        return TurnResult(
+            reply=state.get("reply", ""),
+            visit=visit_fields(state),
+            visit_id=state.get("visit_id"),
+            finished=bool(state.get("finished")),
+            resumed=resumed,
+        )
+
+
+_default = ReceptionWorkflow()
+
+
+def start(session_id: str, language: str, kiosk_id: int | None) -> TurnResult:
+    """`ReceptionWorkflow.start` on the process-wide workflow."""
+    return _default.start(session_id, language, kiosk_id)
+
+
+def handle_text(session_id: str, text: str) -> TurnResult:
+    """`ReceptionWorkflow.handle_text` on the process-wide workflow."""
+    return _default.handle_text(session_id, text)
+
+
+def handle_tool_call(session_id: str, name: str, arguments: dict) -> ToolCallResult:
+    """`ReceptionWorkflow.handle_tool_call` on the process-wide workflow."""
+    return _default.handle_tool_call(session_id, name, arguments)
+
+
+def snapshot(session_id: str) -> TurnResult | None:
+    """`ReceptionWorkflow.snapshot` on the process-wide workflow."""
+    return _default.snapshot(session_id)
+
+
+def end(session_id: str, reason: str) -> int | None:
+    """`ReceptionWorkflow.end` on the process-wide workflow."""
+    return _default.end(session_id, reason)
+
+
+def forget(session_id: str) -> None:
+    """`ReceptionWorkflow.forget` on the process-wide workflow."""
+    _default.forget(session_id)
+
+
+__all__ = [
+    "TOOLS",
+    "LanguageUnderstanding",
+    "ReceptionWorkflow",
+    "ToolCallResult",
+    "TurnResult",
+    "Understanding",
+    "end",
+    "forget",
+    "get_understanding",
+    "handle_text",
+    "handle_tool_call",
+    "reset_checkpointer",
+    "snapshot",
+    "start",
+]

@@ -1,0 +1,82 @@
+"""The workflow's checkpointer: one per process, created lazily, in the database the project uses.
+
+SQLite deployments keep checkpoints in their own file (settings.WORKFLOW_CHECKPOINT_PATH, WAL, busy timeout)
+so long checkpoint writes never hold Django's database lock; PostgreSQL deployments keep them in the same
+database through a psycopg pool.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from django.conf import settings
+from langgraph.checkpoint.base import BaseCheckpointSaver
+
+_BUSY_TIMEOUT_MS = 20_000
+_lock = threading.Lock()
+_saver: BaseCheckpointSaver | None = None
+_close: Callable[[], None] | None = None
+
+
+def get_checkpointer() -> BaseCheckpointSaver:
+    """The process's checkpointer, created and set up on first use (thread-safe)."""
+    global _saver, _close
+    with _lock:
+        if _saver is None:
+            _saver, _close = _create()
+        return _saver
+
+
+def reset_checkpointer() -> None:
+    """Close and forget the checkpointer; the next call creates a new one (tests, simulated restarts)."""
+    global _saver, _close
+    with _lock:
+        if _close is not None:
+            _close()
+        _saver, _close = None, None
+
+
+def _create() -> tuple[BaseCheckpointSaver, Callable[[], None]]:
+    database = settings.DATABASES["default"]
+    if "postgresql" in database["ENGINE"]:
+        return _create_postgres(database)
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    path = Path(settings.WORKFLOW_CHECKPOINT_PATH)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # check_same_thread=False is safe: SqliteSaver serialises access with its own lock.
+    conn = sqlite3.connect(path, check_same_thread=False, timeout=_BUSY_TIMEOUT_MS / 1000)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    saver = SqliteSaver(conn)
+    saver.setup()
+    return saver, conn.close
+
+
+def _create_postgres(database: dict) -> tuple[BaseCheckpointSaver, Callable[[], None]]:
+    from langgraph.checkpoint.postgres import PostgresSaver
+    from psycopg.conninfo import make_conninfo
+    from psycopg.rows import dict_row
+    from psycopg_pool import ConnectionPool
+
+    conninfo = make_conninfo(
+        dbname=database.get("NAME") or "",
+        user=database.get("USER") or None,
+        password=database.get("PASSWORD") or None,
+        host=database.get("HOST") or None,
+        port=str(database["PORT"]) if database.get("PORT") else None,
+    )
+    pool = ConnectionPool(
+        conninfo,
+        min_size=1,
+        max_size=10,
+        kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
+        open=True,
+    )
+    saver = PostgresSaver(pool)
+    saver.setup()
+    return saver, pool.close

@@ -1,0 +1,50 @@
+"""The reception workflow's state: one per kiosk session, checkpointed after every turn."""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated, TypedDict
+
+
+class Message(TypedDict):
+    """One line of the conversation."""
+
+    role: str  # "visitor" or "assistant"
+    text: str
+
+
+class ReceptionState(TypedDict, total=False):
+    """Everything the conversation knows. Nodes return partial updates; `messages` is appended to."""
+
+    session_id: str
+    kiosk_id: int | None
+    language: str
+    visit_id: int | None
+    # What the visitor told us (as said; the matched host is host_id).
+    visitor_name: str
+    company_name: str
+    purpose: str
+    host_name: str
+    host_department: str
+    visitor_type: str
+    needs_signature: bool
+    # Where the conversation stands.
+    step: str  # "" (new), "collect", "confirm", "choose_host", "done"
+    expecting: str  # the field or answer the last reply asked for
+    correction_count: int
+    correcting: bool  # a "no" at confirmation was counted; the values that follow are the same correction
+    unclear_count: int
+    desk_reason: str
+    host_candidates: list[int]
+    # Outcome.
+    host_id: int | None
+    appointment_id: int | None
+    appointment_found: bool
+    host_notified: bool
+    status: str
+    finished: bool
+    # This turn: the input (text or structured fields), its reading, and the answer.
+    input: dict
+    understood: dict
+    reply: str
+    messages: Annotated[list[Message], operator.add]

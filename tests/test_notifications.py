@@ -1,0 +1,174 @@
+"""Host notification: e-mail (locmem), webhook against a real local HTTP server, retries, desk fallback."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+from django.core import mail
+
+from reception.models import HostNotification, Kiosk, StaffMember, Visit
+from reception.notifications import (
+    EmailNotifier,
+    WebhookNotifier,
+    compose_message,
+    notifier_for,
+    notify_host,
+    notify_with_fallback,
+)
+
+SECRET_PATH = "/hooks/T000/B000/s3cr3t-token"
+
+
+class FlakyWebhook:
+    """A Slack-like webhook on 127.0.0.1 that fails the first `failures` requests (None: always)."""
+
+    def __init__(self, failures: int | None) -> None:
+        self.failures = failures
+        self.received: list[dict] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                owner.received.append(body)
+                failing = owner.failures is None or len(owner.received) <= owner.failures
+                self.send_response(500 if failing else 200)
+                self.end_headers()
+                self.wfile.write(b"error" if failing else b"ok")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}{SECRET_PATH}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FlakyWebhook:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def notify_settings(settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    settings.NOTIFICATION_MAX_ATTEMPTS = 3
+    settings.NOTIFICATION_RETRY_DELAY_SECONDS = 0
+    settings.NOTIFICATION_WEBHOOK_TIMEOUT_SECONDS = 2
+    return settings
+
+
+@pytest.fixture
+def visit(db):
+    kiosk = Kiosk(name="Lobby 1", location="1階ロビー")
+    kiosk.set_new_key()
+    kiosk.save()
+    return Visit.objects.create(
+        session_id="n-1",
+        kiosk=kiosk,
+        visitor_name="山田太郎",
+        company_name="株式会社テスト",
+        purpose="打ち合わせ",
+        host_name="田中",
+        visitor_type=Visit.VisitorType.NO_APPOINTMENT,
+    )
+
+
+@pytest.fixture
+def desk(db):
+    return StaffMember.objects.create(name="受付", email="desk@example.com", is_reception_desk=True)
+
+
+def _webhook_host(url: str) -> StaffMember:
+    return StaffMember.objects.create(name="田中 一郎", notify_via=StaffMember.NotifyVia.WEBHOOK, webhook_url=url)
+
+
+@pytest.mark.django_db
+def test_email_is_sent_and_recorded(notify_settings, visit):
+    host = StaffMember.objects.create(name="田中 一郎", email="tanaka@example.com")
+    row = notify_host(visit, host, compose_message(visit, "no_appointment"))
+    assert row.status == HostNotification.Status.SENT and row.attempts == 1 and row.sent_at is not None
+    assert row.channel == "email"
+    assert len(mail.outbox) == 1 and mail.outbox[0].to == ["tanaka@example.com"]
+    body = mail.outbox[0].body
+    for fragment in ("山田太郎", "株式会社テスト", "打ち合わせ", "Lobby 1", "1階ロビー", "No appointment"):
+        assert fragment in body
+    assert "山田太郎" in mail.outbox[0].subject
+
+
+@pytest.mark.django_db
+def test_email_without_address_fails_on_record(notify_settings, visit):
+    host = StaffMember.objects.create(name="田中 一郎", email="")
+    row = notify_host(visit, host, "hello")
+    assert row.status == HostNotification.Status.FAILED and row.attempts == 3
+    assert row.last_error == "no e-mail address"
+    assert HostNotification.objects.get(pk=row.pk).status == HostNotification.Status.FAILED
+
+
+@pytest.mark.django_db
+def test_webhook_retries_until_it_succeeds(notify_settings, visit):
+    with FlakyWebhook(failures=2) as hook:
+        row = notify_host(visit, _webhook_host(hook.url), "来訪者: 山田太郎")
+    assert row.status == HostNotification.Status.SENT and row.attempts == 3
+    assert row.channel == "webhook"
+    assert row.last_error == "webhook answered HTTP 500"  # the earlier failures stay on record
+    assert len(hook.received) == 3
+    assert set(hook.received[-1]) == {"text"} and "来訪者: 山田太郎" in hook.received[-1]["text"]
+
+
+@pytest.mark.django_db
+def test_webhook_that_always_fails_leaves_a_failed_row_and_the_desk_is_told(notify_settings, visit, desk, caplog):
+    with FlakyWebhook(failures=None) as hook:
+        host = _webhook_host(hook.url)
+        outcome = notify_with_fallback(visit, host, "no_appointment")
+    assert outcome.host_reached is False and outcome.desk_reached is True
+    failed = HostNotification.objects.get(recipient=host)
+    assert failed.status == HostNotification.Status.FAILED and failed.attempts == 3 and len(hook.received) == 3
+    assert "HTTP 500" in failed.last_error
+    sent = HostNotification.objects.get(recipient=desk)
+    assert sent.status == HostNotification.Status.SENT
+    assert mail.outbox[0].to == ["desk@example.com"] and "連絡がつきません" in mail.outbox[0].body
+    # The webhook URL carries a token: it appears in no error and no log line.
+    assert "s3cr3t" not in failed.last_error and "s3cr3t" not in caplog.text
+
+
+@pytest.mark.django_db
+def test_unreachable_webhook_is_a_failure_not_a_crash(notify_settings, visit):
+    with FlakyWebhook(failures=None) as hook:
+        url = hook.url
+    row = notify_host(visit, _webhook_host(url), "x")  # the server is gone: connection refused
+    assert row.status == HostNotification.Status.FAILED and row.last_error == "webhook failed: ConnectError"
+
+
+@pytest.mark.django_db
+def test_retry_waits_with_backoff(notify_settings, visit, monkeypatch):
+    notify_settings.NOTIFICATION_RETRY_DELAY_SECONDS = 0.5
+    sleeps: list[float] = []
+    monkeypatch.setattr("reception.notifications.time.sleep", sleeps.append)
+    notify_host(visit, StaffMember.objects.create(name="x", email=""), "x")
+    assert sleeps == [0.5, 1.0]
+
+
+@pytest.mark.django_db
+def test_no_desk_and_no_host_reports_nobody_reached(notify_settings, visit):
+    outcome = notify_with_fallback(visit, None, "unknown_host")
+    assert outcome.host_reached is False and outcome.desk_reached is False
+
+
+@pytest.mark.django_db
+def test_delivery_message_does_not_say_no_appointment(visit):
+    visit.visitor_type = Visit.VisitorType.DELIVERY
+    message = compose_message(visit, "delivery_signature")
+    assert "受領サイン" in message and "No appointment" not in message
+
+
+@pytest.mark.django_db
+def test_notifier_follows_the_staff_members_choice(db):
+    assert isinstance(notifier_for(StaffMember(notify_via="email")), EmailNotifier)
+    assert isinstance(notifier_for(StaffMember(notify_via="webhook")), WebhookNotifier)

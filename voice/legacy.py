@@ -1,0 +1,227 @@
+"""LegacyAudioService: the classic voice path of one kiosk session.
+
+Voice activity detection → speech-to-text → the reception workflow → text-to-speech, streamed
+back sentence by sentence. Typed input takes the same path from the workflow on. Engines are
+blocking and shared by the process, so every call to them runs in a worker thread; turns of
+one session run one at a time, and new speech during playback stops the playback (barge-in).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from django.conf import settings
+
+from reception import workflow
+from reception.models import StaffMember
+
+from .blocking import run_blocking
+from .protocol import ProtocolError
+from .speech.engines import SpeechEngines, get_speech_engines
+from .speech.tts import split_sentences
+from .speech.vad import SpeechStarted, Utterance, UtteranceSegmenter
+
+logger = logging.getLogger(__name__)
+
+AUDIO_CHUNK_BYTES = 4800  # 100 ms of PCM16 at 24 kHz per binary frame
+HINT_TTL_SECONDS = 60.0
+
+
+class KioskOutput(Protocol):
+    """Where a voice path sends what the kiosk should show and play."""
+
+    async def send_message(self, message: dict) -> None: ...
+
+    async def send_audio(self, pcm16: bytes) -> None: ...
+
+
+def legacy_engines() -> SpeechEngines:
+    """The process's speech engines, as the settings choose them (local unless a key is set)."""
+    return get_speech_engines(
+        settings.LEGACY_ENGINES,
+        whisper_dir=settings.WHISPER_MODEL_DIR,
+        openai_api_key=settings.OPENAI_API_KEY or None,
+        openai_base_url=settings.OPENAI_BASE_URL,
+    )
+
+
+def warm_up_in_background() -> None:
+    """Load the speech models in a background thread at server start, so the first visitor
+    does not wait for them (SPEECH_WARM_UP=false skips it, e.g. in tests)."""
+    if not settings.SPEECH_WARM_UP:
+        return
+
+    def warm_up() -> None:
+        try:
+            seconds = legacy_engines().warm_up()
+            logger.info("speech engines ready: %s", {step: round(value, 2) for step, value in seconds.items()})
+        except Exception:
+            logger.exception("speech engines failed to load; the Legacy voice path will report errors")
+
+    threading.Thread(target=warm_up, name="speech-warm-up", daemon=True).start()
+
+
+_hint_cache: dict[str, tuple[float, str]] = {}
+
+
+def recognition_hint(language: str) -> str:
+    """A short speech-recognition prompt naming the staff: hosts' names are what must be right."""
+    cached = _hint_cache.get(language)
+    if cached and time.monotonic() - cached[0] < HINT_TTL_SECONDS:
+        return cached[1]
+    staff = StaffMember.objects.exclude(is_reception_desk=True).values_list("name", "reading", "romaji")[:40]
+    if language == "ja":
+        hint = "受付です。" + "、".join(f"{name}（{reading}）" for name, reading, _ in staff) + "。お約束、お届け物。"
+    else:
+        hint = "Reception. " + ", ".join(romaji for _, _, romaji in staff if romaji) + ". Appointment, delivery."
+    _hint_cache[language] = (time.monotonic(), hint)
+    return hint
+
+
+def decode_audio_append(audio: str) -> bytes:
+    """The PCM16 bytes of an `input_audio.append` message."""
+    try:
+        pcm = base64.b64decode(audio, validate=True)
+    except (binascii.Error, ValueError):
+        raise ProtocolError("invalid_audio", "audio must be base64-encoded PCM16.") from None
+    if len(pcm) % 2:
+        raise ProtocolError("invalid_audio", "PCM16 audio has an even number of bytes.")
+    return pcm
+
+
+class LegacyAudioService:
+    """One session on the Legacy path; `output` receives transcripts, visit updates and audio."""
+
+    mode = "legacy"
+
+    def __init__(
+        self,
+        session_id: str,
+        language: str,
+        output: KioskOutput,
+        *,
+        engines: Callable[[], SpeechEngines] = legacy_engines,
+        speak: bool = False,
+    ) -> None:
+        self.session_id = session_id
+        self.language = language
+        self.output = output
+        self.speak = speak  # set once the visitor talks: a talking visitor hears the answers
+        self._engines_factory = engines
+        self._engines: SpeechEngines | None = None
+        self._segmenter: UtteranceSegmenter | None = None
+        self._turn_lock = asyncio.Lock()
+        self._playback: asyncio.Task | None = None
+        self._tasks: set[asyncio.Task] = set()
+
+    async def open(self, kiosk_id: int | None) -> None:
+        """Greet a new session, or repeat the pending question of a resumed one."""
+        async with self._turn_lock:
+            turn = await run_blocking(workflow.start)(self.session_id, self.language, kiosk_id)
+            await self._answer(turn)
+
+    async def handle_text(self, text: str) -> None:
+        """A typed utterance, answered in the background so a cancel can still arrive."""
+        self._spawn(self._text_turn(text))
+
+    async def feed_audio(self, pcm16: bytes) -> None:
+        """Kiosk audio (PCM16 24 kHz); utterances found in it are answered in the background."""
+        self.speak = True
+        segmenter = await self._get_segmenter()
+        for event in await asyncio.to_thread(segmenter.feed, pcm16):
+            if isinstance(event, SpeechStarted):
+                await self.interrupt()
+            else:
+                self._spawn(self._voice_turn(event))
+
+    async def commit(self) -> None:
+        """Push-to-talk release: answer what was said since the last utterance."""
+        segmenter = await self._get_segmenter()
+        utterance = await asyncio.to_thread(segmenter.flush)
+        if utterance is None:
+            raise ProtocolError("input_audio_empty", "No speech was heard; please speak while holding the button.")
+        self._spawn(self._voice_turn(utterance))
+
+    async def interrupt(self) -> None:
+        """Barge-in or `response.cancel`: stop the reply being played, at once."""
+        if self._playback and not self._playback.done():
+            self._playback.cancel()
+
+    async def close(self) -> None:
+        """Stop everything this session started; nothing is left running."""
+        tasks = [*self._tasks, *([self._playback] if self._playback else [])]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _get_segmenter(self) -> UtteranceSegmenter:
+        if self._segmenter is None:
+            engines = await self._get_engines()
+            self._segmenter = await asyncio.to_thread(
+                engines.new_segmenter, silence_ms=settings.LEGACY_END_OF_SPEECH_SILENCE_MS
+            )
+        return self._segmenter
+
+    async def _get_engines(self) -> SpeechEngines:
+        if self._engines is None:
+            self._engines = await asyncio.to_thread(self._engines_factory)
+        return self._engines
+
+    def _spawn(self, coroutine: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._turn_finished)
+
+    def _turn_finished(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("session %s: voice turn failed", self.session_id, exc_info=task.exception())
+
+    async def _text_turn(self, text: str) -> None:
+        async with self._turn_lock:
+            await self._answer_visitor(text)
+
+    async def _voice_turn(self, utterance: Utterance) -> None:
+        async with self._turn_lock:
+            engines = await self._get_engines()
+            hint = await run_blocking(recognition_hint)(self.language)
+            transcript = await asyncio.to_thread(engines.stt.transcribe, utterance.pcm16_16k, self.language, hint)
+            text = transcript.text.strip()
+            if text:  # noise that got past the VAD transcribes to nothing: no turn
+                await self._answer_visitor(text)
+
+    async def _answer_visitor(self, text: str) -> None:
+        await self.output.send_message({"type": "transcript", "role": "visitor", "text": text, "final": True})
+        turn = await run_blocking(workflow.handle_text)(self.session_id, text)
+        await self._answer(turn)
+
+    async def _answer(self, turn: workflow.TurnResult) -> None:
+        """Show the reply and what is collected, speak it if the visitor talks, then mark the turn done."""
+        await self.output.send_message({"type": "transcript", "role": "assistant", "text": turn.reply, "final": True})
+        await self.output.send_message({"type": "visit.updated", **turn.visit})
+        status = "completed"
+        if self.speak and turn.reply:
+            self._playback = asyncio.ensure_future(self._play(turn.reply))
+            await asyncio.wait({self._playback})
+            if self._playback.cancelled():
+                status = "cancelled"
+            elif self._playback.exception() is not None:
+                logger.error(
+                    "session %s: speech synthesis failed", self.session_id, exc_info=self._playback.exception()
+                )
+                status = "failed"
+        await self.output.send_message({"type": "response.done", "status": status})
+
+    async def _play(self, text: str) -> None:
+        engines = await self._get_engines()
+        for sentence in split_sentences(text, self.language):
+            pcm = await asyncio.to_thread(engines.tts.synthesize, sentence, self.language)
+            for start in range(0, len(pcm), AUDIO_CHUNK_BYTES):
+                await self.output.send_audio(pcm[start : start + AUDIO_CHUNK_BYTES])
