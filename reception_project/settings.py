@@ -31,6 +31,7 @@ INSTALLED_APPS = [
     "channels",
     "reception",
     "voice",
+    "realtime",
 ]
 
 MIDDLEWARE = [
@@ -97,6 +98,9 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "data" / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# WhiteNoise also serves files straight from the app and project folders, so a server works
+# before (or without) collectstatic, e.g. the test servers.
+WHITENOISE_USE_FINDERS = True
 
 # OpenAI and the voice paths (contract section 2).
 OPENAI_API_KEY = env("OPENAI_API_KEY", default="")

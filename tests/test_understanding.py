@@ -199,3 +199,11 @@ def test_get_understanding_picks_by_settings(settings):
     assert isinstance(get_understanding(), OpenAIChatUnderstanding)
     settings.LEGACY_ENGINES = "local"
     assert isinstance(get_understanding(), RuleBasedUnderstanding)
+
+
+def test_brackets_from_speech_recognition_do_not_reach_the_name():
+    from reception.workflow.understanding import RuleBasedUnderstanding
+
+    understood = RuleBasedUnderstanding(directory=list).understand("株式会社テストの山田太郎（です。", "ja")
+    assert understood.visitor_name.replace(" ", "") == "山田太郎"
+    assert understood.company_name == "株式会社テスト"

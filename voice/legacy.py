@@ -78,7 +78,7 @@ def recognition_hint(language: str) -> str:
         return cached[1]
     staff = StaffMember.objects.exclude(is_reception_desk=True).values_list("name", "reading", "romaji")[:40]
     if language == "ja":
-        hint = "受付です。" + "、".join(f"{name}（{reading}）" for name, reading, _ in staff) + "。お約束、お届け物。"
+        hint = "受付です。" + "、".join(f"{name}、{reading}" for name, reading, _ in staff) + "。お約束、お届け物。"
     else:
         hint = "Reception. " + ", ".join(romaji for _, _, romaji in staff if romaji) + ". Appointment, delivery."
     _hint_cache[language] = (time.monotonic(), hint)

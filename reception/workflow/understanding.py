@@ -174,8 +174,12 @@ def _tokenizer() -> Tokenizer:
     return Tokenizer()
 
 
+_BRACKETS = str.maketrans("", "", "()[]{}「」『』【】〈〉《》\"")
+
+
 def _clean(text: str) -> str:
-    return unicodedata.normalize("NFKC", text).strip()
+    """NFKC, without brackets and quotes: speech recognition sprinkles them, and no field needs them."""
+    return unicodedata.normalize("NFKC", text).translate(_BRACKETS).strip()
 
 
 def _title(name: str) -> str:

@@ -6,6 +6,7 @@ window.KioskAudio = (() => {
   const SAMPLE_RATE = 24000;
   let context = null;
   let playhead = 0;
+  let playedSeconds = 0;  // how much of the assistant's voice this page has played (shown to tests)
   const playing = new Set();
 
   function ensureContext() {
@@ -47,6 +48,7 @@ window.KioskAudio = (() => {
     playhead = Math.max(playhead, ctx.currentTime + 0.02);
     node.start(playhead);
     playhead += audio.duration;
+    playedSeconds += audio.duration;
     playing.add(node);
     node.onended = () => {
       playing.delete(node);
@@ -64,5 +66,5 @@ window.KioskAudio = (() => {
     playhead = 0;
   }
 
-  return { startCapture, play, stop, isPlaying: () => playing.size > 0 };
+  return { startCapture, play, stop, isPlaying: () => playing.size > 0, playedSeconds: () => playedSeconds };
 })();

@@ -1,0 +1,20 @@
+"""A local emulator of the OpenAI Realtime GA service for offline tests, demos and fire drills."""
+
+from __future__ import annotations
+
+from .brain import Brain, BrainContext, CallFunction, ReceptionBrain, Reply, Say, ScriptedBrain
+from .server import EmulatorConfig, EmulatorServer, EmulatorSession, Faults
+
+__all__ = [
+    "Brain",
+    "BrainContext",
+    "CallFunction",
+    "EmulatorConfig",
+    "EmulatorServer",
+    "EmulatorSession",
+    "Faults",
+    "ReceptionBrain",
+    "Reply",
+    "Say",
+    "ScriptedBrain",
+]

@@ -1,0 +1,85 @@
+"""The kiosk page in headless Chromium with a fake microphone fed from a generated WAV file.
+
+A real daphne process serves the page; the visitor's spoken name must reach the Visit record and
+the assistant's voice must come back to the page. A screenshot is kept in test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import wave
+from pathlib import Path
+
+import pytest
+
+from tests.live_server import REPO, LiveServer, throwaway_database
+from voice.legacy import legacy_engines
+
+pytestmark = [pytest.mark.browser, pytest.mark.speech]
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = REPO / "test-artifacts"
+
+
+def write_wav(path: Path, pcm16: bytes, rate: int = 24000) -> None:
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(pcm16)
+
+
+@pytest.fixture
+def voice_server(tmp_path):
+    with throwaway_database("sqlite", tmp_path) as database_url:
+        server = LiveServer(database_url, tmp_path, {"SPEECH_WARM_UP": "true"})
+        server.manage("migrate", "--noinput", "--verbosity", "0")
+        seeded = server.manage("seed_demo", "--base-url", f"http://127.0.0.1:{server.port}")
+        server.pairing_url = re.search(r"(http://\S+/kiosk/pair/\S+/)", seeded).group(1)
+        server.start()
+        yield server
+        server.stop()
+
+
+def test_spoken_name_reaches_the_visit_and_the_page_plays_the_answer(voice_server, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    speech = legacy_engines().tts.synthesize("株式会社テストの山田太郎です。", "ja")
+    silence = bytes(24000 * 2)
+    # Speech starts after the greeting has been spoken; then silence so the end of speech is found.
+    wav = tmp_path / "visitor.wav"
+    write_wav(wav, silence * 6 + speech + silence * 30)
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--use-fake-ui-for-media-stream",
+                "--use-fake-device-for-media-stream",
+                f"--use-file-for-fake-audio-capture={wav}%noloop",
+                "--autoplay-policy=no-user-gesture-required",
+                "--disable-background-networking",
+                "--disable-component-update",
+            ],
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.goto(voice_server.pairing_url)
+            page.get_by_role("button").click()
+            page.wait_for_url(re.compile(r"/kiosk/$"))
+            expect(page.locator("#mode-badge")).not_to_be_empty(timeout=20_000)
+            expect(page.locator("#field-visitor_name")).to_contain_text("山田", timeout=90_000)
+            page.wait_for_function("KioskAudio.playedSeconds() > 1.0", timeout=30_000)
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "kiosk-voice.png"))
+            assert page.locator("#mic-message").is_hidden()
+        finally:
+            browser.close()
+
+    visits = json.loads(voice_server.manage("export_visits", "--format", "json"))
+    assert len(visits) == 1
+    assert visits[0]["visitor_name"].replace(" ", "").startswith("山田")
