@@ -29,7 +29,7 @@ import websockets
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "reception_project.settings")
-import django  # noqa: E402
+import django
 
 django.setup()
 
@@ -56,7 +56,9 @@ def percentile(samples: list[float], fraction: float) -> float:
 async def one_turn(server: LiveServer, key: str, speech: bytes, language: str, index: int) -> float:
     headers = {"Authorization": f"Bearer {key}"}
     async with websockets.connect(server.url, additional_headers=headers, max_size=None) as ws:
-        await ws.send(json.dumps({"type": "session.start", "session_id": f"legacy-bench-{index}", "language": language}))
+        await ws.send(
+            json.dumps({"type": "session.start", "session_id": f"legacy-bench-{index}", "language": language})
+        )
         while json.loads(await ws.recv())["type"] != "response.done":
             pass
         first_audio = asyncio.get_running_loop().create_future()
@@ -136,7 +138,8 @@ async def main() -> None:
     floor = silence + baseline["stt"] + baseline["tts"]
     p50, p95 = percentile(latencies, 0.5), percentile(latencies, 0.95)
     print(f"utterance {baseline['duration']:.2f} s ({args.language}), turns={args.turns}")
-    print(f"end of speech → first audio: p50={p50 * 1000:.0f} ms  p95={p95 * 1000:.0f} ms  max={max(latencies) * 1000:.0f} ms")
+    worst = max(latencies)
+    print(f"end of speech → first audio: p50={p50 * 1000:.0f} ms  p95={p95 * 1000:.0f} ms  max={worst * 1000:.0f} ms")
     print(
         f"stages alone: silence wait {silence * 1000:.0f} ms + STT {baseline['stt'] * 1000:.0f} ms "
         f"+ TTS first sentence {baseline['tts'] * 1000:.0f} ms = {floor * 1000:.0f} ms"
