@@ -174,7 +174,7 @@ def _tokenizer() -> Tokenizer:
     return Tokenizer()
 
 
-_BRACKETS = str.maketrans("", "", "()[]{}「」『』【】〈〉《》\"")
+_BRACKETS = str.maketrans("", "", '()[]{}「」『』【】〈〉《》"')
 
 
 def _clean(text: str) -> str:
