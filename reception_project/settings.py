@@ -32,6 +32,10 @@ INSTALLED_APPS = [
     "reception",
     "voice",
     "realtime",
+    "fallback",
+    "rest_framework",
+    "drf_spectacular",
+    "metrics",
 ]
 
 MIDDLEWARE = [
@@ -120,6 +124,13 @@ FEATURE_REALTIME_ALLOWLIST_SESSIONS = env.list("FEATURE_REALTIME_ALLOWLIST_SESSI
 REALTIME_COST_LIMIT_PER_HOUR = env.float("REALTIME_COST_LIMIT_PER_HOUR", default=50.0)
 ALERT_COST_THRESHOLD = env.float("ALERT_COST_THRESHOLD", default=40.0)
 ALERT_ERROR_RATE_THRESHOLD = env.float("ALERT_ERROR_RATE_THRESHOLD", default=0.1)
+# Metrics app: alerts, Realtime cost reservations, the Prometheus scrape (docs/metrics.md).
+ALERT_MIN_SAMPLE = env.int("ALERT_MIN_SAMPLE", default=20)  # no error-rate alert on fewer sessions or turns
+ALERT_WEBHOOK_URL = env("ALERT_WEBHOOK_URL", default="")  # Slack-compatible incoming webhook; empty: none
+ALERT_WEBHOOK_TIMEOUT_SECONDS = env.float("ALERT_WEBHOOK_TIMEOUT_SECONDS", default=3.0)
+REALTIME_SESSION_COST_ESTIMATE = env.float("REALTIME_SESSION_COST_ESTIMATE", default=0.5)  # USD, reservation floor
+REALTIME_RESERVATION_TTL_SECONDS = env.int("REALTIME_RESERVATION_TTL_SECONDS", default=1800)
+METRICS_SCRAPE_TOKEN = env("METRICS_SCRAPE_TOKEN", default="")  # Bearer token for /metrics; empty: staff only
 
 # Reception behaviour.
 VISITOR_RETENTION_DAYS = env.int("VISITOR_RETENTION_DAYS", default=90)
@@ -149,4 +160,13 @@ LOGGING = {
         "httpx": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},
     },
+}
+
+# REST API (metrics app): the OpenAPI schema at /api/v1/schema.
+REST_FRAMEWORK = {"DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema"}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "ai-reception operations API",
+    "VERSION": "1.0.0",
+    "DESCRIPTION": "Realtime status, metrics, cost and emergency controls (docs/api.md).",
+    "SERVE_INCLUDE_SCHEMA": False,
 }

@@ -1,0 +1,11 @@
+"""Realtime/Legacy routing: rollout config, the routing policy, guards, emergency actions and their audit.
+
+Entry points for the voice session manager (sync; ``a``-prefixed async twins live in services):
+- ``services.decide_for_session(session_id) -> Decision``: once per session start; never raises.
+- ``services.record_fallback_event(session_id, reason, detail)``: before moving a live session to Legacy.
+- ``guards.record_connection_result / record_fatal_upstream_error / record_session_outcome /
+  record_turn_latency`` and ``services.record_realtime_cost``: the samples the guards live on.
+- ``services.emergency_status()``; live sessions join ``emergency.CONTROL_GROUP`` and handle
+  ``control.emergency`` messages (a consumer method ``control_emergency``).
+- ``emergency.apply_action(action, actor=..., reason=..., **params)``: every manual or emergency change.
+"""

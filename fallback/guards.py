@@ -1,0 +1,443 @@
+"""Automatic guards (circuit breakers) shared by every process through their database rows.
+
+States: CLOSED (Realtime allowed) -> OPEN (blocked for a cooldown) -> HALF_OPEN (a few probe sessions)
+-> CLOSED after enough good probes, or OPEN again on a failed probe. Each trip within the trip memory
+doubles the cooldown, up to a cap. Every transition is a compare-and-set UPDATE (``WHERE state = seen``),
+so when many processes see the same failure exactly one of them opens the guard and writes the audit row.
+
+The cost guard has no probes: it opens at the hourly limit and closes once the rolling hour's spend
+falls below 70 % of it (hysteresis instead of probing, since the window rolls by itself).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, Literal
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Sum
+from django.utils import timezone
+
+from .models import AuditEntry, CostBucket, CostReservation, GuardName, GuardState, GuardStatus
+
+logger = logging.getLogger(__name__)
+
+Admission = Literal["allow", "block", "probe"]
+
+LATENCY_SLOW_MS = 2000  # a turn whose time to first audio exceeds this counts as a latency failure
+COST_RECOVERY_RATIO = 0.7  # the cost guard closes below 70 % of the hourly limit
+TRIP_MEMORY = timedelta(hours=24)  # trips older than this no longer lengthen the cooldown
+
+
+@dataclass(frozen=True)
+class GuardParams:
+    """When a guard trips and how it recovers."""
+
+    window: timedelta
+    min_samples: int  # no verdict on a rate below this many samples (no data is not a failure)
+    min_failures: int
+    failure_rate: float  # trips at >= this rate once the minimums are met
+    consecutive_failures: int | None  # fast path: trips on this many failures in a row, window or not
+    base_cooldown: timedelta = timedelta(minutes=10)
+    max_cooldown: timedelta = timedelta(hours=2)
+    probe_sessions: int = 5  # sessions admitted while half-open
+    probes_to_close: int = 3  # successful probes that close the guard
+    probe_timeout: timedelta = timedelta(minutes=10)  # probes that never report are given up after this
+
+
+def guard_params(name: str) -> GuardParams:
+    """The parameters of one guard (read at call time, so settings overrides apply)."""
+    if name == GuardName.ERROR_RATE:
+        return GuardParams(timedelta(minutes=15), 20, 5, float(settings.ALERT_ERROR_RATE_THRESHOLD), None)
+    if name == GuardName.LATENCY:
+        return GuardParams(timedelta(minutes=10), 50, 10, 0.2, None)
+    if name == GuardName.CONNECTION:
+        return GuardParams(timedelta(minutes=15), 20, 5, 0.5, 5)
+    if name == GuardName.COST:
+        return GuardParams(timedelta(hours=1), 0, 0, 1.0, None)
+    raise ValueError(f"Unknown guard {name!r}; expected one of {', '.join(GuardName.values)}.")
+
+
+@dataclass(frozen=True)
+class GuardSnapshot:
+    """What the pure policy needs to know about one guard."""
+
+    name: str
+    state: str
+    retry_at: datetime | None = None
+    half_open_since: datetime | None = None
+    probe_budget: int = 0
+    last_reason: str = ""
+
+    @classmethod
+    def from_row(cls, row: GuardState) -> GuardSnapshot:
+        return cls(row.name, row.state, row.retry_at, row.half_open_since, row.probe_budget, row.last_reason)
+
+    def admission(self, now: datetime) -> Admission:
+        """allow: no objection; block: no Realtime; probe: Realtime only if a probe slot can be claimed."""
+        if self.state not in GuardStatus.values:
+            raise ValueError(f"Guard {self.name} has an unknown state {self.state!r}.")
+        if self.state == GuardStatus.CLOSED:
+            return "allow"
+        if self.name == GuardName.COST:
+            return "block"
+        if self.state == GuardStatus.OPEN:
+            return "probe" if self.retry_at is not None and now >= self.retry_at else "block"
+        # Half-open: probe while slots are left, or when the last round's probes never reported back.
+        timeout = guard_params(self.name).probe_timeout
+        stale = self.half_open_since is not None and now - self.half_open_since >= timeout
+        return "probe" if self.probe_budget > 0 or stale else "block"
+
+
+def load_guard_snapshots() -> dict[str, GuardSnapshot]:
+    """Every guard's current state, read from the database in one query (rows are created closed if absent)."""
+    rows = {row.name: row for row in GuardState.objects.all()}
+    if len(rows) < len(GuardName.values):  # a fresh or flushed database: a guard never tripped is closed
+        GuardState.objects.bulk_create(
+            [GuardState(name=name) for name in GuardName.values if name not in rows], ignore_conflicts=True
+        )
+        rows = {row.name: row for row in GuardState.objects.all()}
+    return {name: GuardSnapshot.from_row(row) for name, row in rows.items()}
+
+
+def _row(name: str) -> GuardState:
+    return GuardState.objects.get_or_create(name=name)[0]
+
+
+def _audit(name: str, action: str, reason: str, before: dict[str, Any], after: dict[str, Any]) -> None:
+    AuditEntry.objects.create(actor=f"system:guard:{name}", action=action, reason=reason, before=before, after=after)
+    logger.warning("guard %s: %s (%s)", name, action, reason)
+
+
+def _cooldown(trips: int, params: GuardParams) -> timedelta:
+    return min(params.base_cooldown * 2 ** min(trips - 1, 16), params.max_cooldown)
+
+
+def _trip(row: GuardState, reason: str, now: datetime) -> bool:
+    """Open the guard if it is still in the state ``row`` saw; True only for the one caller that did."""
+    params = guard_params(row.name)
+    recent = row.last_trip_at is not None and now - row.last_trip_at < TRIP_MEMORY
+    trips = row.trip_count + 1 if recent else 1
+    cooldown = _cooldown(trips, params)
+    changed = GuardState.objects.filter(pk=row.pk, state=row.state, trip_count=row.trip_count).update(
+        state=GuardStatus.OPEN,
+        trip_count=trips,
+        last_trip_at=now,
+        opened_at=now,
+        cooldown_seconds=int(cooldown.total_seconds()),
+        retry_at=now + cooldown,
+        half_open_since=None,
+        probe_budget=0,
+        probe_successes=0,
+        window_started_at=now,
+        window_samples=0,
+        window_failures=0,
+        consecutive_failures=0,
+        last_reason=reason[:200],
+        updated_at=now,
+    )
+    if not changed:
+        return False  # another process tripped it first
+    action = "guard_reopened" if row.state == GuardStatus.HALF_OPEN else "guard_opened"
+    _audit(
+        row.name,
+        action,
+        reason,
+        {"state": row.state, "trip_count": row.trip_count},
+        {"state": GuardStatus.OPEN, "trip_count": trips, "cooldown_seconds": int(cooldown.total_seconds())},
+    )
+    return True
+
+
+def _close(row: GuardState, reason: str, now: datetime) -> bool:
+    changed = GuardState.objects.filter(pk=row.pk, state=row.state).update(
+        state=GuardStatus.CLOSED,
+        opened_at=None,
+        retry_at=None,
+        half_open_since=None,
+        probe_budget=0,
+        probe_successes=0,
+        window_started_at=now,
+        window_samples=0,
+        window_failures=0,
+        consecutive_failures=0,
+        last_reason=reason[:200],
+        updated_at=now,
+    )
+    if changed:
+        _audit(row.name, "guard_closed", reason, {"state": row.state}, {"state": GuardStatus.CLOSED})
+    return bool(changed)
+
+
+def _trip_reason(row: GuardState, params: GuardParams) -> str | None:
+    if params.consecutive_failures and row.consecutive_failures >= params.consecutive_failures:
+        return f"{row.consecutive_failures} consecutive failures"
+    if row.window_samples >= max(params.min_samples, 1) and row.window_failures >= params.min_failures:
+        rate = row.window_failures / row.window_samples
+        if rate >= params.failure_rate:
+            return f"failure rate {rate:.1%} over {row.window_samples} samples (threshold {params.failure_rate:.1%})"
+    return None
+
+
+def record_sample(name: str, ok: bool, *, now: datetime | None = None) -> str | None:
+    """Count one outcome for a guard; return the transition it caused ('opened', 'closed', 'reopened') or None.
+
+    CLOSED: the sample enters the window (which restarts once older than the guard's window) and may trip it.
+    HALF_OPEN: the sample is a probe result. OPEN: ignored (it comes from a session admitted earlier).
+    """
+    params = guard_params(name)
+    if name == GuardName.COST:
+        raise ValueError("The cost guard is fed by record_cost(), not by samples.")
+    now = now or timezone.now()
+    with transaction.atomic():
+        row = _row(name)
+        qs = GuardState.objects.filter(pk=row.pk)
+        if row.state == GuardStatus.OPEN:
+            return None
+        if row.state == GuardStatus.HALF_OPEN:
+            if not ok:
+                return "reopened" if _trip(row, "a probe session failed", now) else None
+            qs.filter(state=GuardStatus.HALF_OPEN).update(probe_successes=F("probe_successes") + 1, updated_at=now)
+            row.refresh_from_db()
+            if row.state == GuardStatus.HALF_OPEN and row.probe_successes >= params.probes_to_close:
+                return "closed" if _close(row, f"{row.probe_successes} probe sessions succeeded", now) else None
+            return None
+        if row.window_started_at is None or now - row.window_started_at >= params.window:
+            qs.filter(window_started_at=row.window_started_at).update(
+                window_started_at=now, window_samples=0, window_failures=0
+            )
+        qs.update(
+            window_samples=F("window_samples") + 1,
+            window_failures=F("window_failures") + (0 if ok else 1),
+            consecutive_failures=0 if ok else F("consecutive_failures") + 1,
+            updated_at=now,
+        )
+        row.refresh_from_db()
+        reason = _trip_reason(row, params)
+        if reason and row.state == GuardStatus.CLOSED and _trip(row, reason, now):
+            return "opened"
+    return None
+
+
+def record_session_outcome(ok: bool, *, now: datetime | None = None) -> str | None:
+    """A Realtime session ended: ok=False if it errored or failed over mid-session (not if the visitor left)."""
+    return record_sample(GuardName.ERROR_RATE, ok, now=now)
+
+
+def record_turn_latency(ttfa_ms: float, *, now: datetime | None = None) -> str | None:
+    """A Realtime turn's time to first audio; slower than LATENCY_SLOW_MS counts as a failure."""
+    if ttfa_ms < 0:
+        raise ValueError(f"Time to first audio cannot be negative ({ttfa_ms} ms).")
+    return record_sample(GuardName.LATENCY, ttfa_ms <= LATENCY_SLOW_MS, now=now)
+
+
+def record_connection_result(ok: bool, *, now: datetime | None = None) -> str | None:
+    """One attempt to open a Realtime upstream connection succeeded or failed."""
+    return record_sample(GuardName.CONNECTION, ok, now=now)
+
+
+def record_fatal_upstream_error(detail: str, *, now: datetime | None = None) -> bool:
+    """A failure no retry can fix (401, unknown model): open the connection guard at once.
+
+    Returns True if this call opened it (False if it was already open).
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        row = _row(GuardName.CONNECTION)
+        if row.state == GuardStatus.OPEN:
+            return False
+        return _trip(row, f"fatal upstream error: {detail}", now)
+
+
+def acquire_probe(name: str, *, now: datetime | None = None) -> bool:
+    """Claim one probe slot of a guard that is due to probe; True if this session may be the probe."""
+    params = guard_params(name)
+    now = now or timezone.now()
+    qs = GuardState.objects.filter(name=name)
+    with transaction.atomic():
+        # Open and cooled down: the first caller moves it to half-open and takes the first slot.
+        if qs.filter(state=GuardStatus.OPEN, retry_at__lte=now).update(
+            state=GuardStatus.HALF_OPEN,
+            half_open_since=now,
+            probe_budget=params.probe_sessions - 1,
+            probe_successes=0,
+            updated_at=now,
+        ):
+            _audit(name, "guard_half_open", "cooldown elapsed", {"state": "open"}, {"state": "half_open"})
+            return True
+        # Half-open whose probes never reported (a crashed process): start a fresh round.
+        if qs.filter(state=GuardStatus.HALF_OPEN, half_open_since__lte=now - params.probe_timeout).update(
+            half_open_since=now, probe_budget=params.probe_sessions - 1, probe_successes=0, updated_at=now
+        ):
+            return True
+        return bool(
+            qs.filter(state=GuardStatus.HALF_OPEN, probe_budget__gt=0).update(probe_budget=F("probe_budget") - 1)
+        )
+
+
+def release_probe(name: str) -> None:
+    """Give back a probe slot claimed for a session that will not use it."""
+    GuardState.objects.filter(name=name, state=GuardStatus.HALF_OPEN).update(probe_budget=F("probe_budget") + 1)
+
+
+def spend_last_hour(*, now: datetime | None = None) -> Decimal:
+    """Realtime spend (USD) in the rolling hour ending now."""
+    now = now or timezone.now()
+    total = CostBucket.objects.filter(minute__gt=now - timedelta(hours=1)).aggregate(total=Sum("usd"))["total"]
+    return total or Decimal(0)
+
+
+def refresh_cost_guard(limit_usd: float, *, now: datetime | None = None) -> str | None:
+    """Open the cost guard at the hourly limit, close it below 70 % of it; return the transition or None."""
+    now = now or timezone.now()
+    spend = float(spend_last_hour(now=now))
+    with transaction.atomic():
+        row = _row(GuardName.COST)
+        if row.state == GuardStatus.CLOSED and spend >= limit_usd:
+            reason = f"spend {spend:.2f} USD in the last hour reached the limit {limit_usd:.2f} USD"
+            return "opened" if _trip(row, reason, now) else None
+        if row.state != GuardStatus.CLOSED and spend < COST_RECOVERY_RATIO * limit_usd:
+            reason = f"spend {spend:.2f} USD fell below {COST_RECOVERY_RATIO:.0%} of the limit {limit_usd:.2f} USD"
+            return "closed" if _close(row, reason, now) else None
+    return None
+
+
+def record_cost(
+    usd: float | Decimal, limit_usd: float, *, now: datetime | None = None, session_id: str | None = None
+) -> str | None:
+    """Add Realtime spend to the current minute (an F() increment) and re-check the cost guard.
+
+    With ``session_id``, the same transaction counts the spend against that session's open reservation,
+    so the rolling hour's committed total (spend + unused reservations) does not count it twice.
+    """
+    amount = Decimal(str(usd))
+    if amount < 0:
+        raise ValueError(f"A cost cannot be negative ({usd} USD).")
+    now = now or timezone.now()
+    minute = now.replace(second=0, microsecond=0)
+    with transaction.atomic():
+        if not CostBucket.objects.filter(minute=minute).update(usd=F("usd") + amount):
+            try:
+                with transaction.atomic():
+                    CostBucket.objects.create(minute=minute, usd=amount)
+            except IntegrityError:  # another process created this minute's bucket first
+                CostBucket.objects.filter(minute=minute).update(usd=F("usd") + amount)
+        if session_id:
+            CostReservation.objects.filter(session_id=session_id, settled_at__isnull=True).update(
+                consumed_usd=F("consumed_usd") + amount
+            )
+    return refresh_cost_guard(limit_usd, now=now)
+
+
+def reserved_unused(*, now: datetime | None = None) -> Decimal:
+    """The unused part of every open (unsettled, unexpired) reservation, USD."""
+    now = now or timezone.now()
+    rows = CostReservation.objects.filter(settled_at__isnull=True, expires_at__gt=now)
+    return sum((max(usd - used, Decimal(0)) for usd, used in rows.values_list("usd", "consumed_usd")), Decimal(0))
+
+
+def committed_last_hour(*, now: datetime | None = None) -> Decimal:
+    """Spend in the rolling hour plus what open reservations still hold: what admission compares to the limit."""
+    now = now or timezone.now()
+    return spend_last_hour(now=now) + reserved_unused(now=now)
+
+
+def reserve_session_cost(
+    session_id: str,
+    estimate_usd: float | Decimal,
+    limit_usd: float | Decimal,
+    *,
+    ttl: timedelta,
+    now: datetime | None = None,
+) -> bool:
+    """Hold ``estimate_usd`` for a Realtime session if spend + open reservations + estimate <= limit.
+
+    Admissions are serialised by one lock: the cost guard's row (SELECT ... FOR UPDATE on PostgreSQL; on
+    SQLite the IMMEDIATE transaction already holds the database's write lock), so concurrent sessions in
+    any number of processes cannot all pass the same check. A session already holding an open reservation
+    is admitted again without a second hold. The hold lapses at ``now + ttl`` if nobody settles it.
+    """
+    amount = Decimal(str(estimate_usd))
+    if amount < 0:
+        raise ValueError(f"A cost estimate cannot be negative ({estimate_usd} USD).")
+    now = now or timezone.now()
+    with transaction.atomic():
+        _row(GuardName.COST)
+        GuardState.objects.select_for_update().get(name=GuardName.COST)
+        held = CostReservation.objects.filter(session_id=session_id).first()
+        if held is not None and held.settled_at is None and held.expires_at > now:
+            return True
+        if committed_last_hour(now=now) + amount > Decimal(str(limit_usd)):
+            return False
+        CostReservation.objects.update_or_create(
+            session_id=session_id,
+            defaults={"usd": amount, "consumed_usd": 0, "created_at": now, "expires_at": now + ttl, "settled_at": None},
+        )
+    return True
+
+
+def settle_session_cost(session_id: str, *, now: datetime | None = None) -> Decimal:
+    """Release a session's reservation (its turns' cost is already in the spend); returns the unused USD released."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        row = CostReservation.objects.filter(session_id=session_id, settled_at__isnull=True).first()
+        if row is None or not CostReservation.objects.filter(pk=row.pk, settled_at__isnull=True).update(settled_at=now):
+            return Decimal(0)  # never reserved, or settled already (perhaps by another process)
+    return max(row.usd - row.consumed_usd, Decimal(0)) if row.expires_at > now else Decimal(0)
+
+
+def reset_guard_row(name: str, now: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Close a guard and forget its trips (the caller audits; used by the manual reset action)."""
+    _row(name)
+    row = GuardState.objects.select_for_update().get(name=name)
+    before = {"state": row.state, "trip_count": row.trip_count}
+    GuardState.objects.filter(pk=row.pk).update(
+        state=GuardStatus.CLOSED,
+        trip_count=0,
+        last_trip_at=None,
+        opened_at=None,
+        cooldown_seconds=0,
+        retry_at=None,
+        half_open_since=None,
+        probe_budget=0,
+        probe_successes=0,
+        window_started_at=now,
+        window_samples=0,
+        window_failures=0,
+        consecutive_failures=0,
+        last_reason="reset by staff",
+        updated_at=now,
+    )
+    return before, {"state": GuardStatus.CLOSED, "trip_count": 0}
+
+
+def reconnect_delays(
+    *,
+    base: float = 0.5,
+    factor: float = 2.0,
+    max_delay: float = 8.0,
+    max_attempts: int = 3,
+    max_total: float = 15.0,
+    rng: Callable[[], float] = random.random,
+) -> Iterator[float]:
+    """Seconds to wait before each reconnect attempt; when it stops, give up and fall back.
+
+    Exponential with "equal jitter" (half fixed, half random, so a fleet does not retry in step), each
+    delay capped at ``max_delay``, at most ``max_attempts`` delays, and their sum never above ``max_total``.
+    """
+    if base <= 0 or factor < 1 or max_delay < base or max_attempts < 0 or max_total < 0:
+        raise ValueError("reconnect_delays needs base > 0, factor >= 1, max_delay >= base, non-negative limits.")
+    total = 0.0
+    for attempt in range(max_attempts):
+        ceiling = min(max_delay, base * factor**attempt)
+        delay = ceiling / 2 + rng() * ceiling / 2
+        if total + delay > max_total:
+            return
+        total += delay
+        yield delay

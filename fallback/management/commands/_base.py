@@ -1,0 +1,32 @@
+"""Shared pieces of the rollout and emergency commands."""
+
+from __future__ import annotations
+
+import getpass
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from fallback.emergency import Action, ActionError, apply_action
+
+
+def cli_actor() -> str:
+    """The audit actor of a command: the OS user, prefixed ``cli:``."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no passwd entry, e.g. an arbitrary container uid
+        return "cli:unknown"
+
+
+class ActionCommand(BaseCommand):
+    """A command that applies one audited action and prints a one-line summary."""
+
+    def add_reason_argument(self, parser: CommandParser) -> None:
+        parser.add_argument("--reason", required=True, help="Why (required; stored in the audit trail).")
+
+    def run_action(self, action: Action, reason: str, **params: Any) -> None:
+        try:
+            result = apply_action(action, actor=cli_actor(), reason=reason, **params)
+        except ActionError as exc:
+            raise CommandError(str(exc)) from exc
+        self.stdout.write(self.style.SUCCESS(result.summary()))
