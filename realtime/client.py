@@ -228,6 +228,7 @@ class RealtimeClient:
         self._response_create_id: str | None = None
         self._event_number = 0
         self._response_queued = False
+        self._queued_options: dict[str, Any] | None = None
         self._output_audio_bytes: dict[str, int] = {}
 
     def __repr__(self) -> str:
@@ -372,7 +373,7 @@ class RealtimeClient:
             await _call(self.on_error, error)
         if self._response_queued:
             self._response_queued = False
-            await self.create_response()
+            await self.create_response(self._queued_options)
 
     async def _dispatch(self, event: dict[str, Any]) -> None:
         for handler in (*self._handlers.get(event["type"], ()), *self._handlers.get("*", ())):
@@ -427,27 +428,31 @@ class RealtimeClient:
 
     async def send_function_output(self, call_id: str, output: dict[str, Any]) -> None:
         """Return a tool's result and ask for the follow-up response (queued until the current one is done)."""
-        await self._send(
-            {
-                "type": "conversation.item.create",
-                "item": {
-                    "type": "function_call_output",
-                    "call_id": call_id,
-                    "output": json.dumps(output, ensure_ascii=False),
-                },
-            }
+        await self.create_item(
+            {"type": "function_call_output", "call_id": call_id, "output": json.dumps(output, ensure_ascii=False)}
         )
         await self.create_response()
 
-    async def create_response(self) -> None:
-        """Ask for a response now, or right after the active one ends (the service allows one at a time)."""
+    async def create_item(self, item: dict[str, Any]) -> None:
+        """Add an item (a message, a function call or its output) at the end of the conversation."""
+        await self._send({"type": "conversation.item.create", "item": item})
+
+    async def create_response(self, options: dict[str, Any] | None = None) -> None:
+        """Ask for a response now, or right after the active one ends (the service allows one at a time).
+
+        `options` are `response.create` overrides for this response only (e.g. `instructions`, `tool_choice`).
+        """
         if self._active_response is not None:
             self._response_queued = True
+            self._queued_options = options
             return
         self._active_response = "requested"
         self._event_number += 1
         self._response_create_id = f"event_client_{self._event_number}"
-        await self._send({"type": "response.create", "event_id": self._response_create_id})
+        event: dict[str, Any] = {"type": "response.create", "event_id": self._response_create_id}
+        if options:
+            event["response"] = options
+        await self._send(event)
 
     async def close(self) -> None:
         """Close the session (1000) and release the SDK client; safe to call more than once."""

@@ -5,6 +5,7 @@ Every variable of the contract has its default here; `.env.realtime.template` do
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import environ
@@ -79,6 +80,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
     )
+    # Tests use a file too: an in-memory shared-cache database locks whole tables and ignores the
+    # busy timeout, unlike the WAL file every deployment runs on.
+    DATABASES["default"].setdefault("TEST", {})["NAME"] = str(BASE_DIR / "data" / f"test_ai_reception_{os.getpid()}.db")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Channel layer: in-process by default, Redis when several server processes share the work.
@@ -111,8 +115,17 @@ OPENAI_API_KEY = env("OPENAI_API_KEY", default="")
 OPENAI_BASE_URL = env("OPENAI_BASE_URL", default="https://api.openai.com/v1")
 OPENAI_CHAT_MODEL = env("OPENAI_CHAT_MODEL", default="gpt-4o-mini")
 # An empty value (as in the template) means "the default for this deployment".
-REALTIME_API_URL = env("REALTIME_API_URL", default="") or ("wss://api.openai.com/v1/realtime" if OPENAI_API_KEY else "")
+# Without a key, the bundled emulator (`manage.py realtime_emulator`, started by `make run`) stands in.
+REALTIME_EMULATOR_PORT = env.int("REALTIME_EMULATOR_PORT", default=8765)
+REALTIME_API_URL = env("REALTIME_API_URL", default="") or (
+    "wss://api.openai.com/v1/realtime" if OPENAI_API_KEY else f"ws://127.0.0.1:{REALTIME_EMULATOR_PORT}/v1/realtime"
+)
 REALTIME_MODEL = env("REALTIME_MODEL", default="gpt-realtime")
+REALTIME_SESSION_RENEW_SECONDS = env.float("REALTIME_SESSION_RENEW_SECONDS", default=55 * 60.0)
+REALTIME_STALL_SECONDS = env.float("REALTIME_STALL_SECONDS", default=8.0)
+# A Realtime turn whose first audio comes later than this after the end of speech falls back to Legacy.
+REALTIME_FIRST_AUDIO_DEADLINE_SECONDS = env.float("REALTIME_FIRST_AUDIO_DEADLINE_SECONDS", default=5.0)
+REALTIME_EMULATOR_BRAIN = "realtime.emulator.reception_brain.build_reception_brain"
 LEGACY_ENGINES = env("LEGACY_ENGINES", default="") or ("openai" if OPENAI_API_KEY else "local")
 # Legacy path: silence that ends an utterance, and where the joined Whisper model is kept.
 LEGACY_END_OF_SPEECH_SILENCE_MS = env.int("LEGACY_END_OF_SPEECH_SILENCE_MS", default=600)

@@ -47,3 +47,13 @@ def kiosk_and_key(db) -> tuple[Kiosk, str]:
     key = kiosk.set_new_key()
     kiosk.save()
     return kiosk, key
+
+
+@pytest.fixture(scope="session", autouse=True)
+def metrics_written_before_the_database_goes(django_db_setup, django_db_blocker):
+    """The metrics writer thread finishes its queue while the test database still exists."""
+    yield
+    from metrics.collector import collector
+
+    with django_db_blocker.unblock():
+        collector.flush()

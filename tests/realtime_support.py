@@ -52,3 +52,37 @@ async def open_raw(server: EmulatorServer, *, key: str = TEST_KEY, model: str = 
     created = await session.recv()
     assert created["type"] == "session.created"
     return session
+
+
+class FakeKiosk:
+    """A KioskOutput that records what a voice path sends: messages, audio chunks and when each chunk was sent."""
+
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+        self.audio = bytearray()
+        self.audio_times: list[float] = []
+        self._changed = asyncio.Condition()
+
+    async def send_message(self, message: dict) -> None:
+        async with self._changed:
+            self.messages.append(message)
+            self._changed.notify_all()
+
+    async def send_audio(self, pcm16: bytes) -> None:
+        async with self._changed:
+            self.audio += pcm16
+            self.audio_times.append(asyncio.get_running_loop().time())
+            self._changed.notify_all()
+
+    def of_type(self, kind: str, **fields: Any) -> list[dict[str, Any]]:
+        return [m for m in self.messages if m["type"] == kind and all(m.get(k) == v for k, v in fields.items())]
+
+    async def wait_for(self, kind: str, count: int = 1, within: float = TIMEOUT, **fields: Any) -> dict[str, Any]:
+        """The `count`-th message of `kind` (with `fields`), waiting for it."""
+        async with asyncio.timeout(within), self._changed:
+            await self._changed.wait_for(lambda: len(self.of_type(kind, **fields)) >= count)
+        return self.of_type(kind, **fields)[count - 1]
+
+    async def wait_for_audio(self, size: int = 1, within: float = TIMEOUT) -> None:
+        async with asyncio.timeout(within), self._changed:
+            await self._changed.wait_for(lambda: len(self.audio) >= size)

@@ -65,7 +65,7 @@ async def test_japanese_conversation_reaches_the_host_and_records_the_visit(demo
         "type": "session.started",
         "session_id": "ja-visit-1",
         "mode": "legacy",
-        "reason": "realtime_disabled",
+        "reason": "disabled",
     }
     assert of_type(opening, "transcript")["role"] == "assistant"
     assert of_type(opening, "visit.updated")["status"] == "collecting"

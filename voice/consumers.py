@@ -1,7 +1,8 @@
 """The kiosk socket `/ws/kiosk/`: authenticate, validate frames, hand them to the session, send back.
 
-The consumer stays thin: validation lives in `voice.protocol`, the voice path in
-`voice.legacy`, the conversation in `reception.workflow`.
+The consumer stays thin: validation lives in `voice.protocol`, the choice and switch of voice path
+in `voice.hybrid`, the conversation in `reception.workflow`. Every connection joins the control
+group, so an emergency stop reaches each live session in every process.
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ import uuid
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from fallback.emergency import CONTROL_GROUP
 from reception import workflow
 from reception.models import Visit
 
 from .blocking import run_blocking
+from .hybrid import HybridVoiceManager
 from .kiosk_auth import authenticate_kiosk, origin_allowed
-from .legacy import LegacyAudioService, decode_audio_append
+from .legacy import decode_audio_append
 from .protocol import KioskMessage, ProtocolError, parse_text_frame
 
 logger = logging.getLogger(__name__)
@@ -35,7 +38,7 @@ class KioskConsumer(AsyncWebsocketConsumer):
     """One kiosk connection; at most one reception session at a time."""
 
     kiosk = None
-    voice_path: LegacyAudioService | None = None
+    voice_path: HybridVoiceManager | None = None
 
     async def connect(self) -> None:
         if not origin_allowed(self.scope):
@@ -43,6 +46,8 @@ class KioskConsumer(AsyncWebsocketConsumer):
             return
         self.kiosk = await run_blocking(authenticate_kiosk)(self.scope)
         await self.accept()
+        if self.kiosk is not None:
+            await self.channel_layer.group_add(CONTROL_GROUP, self.channel_name)
         if self.kiosk is None:
             # Accept first so a browser can show why; then close.
             await self.send_error(
@@ -52,8 +57,14 @@ class KioskConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         # The conversation stays checkpointed: reconnecting with the session id continues it.
+        await self.channel_layer.group_discard(CONTROL_GROUP, self.channel_name)
         if self.voice_path is not None:
-            await self.voice_path.close()
+            await self.voice_path.close("abandoned")
+
+    async def control_emergency(self, event: dict) -> None:
+        """Emergency broadcast from `fallback.emergency`: live Realtime sessions move to Legacy."""
+        if self.voice_path is not None:
+            await self.voice_path.on_emergency(event)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.kiosk is None:
@@ -90,16 +101,12 @@ class KioskConsumer(AsyncWebsocketConsumer):
         session_id = session_id or uuid.uuid4().hex
         if await run_blocking(_session_owned_elsewhere)(session_id, self.kiosk.pk):
             raise ProtocolError("session_forbidden", "That session belongs to another kiosk.")
-        self.voice_path = LegacyAudioService(session_id, language, self, speak=voice)
-        reason = "realtime_disabled" if not settings.FEATURE_REALTIME_MODE_ENABLED else "realtime_unavailable"
-        await self.send_message(
-            {"type": "session.started", "session_id": session_id, "mode": "legacy", "reason": reason}
-        )
+        self.voice_path = HybridVoiceManager(session_id, language, self, speak=voice)
         await self.voice_path.open(self.kiosk.pk)
 
     async def end_session(self, reason: str) -> None:
         voice_path, self.voice_path = self.voice_path, None
-        await voice_path.close()
+        await voice_path.close("completed")
         visit_id = await run_blocking(workflow.end)(voice_path.session_id, reason)
         await self.send_message({"type": "session.ended", "reason": reason, "visit_id": visit_id})
         await self.close()

@@ -24,6 +24,7 @@ from reception.models import StaffMember
 
 from .blocking import run_blocking
 from .protocol import ProtocolError
+from .speech.audio import KIOSK_SAMPLE_RATE, RECOGNITION_SAMPLE_RATE, resample_pcm16
 from .speech.engines import SpeechEngines, get_speech_engines
 from .speech.tts import split_sentences
 from .speech.vad import SpeechStarted, Utterance, UtteranceSegmenter
@@ -32,6 +33,9 @@ logger = logging.getLogger(__name__)
 
 AUDIO_CHUNK_BYTES = 4800  # 100 ms of PCM16 at 24 kHz per binary frame
 HINT_TTL_SECONDS = 60.0
+
+
+TurnCallback = Callable[..., None]
 
 
 class KioskOutput(Protocol):
@@ -109,16 +113,20 @@ class LegacyAudioService:
         *,
         engines: Callable[[], SpeechEngines] = legacy_engines,
         speak: bool = False,
+        on_turn: TurnCallback | None = None,
     ) -> None:
         self.session_id = session_id
         self.language = language
         self.output = output
         self.speak = speak  # set once the visitor talks: a talking visitor hears the answers
+        self.on_turn = on_turn  # on_turn(ttfa_ms=, usage=, ok=) after each answered visitor turn
         self._engines_factory = engines
         self._engines: SpeechEngines | None = None
         self._segmenter: UtteranceSegmenter | None = None
         self._turn_lock = asyncio.Lock()
         self._playback: asyncio.Task | None = None
+        self._first_audio: float | None = None
+        self._spoken_bytes = 0
         self._tasks: set[asyncio.Task] = set()
 
     async def open(self, kiosk_id: int | None) -> None:
@@ -148,6 +156,12 @@ class LegacyAudioService:
         if utterance is None:
             raise ProtocolError("input_audio_empty", "No speech was heard; please speak while holding the button.")
         self._spawn(self._voice_turn(utterance))
+
+    async def answer_recording(self, pcm16: bytes) -> None:
+        """Answer a whole recorded utterance (PCM16 24 kHz), e.g. one the Realtime path left unanswered."""
+        self.speak = True
+        pcm16_16k = await asyncio.to_thread(resample_pcm16, pcm16, KIOSK_SAMPLE_RATE, RECOGNITION_SAMPLE_RATE)
+        self._spawn(self._voice_turn(Utterance(pcm16_16k, 0.0, len(pcm16) / 2 / KIOSK_SAMPLE_RATE, "replay")))
 
     async def interrupt(self) -> None:
         """Barge-in or `response.cancel`: stop the reply being played, at once."""
@@ -185,28 +199,53 @@ class LegacyAudioService:
             logger.error("session %s: voice turn failed", self.session_id, exc_info=task.exception())
 
     async def _text_turn(self, text: str) -> None:
+        received = time.perf_counter()
         async with self._turn_lock:
-            await self._answer_visitor(text)
+            await self._answer_visitor(text, received)
 
     async def _voice_turn(self, utterance: Utterance) -> None:
+        # The visitor stopped speaking when the silence that ended the utterance began.
+        end_of_speech = time.perf_counter() - self._silence_since(utterance)
         async with self._turn_lock:
             engines = await self._get_engines()
             hint = await run_blocking(recognition_hint)(self.language)
             transcript = await asyncio.to_thread(engines.stt.transcribe, utterance.pcm16_16k, self.language, hint)
             text = transcript.text.strip()
             if text:  # noise that got past the VAD transcribes to nothing: no turn
-                await self._answer_visitor(text)
+                await self._answer_visitor(text, end_of_speech, heard_seconds=utterance.duration)
 
-    async def _answer_visitor(self, text: str) -> None:
+    def _silence_since(self, utterance: Utterance) -> float:
+        if self._segmenter is None or utterance.reason == "replay":
+            return 0.0
+        return max(0.0, self._segmenter.stream_time - utterance.end_s)
+
+    async def _answer_visitor(self, text: str, started: float, heard_seconds: float = 0.0) -> None:
         await self.output.send_message({"type": "transcript", "role": "visitor", "text": text, "final": True})
         turn = await run_blocking(workflow.handle_text)(self.session_id, text)
-        await self._answer(turn)
+        status, first_audio, spoken_seconds = await self._answer(turn)
+        if self.on_turn is not None:
+            usage = {"audio_input_seconds": round(heard_seconds, 3), "audio_output_seconds": round(spoken_seconds, 3)}
+            self.on_turn(
+                ttfa_ms=((first_audio or time.perf_counter()) - started) * 1000,
+                usage={**usage, **self._engine_models(heard_seconds, spoken_seconds)},
+                ok=status != "failed",
+            )
 
-    async def _answer(self, turn: workflow.TurnResult) -> None:
-        """Show the reply and what is collected, speak it if the visitor talks, then mark the turn done."""
+    def _engine_models(self, heard_seconds: float, spoken_seconds: float) -> dict[str, str]:
+        """The priced models a turn used; local engines cost nothing and name none."""
+        if self._engines is None or self._engines.kind != "openai":
+            return {}
+        models = {"tts_model": self._engines.tts.model} if spoken_seconds else {}
+        return {**models, "stt_model": self._engines.stt.model} if heard_seconds else models
+
+    async def _answer(self, turn: workflow.TurnResult) -> tuple[str, float | None, float]:
+        """Show the reply and what is collected, speak it if the visitor talks, then mark the turn done.
+
+        Returns the turn's status, when its first audio left (None without audio) and seconds spoken.
+        """
         await self.output.send_message({"type": "transcript", "role": "assistant", "text": turn.reply, "final": True})
         await self.output.send_message({"type": "visit.updated", **turn.visit})
-        status = "completed"
+        status, self._first_audio, self._spoken_bytes = "completed", None, 0
         if self.speak and turn.reply:
             self._playback = asyncio.ensure_future(self._play(turn.reply))
             await asyncio.wait({self._playback})
@@ -218,10 +257,15 @@ class LegacyAudioService:
                 )
                 status = "failed"
         await self.output.send_message({"type": "response.done", "status": status})
+        return status, self._first_audio, self._spoken_bytes / 2 / KIOSK_SAMPLE_RATE
 
     async def _play(self, text: str) -> None:
         engines = await self._get_engines()
         for sentence in split_sentences(text, self.language):
             pcm = await asyncio.to_thread(engines.tts.synthesize, sentence, self.language)
             for start in range(0, len(pcm), AUDIO_CHUNK_BYTES):
-                await self.output.send_audio(pcm[start : start + AUDIO_CHUNK_BYTES])
+                chunk = pcm[start : start + AUDIO_CHUNK_BYTES]
+                if self._first_audio is None:
+                    self._first_audio = time.perf_counter()
+                await self.output.send_audio(chunk)
+                self._spoken_bytes += len(chunk)

@@ -631,7 +631,8 @@ class EmulatorSession:
                 "audio_end_ms",
             )
         self._audio[item["id"]] = audio[: end_ms * BYTES_PER_MS]
-        item["content"][0]["transcript"] = ""  # the service drops the transcript rather than realigning it
+        if item["content"]:  # still empty while the response is being generated
+            item["content"][0]["transcript"] = ""  # the service drops the transcript rather than realigning it
         self.emit("conversation.item.truncated", item_id=item["id"], content_index=0, audio_end_ms=end_ms)
 
     async def _item_delete(self, event: dict[str, Any]) -> None:

@@ -1,0 +1,11 @@
+"""Metrics, cost control and the operations console (dashboard, REST API, Prometheus).
+
+Entry points for the voice session manager (all sync, none touches the database on the caller's thread
+except the admission check):
+- ``collector.collector.record_session_start / record_turn / record_session_end``: enqueue only; a writer
+  thread batches the rows, feeds fallback's guards (cost per minute, latency, session outcome) and alerts.
+- ``cost.admit_realtime_session(session_id) -> Admission``: at Realtime admission, reserves the session's
+  estimated cost against REALTIME_COST_LIMIT_PER_HOUR; ``cost.settle_session_cost`` releases it
+  (record_session_end does that in order after the session's last turn).
+- ``cost.cost_of_realtime_usage(model, usage)``: the exact USD of one ``response.done`` usage object.
+"""

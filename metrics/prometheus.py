@@ -1,0 +1,131 @@
+"""``/metrics``: Prometheus exposition computed from the shared database at scrape time.
+
+Every server process answers a scrape with the same totals, because the numbers are read from the
+database that all of them write, not from per-process counters (no multiprocess directory to manage).
+Auth: ``Authorization: Bearer <METRICS_SCRAPE_TOKEN>`` when that setting is set, or a staff user
+(API token or admin session).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from django.db.models import Count, Q, Sum
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.http import require_GET
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from rest_framework import exceptions
+
+from fallback.config import load_config, load_emergency
+from fallback.guards import load_guard_snapshots
+from fallback.models import FallbackEvent, GuardStatus, Mode
+
+from .authentication import BearerTokenAuthentication, scrape_token_matches
+from .cost import cost_status
+from .models import AlertState, SessionMetric, TurnMetric
+
+TTFA_BUCKETS_MS = (250, 500, 750, 1000, 1500, 2000, 3000, 5000)
+
+
+class DatabaseCollector:
+    """A prometheus_client collector whose every sample is a database aggregate."""
+
+    def collect(self) -> Iterator[Metric]:
+        started = CounterMetricFamily(
+            "reception_sessions_started", "Sessions started, by starting path.", labels=["mode"]
+        )
+        for mode, n in SessionMetric.objects.values_list("mode").annotate(n=Count("id")).order_by("mode"):
+            started.add_metric([mode], n)
+        yield started
+        ended = CounterMetricFamily(
+            "reception_sessions_ended", "Sessions ended, by starting path and outcome.", labels=["mode", "outcome"]
+        )
+        rows = SessionMetric.objects.exclude(ended_at=None).values_list("mode", "outcome").annotate(n=Count("id"))
+        for mode, outcome, n in rows.order_by("mode", "outcome"):
+            ended.add_metric([mode, outcome], n)
+        yield ended
+        turns = CounterMetricFamily("reception_turns", "Assistant turns, by path.", labels=["path"])
+        failed = CounterMetricFamily("reception_turn_errors", "Failed turns, by path.", labels=["path"])
+        cost = CounterMetricFamily("reception_cost_usd", "Recorded model cost in USD, by path.", labels=["path"])
+        ttfa = HistogramMetricFamily(
+            "reception_time_to_first_audio_ms", "End of speech to first audio, ms.", labels=["path"]
+        )
+        for path in Mode.values:
+            qs = TurnMetric.objects.filter(path=path)
+            agg = qs.aggregate(
+                n=Count("id"),
+                bad=Count("id", filter=Q(ok=False)),
+                usd=Sum("cost_usd"),
+                timed=Count("id", filter=Q(ttfa_ms__isnull=False)),
+                ms=Sum("ttfa_ms"),
+                **{f"le{b}": Count("id", filter=Q(ttfa_ms__lte=b)) for b in TTFA_BUCKETS_MS},
+            )
+            turns.add_metric([path], agg["n"])
+            failed.add_metric([path], agg["bad"])
+            cost.add_metric([path], float(agg["usd"] or 0))
+            buckets = [(str(b), agg[f"le{b}"]) for b in TTFA_BUCKETS_MS] + [("+Inf", agg["timed"])]
+            ttfa.add_metric([path], buckets, sum_value=agg["ms"] or 0)
+        yield from (turns, failed, cost, ttfa)
+        fallbacks = CounterMetricFamily(
+            "reception_fallbacks", "Live sessions moved to Legacy, by reason.", labels=["reason"]
+        )
+        for reason, n in FallbackEvent.objects.values_list("reason").annotate(n=Count("id")).order_by("reason"):
+            fallbacks.add_metric([reason], n)
+        yield fallbacks
+        money = cost_status()
+        for name, doc, value in (
+            ("reception_realtime_spend_last_hour_usd", "Realtime spend in the rolling hour.", money.spend_last_hour),
+            ("reception_realtime_reserved_usd", "Unused part of open Realtime reservations.", money.reserved),
+            ("reception_realtime_cost_limit_usd", "Effective hourly Realtime limit.", money.limit),
+            (
+                "reception_realtime_projected_hour_usd",
+                "Next hour's spend at the 15-minute burn rate.",
+                money.projected_next_hour,
+            ),
+        ):
+            yield GaugeMetricFamily(name, doc, value=float(value))
+        guard = GaugeMetricFamily(
+            "reception_guard_open", "1 while a guard blocks Realtime (open or half-open).", labels=["guard"]
+        )
+        for name, snapshot in sorted(load_guard_snapshots().items()):
+            guard.add_metric([name], float(snapshot.state != GuardStatus.CLOSED))
+        yield guard
+        emergency = load_emergency()
+        yield GaugeMetricFamily(
+            "reception_emergency_stop", "1 while the emergency stop is on.", value=float(emergency.emergency_stop)
+        )
+        yield GaugeMetricFamily(
+            "reception_force_fallback", "1 while force fallback is on.", value=float(emergency.force_fallback)
+        )
+        yield GaugeMetricFamily("reception_config_version", "Rollout config version.", value=load_config().version)
+        alert = GaugeMetricFamily("reception_alert_active", "1 while an alert is raised.", labels=["alert"])
+        for name, active in AlertState.objects.values_list("name", "active").order_by("name"):
+            alert.add_metric([name], float(active))
+        yield alert
+
+
+def exposition() -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(DatabaseCollector())
+    return generate_latest(registry)
+
+
+@require_GET
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """GET /metrics for a Prometheus scraper (scrape token) or staff."""
+    if not scrape_token_matches(request):
+        user = request.user
+        try:
+            found = BearerTokenAuthentication().authenticate(request)
+        except exceptions.AuthenticationFailed:
+            return HttpResponse(
+                "Invalid token.\n", status=401, content_type="text/plain", headers={"WWW-Authenticate": "Bearer"}
+            )
+        if found is not None:
+            user = found[0]
+        if not (user.is_authenticated and user.is_staff):
+            code = 403 if user.is_authenticated else 401
+            return HttpResponse("Staff or the scrape token only.\n", status=code, content_type="text/plain")
+    return HttpResponse(exposition(), content_type=CONTENT_TYPE_LATEST)

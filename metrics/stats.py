@@ -1,0 +1,147 @@
+"""Windows, rates and percentiles over the recorded turns and sessions (one definition for every view).
+
+Percentiles are nearest-rank: the smallest value with at least q % of the sample at or below it
+(``sorted(xs)[ceil(q/100 * n) - 1]``); always a value that was observed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Count, Q, Sum
+from django.utils import timezone
+
+from fallback.models import FallbackEvent, Mode
+
+from .models import Outcome, SessionMetric, TurnMetric
+
+WINDOWS: dict[str, timedelta] = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(days=7)}
+# Cost chart buckets per window: 5 minutes over an hour, 1 hour over a day, 6 hours over a week.
+BUCKETS: dict[str, timedelta] = {"hour": timedelta(minutes=5), "day": timedelta(hours=1), "week": timedelta(hours=6)}
+PATHS = (Mode.REALTIME, Mode.LEGACY)
+SLOW_TURN_MS = 2000
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile (0 < q <= 100) of ``values``; None for an empty sample."""
+    if not 0 < q <= 100:
+        raise ValueError(f"A percentile is in (0, 100], not {q}.")
+    if not values:
+        return None
+    ordered = sorted(values)
+    return float(ordered[max(math.ceil(q / 100 * len(ordered)), 1) - 1])
+
+
+def rate(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def window_of(name: str) -> timedelta:
+    if name not in WINDOWS:
+        raise ValueError(f"Unknown window {name!r}; expected one of {', '.join(WINDOWS)}.")
+    return WINDOWS[name]
+
+
+def session_stats(since: datetime, until: datetime) -> dict[str, dict[str, Any]]:
+    """Per starting path: sessions started, ended, completed, errors, fell back, success and error rates."""
+    result = {}
+    for path in PATHS:
+        started = SessionMetric.objects.filter(mode=path, started_at__gt=since, started_at__lte=until)
+        ended = SessionMetric.objects.filter(mode=path, ended_at__gt=since, ended_at__lte=until)
+        counts = ended.aggregate(
+            ended=Count("id"),
+            completed=Count("id", filter=Q(outcome__in=[Outcome.COMPLETED, Outcome.HANDED_OFF])),
+            errors=Count("id", filter=Q(outcome=Outcome.ERROR)),
+            fell_back=Count("id", filter=Q(fallbacks__gt=0)),
+        )
+        result[path] = {
+            "started": started.count(),
+            **counts,
+            "success_rate": rate(counts["completed"], counts["ended"]),
+            "error_rate": rate(counts["errors"], counts["ended"]),
+        }
+    return result
+
+
+def turn_stats(since: datetime, until: datetime) -> dict[str, dict[str, Any]]:
+    """Per path: turns, failed turns, cost, and p50/p95 of the three latencies (nearest rank)."""
+    result = {}
+    for path in PATHS:
+        turns = TurnMetric.objects.filter(path=path, occurred_at__gt=since, occurred_at__lte=until)
+        rows = list(turns.values_list("ttfa_ms", "upstream_ms", "server_ms", "ok", "cost_usd"))
+        ttfa = [r[0] for r in rows if r[0] is not None]
+        upstream = [r[1] for r in rows if r[1] is not None]
+        server = [r[2] for r in rows if r[2] is not None]
+        failed = sum(1 for r in rows if not r[3])
+        result[path] = {
+            "turns": len(rows),
+            "failed_turns": failed,
+            "turn_error_rate": rate(failed, len(rows)),
+            "cost_usd": sum((r[4] for r in rows if r[4] is not None), Decimal(0)),
+            "ttfa_p50_ms": percentile(ttfa, 50),
+            "ttfa_p95_ms": percentile(ttfa, 95),
+            "upstream_p50_ms": percentile(upstream, 50),
+            "upstream_p95_ms": percentile(upstream, 95),
+            "server_p50_ms": percentile(server, 50),
+            "server_p95_ms": percentile(server, 95),
+            "slow_turn_rate": rate(sum(1 for v in ttfa if v > SLOW_TURN_MS), len(ttfa)),
+        }
+    return result
+
+
+def fallbacks_by_reason(since: datetime, until: datetime) -> dict[str, int]:
+    rows = FallbackEvent.objects.filter(created_at__gt=since, created_at__lte=until).values_list("reason", flat=True)
+    return dict(sorted(Counter(rows).items()))
+
+
+def cost_series(window: str, now: datetime) -> list[dict[str, Any]]:
+    """Cost per bucket and path over the window (oldest first), from the recorded turns."""
+    step = BUCKETS[window]
+    start = now - WINDOWS[window]
+    count = math.ceil(WINDOWS[window] / step)
+    series = [{"start": start + i * step, "realtime": Decimal(0), "legacy": Decimal(0)} for i in range(count)]
+    turns = TurnMetric.objects.filter(occurred_at__gt=start, occurred_at__lte=now, cost_usd__isnull=False)
+    for at, path, cost in turns.values_list("occurred_at", "path", "cost_usd"):
+        index = min(int((at - start) / step), count - 1)
+        series[index][path] += cost
+    return series
+
+
+def error_rate_last_hour(*, now: datetime | None = None) -> tuple[float, int]:
+    """The worse of the failed-session and failed-turn rates whose sample reaches ALERT_MIN_SAMPLE,
+    and the size of that sample; (0.0, largest sample) when neither does."""
+    now = now or timezone.now()
+    since = now - timedelta(hours=1)
+    sessions = SessionMetric.objects.filter(ended_at__gt=since, ended_at__lte=now).aggregate(
+        n=Count("id"), bad=Count("id", filter=Q(outcome=Outcome.ERROR))
+    )
+    turns = TurnMetric.objects.filter(occurred_at__gt=since, occurred_at__lte=now).aggregate(
+        n=Count("id"), bad=Count("id", filter=Q(ok=False))
+    )
+    eligible = [(c["bad"] / c["n"], c["n"]) for c in (sessions, turns) if c["n"] >= settings.ALERT_MIN_SAMPLE]
+    if not eligible:
+        return 0.0, max(sessions["n"], turns["n"])
+    return max(eligible)
+
+
+def summary(window: str = "hour", *, now: datetime | None = None) -> dict[str, Any]:
+    """Everything the dashboard and the metrics endpoint show for one window, Realtime and Legacy side by side."""
+    now = now or timezone.now()
+    since = now - window_of(window)
+    sessions, turns = session_stats(since, now), turn_stats(since, now)
+    total_cost = TurnMetric.objects.filter(occurred_at__gt=since, occurred_at__lte=now).aggregate(c=Sum("cost_usd"))
+    return {
+        "window": window,
+        "since": since,
+        "until": now,
+        "percentile_method": "nearest-rank",
+        "paths": {path: {**sessions[path], **turns[path]} for path in PATHS},
+        "fallbacks_by_reason": fallbacks_by_reason(since, now),
+        "cost_usd": total_cost["c"] or Decimal(0),
+    }

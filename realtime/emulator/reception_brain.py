@@ -1,0 +1,100 @@
+"""The emulator's ReceptionBrain wired to the local speech engines and the workflow's language understanding.
+
+`manage.py realtime_emulator --brain reception` (setting REALTIME_EMULATOR_BRAIN) uses it, so the Realtime path
+holds a whole reception conversation offline: Whisper hears the visitor, the rule-based understanding picks the
+tool call a model would make, and the local text-to-speech says the workflow's reply.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+from collections.abc import Callable
+from typing import Any
+
+from reception.workflow import Understanding, get_understanding
+from reception.workflow.graph import COLLECT_ORDER
+from reception.workflow.prompts import field_list, say
+from voice.legacy import legacy_engines, recognition_hint
+from voice.speech.audio import KIOSK_SAMPLE_RATE, RECOGNITION_SAMPLE_RATE, resample_pcm16
+
+from ..bridge import text_to_say
+from .brain import BrainContext, ReceptionBrain, Reply, Say
+
+# What the session's last tool output said the workflow awaits, and the session's language, for the
+# understanding (set per response task; asyncio.to_thread carries them into the worker thread).
+_expecting: contextvars.ContextVar[str] = contextvars.ContextVar("expecting", default="")
+_language: contextvars.ContextVar[str] = contextvars.ContextVar("language", default="ja")
+
+
+def tool_call(understood: Understanding) -> tuple[str, dict[str, Any]] | None:
+    """The reception tool call a model would make for an utterance, or None when it says nothing usable."""
+    if understood.visitor_type == "delivery":
+        arguments: dict[str, Any] = {"needs_signature": understood.needs_signature}
+        if understood.company_name:
+            arguments["company_name"] = understood.company_name
+        return "report_delivery", arguments
+    if understood.found():
+        return "collect_visitor_info", understood.found()
+    if understood.answer is not None:
+        return "confirm_visitor_info", {"confirmed": understood.answer}
+    if understood.host_department:
+        return "choose_host", {"department": understood.host_department}
+    return None
+
+
+class WorkflowReceptionBrain(ReceptionBrain):
+    """ReceptionBrain that also obeys "say exactly" responses (greetings) and answers rejected calls politely."""
+
+    async def respond(self, context: BrainContext) -> Reply:
+        spoken = text_to_say(context.instructions)
+        if spoken:
+            return Say(spoken)
+        language = context.language or self.language
+        latest = _tool_output(context.function_outputs[-1]) if context.function_outputs else None
+        if latest is not None and not isinstance(latest.get("reply"), str):
+            missing = latest.get("missing") or list(COLLECT_ORDER)
+            return Say(say("ask_unclear", language, fields=field_list(missing, language)))
+        awaited = next((_tool_output(item) for item in reversed(context.items) if _is_output(item)), None)
+        _expecting.set(str((awaited or {}).get("awaiting", "")))
+        _language.set(language)
+        return await super().respond(context)
+
+
+def build_reception_brain(
+    language: str = "ja",
+    *,
+    transcribe: Callable[[bytes, str | None], str] | None = None,
+    synthesize: Callable[[str, str | None], bytes] | None = None,
+) -> WorkflowReceptionBrain:
+    """The brain for `realtime_emulator --brain reception`; models load on first use.
+
+    `transcribe` / `synthesize` replace the local speech engines (tests that need no speech models).
+    """
+
+    def local_transcribe(pcm16: bytes, language: str | None) -> str:
+        language = language or "ja"
+        audio = resample_pcm16(pcm16, KIOSK_SAMPLE_RATE, RECOGNITION_SAMPLE_RATE)
+        return legacy_engines().stt.transcribe(audio, language, recognition_hint(language)).text.strip()
+
+    def understand(text: str) -> tuple[str, dict[str, Any]] | None:
+        return tool_call(get_understanding().understand(text, _language.get(), _expecting.get()))
+
+    def local_synthesize(text: str, language: str | None) -> bytes:
+        return legacy_engines().tts.synthesize(text, language or "ja")
+
+    return WorkflowReceptionBrain(
+        transcribe or local_transcribe, understand, synthesize or local_synthesize, language=language
+    )
+
+
+def _is_output(item: dict[str, Any]) -> bool:
+    return item.get("type") == "function_call_output"
+
+
+def _tool_output(item: dict[str, Any]) -> dict[str, Any]:
+    try:
+        data = json.loads(item.get("output", ""))
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}

@@ -1,0 +1,509 @@
+"""RealtimeAudioProcessor: one kiosk session on the Realtime path, with the same public shape as LegacyAudioService.
+
+Kiosk audio goes straight to the upstream input buffer; the service's server VAD finds the turns, its audio and
+transcripts come back to the kiosk, and its function calls run the reception workflow through the LangGraphBridge.
+The processor also does what a kiosk must never notice: barge-in truncation at what was actually played, renewing
+the upstream session before its 60-minute limit (or when it expires), and reporting any upstream failure through
+`on_failure` so that the session manager can switch the visitor to Legacy, which then answers
+`unanswered_utterance` / `unanswered_text`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+
+from reception import workflow
+from voice.blocking import run_blocking
+from voice.legacy import KioskOutput
+from voice.protocol import ProtocolError
+
+from .bridge import LangGraphBridge, build_instructions, say_exactly
+from .client import SERVER_VAD, RealtimeClient, RealtimeConnectionError, RealtimeError, RealtimeUpstreamError, _call
+
+logger = logging.getLogger(__name__)
+
+EMULATOR_API_KEY = "sk-test-emulator-key"  # what the bundled emulator is given when no OpenAI key is configured
+BYTES_PER_MS = 48  # PCM16 mono 24 kHz
+MAX_UNANSWERED_BYTES = 15_000 * BYTES_PER_MS
+MIN_COMMIT_BYTES = 100 * BYTES_PER_MS  # the service refuses to commit less
+HISTORY_MESSAGES = 20  # the last turns a renewed session is seeded with
+DEFAULT_LATENCY_BUDGET_SECONDS = 4.0
+
+ClientFactory = Callable[..., RealtimeClient]
+FailureCallback = Callable[[str, Exception | None], Awaitable[None] | None]
+ResponseCallback = Callable[[dict[str, Any], float | None], Awaitable[None] | None]
+
+
+def settings_client_factory(**options: Any) -> RealtimeClient:
+    """A RealtimeClient for REALTIME_API_URL / OPENAI_API_KEY / REALTIME_MODEL (the emulator key without a key)."""
+    url = settings.REALTIME_API_URL
+    if not url:
+        raise RealtimeConnectionError("REALTIME_API_URL is not configured", reason="refused", retryable=False)
+    return RealtimeClient(
+        api_key=settings.OPENAI_API_KEY or EMULATOR_API_KEY,
+        model=settings.REALTIME_MODEL,
+        base_url=url.rstrip("/").removesuffix("/realtime"),
+        **options,
+    )
+
+
+@dataclass
+class _Playback:
+    """Audio of one assistant item sent to the kiosk, which plays it at 1x from `started`."""
+
+    item_id: str
+    started: float
+    session: int  # which upstream session produced it (items do not survive a renewal)
+    sent_bytes: int = 0
+
+    @property
+    def sent_ms(self) -> int:
+        return self.sent_bytes // BYTES_PER_MS
+
+    def played_ms(self, now: float) -> int:
+        return min(self.sent_ms, int((now - self.started) * 1000))
+
+    def ends_at(self) -> float:
+        return self.started + self.sent_ms / 1000
+
+
+class RealtimeAudioProcessor:
+    """One session on the Realtime path; `output` receives transcripts, visit updates and audio.
+
+    `on_failure(reason, error)` is called at most once, with "connection_error" (refused, rejected handshake,
+    unexpected close, stalled upstream), "upstream_error" (error events and failed responses from the service) or
+    "latency" (end of speech to first audio over `latency_budget_seconds`). `on_response(response, first_audio_ms)` gets
+    every finished response that carries usage, with the time from the end of the visitor's turn to its first
+    audio (None when it had no audio).
+    """
+
+    mode = "realtime"
+
+    def __init__(
+        self,
+        session_id: str,
+        language: str,
+        output: KioskOutput,
+        *,
+        speak: bool = False,
+        on_failure: FailureCallback | None = None,
+        on_response: ResponseCallback | None = None,
+        client_factory: ClientFactory = settings_client_factory,
+        renew_seconds: float | None = None,
+        stall_seconds: float | None = None,
+        latency_budget_seconds: float = DEFAULT_LATENCY_BUDGET_SECONDS,
+        turn_detection: dict[str, Any] | None = SERVER_VAD,
+    ) -> None:
+        self.session_id = session_id
+        self.language = language
+        self.output = output
+        self.speak = speak  # set once the visitor talks: a talking visitor hears the answers
+        self.on_failure = on_failure
+        self.on_response = on_response
+        self.client_factory = client_factory
+        self.renew_seconds = renew_seconds if renew_seconds is not None else settings.REALTIME_SESSION_RENEW_SECONDS
+        self.stall_seconds = stall_seconds if stall_seconds is not None else settings.REALTIME_STALL_SECONDS
+        self.latency_budget_seconds = latency_budget_seconds
+        self.turn_detection = turn_detection
+        self.bridge = LangGraphBridge(session_id, output)
+        self.unanswered_text: str | None = None
+        self.last_latency: float | None = None  # seconds from the end of the last turn to its first audio
+        self.sessions_opened = 0
+        self.failed = False
+        self._client: RealtimeClient | None = None
+        self._unanswered = bytearray()
+        self._swap_buffer = bytearray()
+        self._ready = asyncio.Event()  # set while a live upstream session takes input
+        self._swapping = False
+        self._renew_due = False
+        self._closing = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._pump: asyncio.Task[None] | None = None
+        self._renew_timer: asyncio.Task[None] | None = None
+        self._tool_lock = asyncio.Lock()
+        self._tools_running = 0
+        self._history: deque[tuple[str, str]] = deque(maxlen=HISTORY_MESSAGES)
+        self._playback: _Playback | None = None
+        self._interrupted_items: set[str] = set()
+        self._speaking_responses: set[str] = set()  # responses that produced audio or transcript
+        self._flushed_responses: set[str] = set()  # responses the kiosk already got `response.done` for
+        self._response_id: str | None = None
+        self._partial: dict[str, str] = {}
+        self._speech_active = False
+        self._uncommitted_bytes = 0
+        self._turn_end_at: float | None = None  # the visitor finished a turn that has no audio answer yet
+        self._last_activity = time.monotonic()
+
+    @property
+    def unanswered_utterance(self) -> bytes:
+        """Kiosk audio (PCM16 24 kHz) since the last answered turn, at most the last 15 s."""
+        return bytes(self._unanswered)
+
+    # --- the LegacyAudioService shape ------------------------------------------------------------------------
+
+    async def open(self, kiosk_id: int | None) -> None:
+        """Start or resume the workflow, open the upstream session and have the model say the greeting or the
+        pending question. A connection failure is reported through `on_failure`, not raised."""
+        turn = await run_blocking(workflow.start)(self.session_id, self.language, kiosk_id)
+        await self.output.send_message({"type": "visit.updated", **turn.visit})
+        instructions = build_instructions(turn, self.language)
+        try:
+            client = await self._connect(instructions)
+        except RealtimeError as exc:
+            await self._fail("connection_error", exc)
+            return
+        self._install(client)
+        self._spawn(self._watch(), "watchdog")
+        if turn.reply:
+            # A per-response instruction override: the words are the workflow's, the voice is the model's, and
+            # the greeting becomes an assistant item of the conversation (an injected assistant item has no audio).
+            await self._request(client.create_response({"instructions": say_exactly(instructions, turn.reply)}))
+
+    async def handle_text(self, text: str) -> None:
+        """A typed utterance: a user message, then a response."""
+        text = text.strip()
+        if not text:
+            return
+        self.unanswered_text = text
+        self._history.append(("user", text))
+        await self.output.send_message({"type": "transcript", "role": "visitor", "text": text, "final": True})
+        if self._swapping:
+            await self._ready.wait()
+        client = self._client
+        if client is None or self.failed or self._closing:
+            return  # kept in unanswered_text for the Legacy path
+        self._turn_end_at = time.monotonic()
+        await self._request(client.create_item(_message("user", text)), client.create_response())
+
+    async def feed_audio(self, pcm16: bytes) -> None:
+        """Kiosk audio (PCM16 24 kHz), relayed as it comes; held back only while the upstream session is swapped."""
+        self.speak = True
+        _append_capped(self._unanswered, pcm16)
+        self._uncommitted_bytes += len(pcm16)
+        client = self._client
+        if self._swapping or client is None:
+            _append_capped(self._swap_buffer, pcm16)
+            return
+        try:
+            await client.append_audio(pcm16)
+        except RealtimeError:
+            _append_capped(self._swap_buffer, pcm16)  # the event pump reports (or renews) the lost session
+
+    async def commit(self) -> None:
+        """Push-to-talk release. A manual commit never makes the service respond, so a response is asked for too;
+        with server VAD, a turn the VAD already ended is left to it."""
+        client = self._client
+        if client is None or self.failed:
+            return
+        if self.turn_detection is not None and not self._speech_active:
+            if self._turn_end_at is not None or client.response_active:
+                return
+            raise ProtocolError("input_audio_empty", "No speech was heard; please speak while holding the button.")
+        if self._uncommitted_bytes < MIN_COMMIT_BYTES:
+            raise ProtocolError("input_audio_empty", "No speech was heard; please speak while holding the button.")
+        self._uncommitted_bytes = 0
+        self._turn_end_at = time.monotonic()
+        await self._request(client.commit(), client.create_response())
+
+    async def interrupt(self) -> None:
+        """Barge-in or `response.cancel`: stop the reply at once, and tell the service what was actually heard."""
+        client = self._client
+        if client is None:
+            return
+        now = time.monotonic()
+        playback = self._playback
+        playing = playback is not None and playback.played_ms(now) < playback.sent_ms
+        if client.response_active:
+            await self._request(client.cancel_response())
+        if not playing and self._response_id not in self._speaking_responses:
+            return  # nothing reached the kiosk: no turn to flush
+        if playing:
+            assert playback is not None
+            self._interrupted_items.add(playback.item_id)
+            self._playback = None
+            if playback.session == self.sessions_opened:
+                await self._request(client.truncate(playback.item_id, 0, playback.played_ms(now)))
+        if self._response_id is not None:
+            self._flushed_responses.add(self._response_id)
+        await self.output.send_message({"type": "response.done", "status": "cancelled"})
+
+    async def close(self) -> None:
+        """Stop everything this session started and close the upstream session; nothing is left running."""
+        self._closing = True
+        self._ready.set()
+        current = asyncio.current_task()
+        tasks = [task for task in self._tasks if task is not current]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._client is not None:
+            await self._client.close()
+
+    # --- upstream sessions -----------------------------------------------------------------------------------
+
+    async def _connect(self, instructions: str) -> RealtimeClient:
+        """A configured upstream session seeded with the last turns of the conversation."""
+        client = self.client_factory(
+            instructions=instructions,
+            tools=workflow.TOOLS,
+            language=self.language,
+            turn_detection=self.turn_detection,
+            on_error=self._on_upstream_error,
+        )
+        await client.connect()
+        for role, text in self._history:
+            await client.create_item(_message(role, text))
+        self.sessions_opened += 1
+        return client
+
+    def _install(self, client: RealtimeClient) -> None:
+        """Make `client` the live session: its events are handled and its renewal is scheduled."""
+        self._client = client
+        self._pump = self._spawn(self._pump_events(client), "events")
+        if self._renew_timer is not None:
+            self._renew_timer.cancel()
+        self._renew_timer = self._spawn(self._renew_later(), "renew-timer")
+        self._ready.set()
+
+    async def _renew_later(self) -> None:
+        await asyncio.sleep(self.renew_seconds)
+        self._renew_due = True
+        self._maybe_renew()
+
+    def _idle(self) -> bool:
+        client = self._client
+        return (
+            client is not None
+            and not client.response_active
+            and self._turn_end_at is None
+            and not self._speech_active
+            and not self._tools_running
+        )
+
+    def _maybe_renew(self) -> None:
+        if self._renew_due and not self._swapping and not self.failed and self._idle():
+            self._begin_swap(replay=False)
+
+    def _begin_swap(self, *, replay: bool) -> None:
+        self._swapping = True
+        self._renew_due = False
+        self._ready.clear()
+        self._spawn(self._swap(replay=replay), "renew")
+
+    async def _swap(self, *, replay: bool) -> None:
+        """Open a new upstream session seeded with the conversation, flush the audio held meanwhile, close the old.
+
+        `replay`: the old session died with a turn unanswered; the new one gets that turn again.
+        """
+        old, old_pump = self._client, self._pump
+        try:
+            new = await self._connect(await self.bridge.instructions(self.language))
+        except RealtimeError as exc:
+            self._swapping = False
+            self._ready.set()
+            await self._fail("connection_error", exc)
+            return
+        try:
+            self._install(new)
+            if replay and self.unanswered_text is not None:
+                await self._request(new.create_item(_message("user", self.unanswered_text)), new.create_response())
+            elif replay:
+                self._swap_buffer[:] = self._unanswered  # the whole utterance again; the VAD finds its end
+            while self._swap_buffer:
+                chunk = bytes(self._swap_buffer)
+                self._swap_buffer.clear()
+                await self._request(new.append_audio(chunk))
+            self._swapping = False
+            logger.info(
+                "session %s: upstream Realtime session renewed (%d opened)", self.session_id, self.sessions_opened
+            )
+        finally:
+            if old is not None:
+                await old.close()
+        if old_pump is not None:
+            await asyncio.gather(old_pump, return_exceptions=True)
+
+    # --- upstream events -------------------------------------------------------------------------------------
+
+    async def _pump_events(self, client: RealtimeClient) -> None:
+        try:
+            async for event in client.events():
+                if client is self._client:
+                    await self._on_event(client, event)
+        except RealtimeUpstreamError as exc:
+            if client is self._client and not self._closing:
+                if exc.code == "session_expired":
+                    pending = self._turn_end_at is not None or self._tools_running > 0
+                    self._begin_swap(replay=pending)
+                else:
+                    await self._fail("upstream_error", exc)
+        except RealtimeError as exc:
+            if client is self._client and not self._closing:
+                await self._fail("connection_error", exc)
+
+    async def _on_event(self, client: RealtimeClient, event: dict[str, Any]) -> None:
+        now = self._last_activity = time.monotonic()
+        match event["type"]:
+            case "response.created":
+                self._response_id = event["response"]["id"]
+            case "response.output_audio.delta":
+                await self._on_audio(event, now)
+            case "response.output_audio_transcript.delta":
+                self._speaking_responses.add(event["response_id"])
+                if event["item_id"] not in self._interrupted_items:
+                    text = self._partial[event["item_id"]] = self._partial.get(event["item_id"], "") + event["delta"]
+                    await self._transcript("assistant", text, final=False)
+            case "response.output_audio_transcript.done":
+                self._speaking_responses.add(event["response_id"])
+                self._partial.pop(event["item_id"], None)
+                if event["item_id"] not in self._interrupted_items and event["transcript"]:
+                    self._history.append(("assistant", event["transcript"]))
+                    await self._transcript("assistant", event["transcript"], final=True)
+            case "conversation.item.input_audio_transcription.completed":
+                if event["transcript"].strip():
+                    self._history.append(("user", event["transcript"]))
+                    await self._transcript("visitor", event["transcript"], final=True)
+            case "input_audio_buffer.speech_started":
+                self._speech_active = True
+                self._turn_end_at = None
+                await self.interrupt()
+            case "input_audio_buffer.speech_stopped":
+                self._speech_active = False
+                self._turn_end_at = now
+            case "input_audio_buffer.committed":
+                self._uncommitted_bytes = 0
+            case "response.function_call_arguments.done":
+                self._tools_running += 1
+                self._spawn(self._run_tool(client, event["call_id"], event.get("name", ""), event["arguments"]), "tool")
+            case "response.done":
+                await self._on_response_done(event["response"])
+
+    async def _on_audio(self, event: dict[str, Any], now: float) -> None:
+        pcm = base64.b64decode(event["delta"])
+        if self._turn_end_at is not None:
+            self.last_latency, self._turn_end_at = now - self._turn_end_at, None
+        self._unanswered.clear()
+        self.unanswered_text = None
+        self._speaking_responses.add(event["response_id"])
+        item_id = event["item_id"]
+        if not self.speak or item_id in self._interrupted_items:
+            return
+        if self._playback is None or self._playback.item_id != item_id:
+            # The kiosk queues audio: a new item starts playing when the previous one has been played out.
+            start = max(now, self._playback.ends_at()) if self._playback else now
+            self._playback = _Playback(item_id, start, self.sessions_opened)
+        self._playback.sent_bytes += len(pcm)
+        await self.output.send_audio(pcm)
+
+    async def _on_response_done(self, response: dict[str, Any]) -> None:
+        response_id = response["id"]
+        self._response_id = None
+        if response.get("usage") and self.on_response is not None:
+            latency, self.last_latency = self.last_latency, None
+            await _call(self.on_response, response, latency * 1000 if latency is not None else None)
+        if response_id in self._speaking_responses:
+            self._speaking_responses.discard(response_id)
+            if response_id in self._flushed_responses:
+                self._flushed_responses.discard(response_id)
+            else:
+                status = response.get("status")
+                status = status if status in ("completed", "cancelled") else "failed"
+                await self.output.send_message({"type": "response.done", "status": status})
+        self._maybe_renew()
+
+    async def _run_tool(self, client: RealtimeClient, call_id: str, name: str, arguments: str) -> None:
+        """One function call through the bridge; calls of a session run in order."""
+        try:
+            async with self._tool_lock:
+                result = await self.bridge.handle_call(client, call_id, name, arguments)
+            if result.turn is not None:
+                # The workflow has this turn now: replaying it on the Legacy path would apply it twice.
+                self._unanswered.clear()
+                self.unanswered_text = None
+        except RealtimeError:
+            logger.warning("session %s: the output of %s could not be sent upstream", self.session_id, name)
+        finally:
+            self._tools_running -= 1
+            self._last_activity = time.monotonic()
+
+    def _on_upstream_error(self, error: RealtimeUpstreamError) -> None:
+        """Non-fatal errors: our own request problems are logged; the service's failures are reported."""
+        if error.error_type == "invalid_request_error":
+            logger.warning("session %s: Realtime request refused: %s", self.session_id, error)
+            return
+        self._spawn(self._fail("upstream_error", error), "failure")
+
+    async def _watch(self) -> None:
+        """Report a stalled upstream or a turn answered too late."""
+        tick = max(0.02, min(self.stall_seconds, self.latency_budget_seconds) / 4)
+        while not self.failed:
+            await asyncio.sleep(tick)
+            client, now = self._client, time.monotonic()
+            if self._swapping or client is None:
+                continue
+            waiting = (client.response_active or self._turn_end_at is not None) and not self._tools_running
+            if waiting and now - self._last_activity > self.stall_seconds:
+                error = RealtimeConnectionError(
+                    f"No Realtime event for {self.stall_seconds:g} s while a response was expected", reason="stalled"
+                )
+                await self._fail("connection_error", error)
+            elif self._turn_end_at is not None and now - self._turn_end_at > self.latency_budget_seconds:
+                await self._fail("latency", None)
+
+    # --- helpers ---------------------------------------------------------------------------------------------
+
+    async def _request(self, *requests: Awaitable[None]) -> None:
+        """Send requests upstream in order; a dead session is reported by the event pump, not here."""
+        self._last_activity = time.monotonic()
+        try:
+            for request in requests:
+                await request
+        except RealtimeError as exc:
+            logger.warning("session %s: Realtime request not sent: %s", self.session_id, exc)
+        finally:
+            for request in requests:
+                if asyncio.iscoroutine(request):
+                    request.close()  # not awaited after a failure: discard without a warning
+
+    async def _transcript(self, role: str, text: str, *, final: bool) -> None:
+        await self.output.send_message({"type": "transcript", "role": role, "text": text, "final": final})
+
+    async def _fail(self, reason: str, error: Exception | None) -> None:
+        if self.failed or self._closing:
+            return
+        self.failed = True
+        logger.warning("session %s: Realtime path failed (%s): %s", self.session_id, reason, error)
+        await _call(self.on_failure, reason, error)
+
+    def _spawn(self, coroutine: Awaitable[None], name: str) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(coroutine)
+        task.set_name(f"realtime-{name}-{self.session_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("session %s: Realtime task failed", self.session_id, exc_info=task.exception())
+
+
+def _message(role: str, text: str) -> dict[str, Any]:
+    """A conversation message item: user text in, assistant text as the transcript of what was said."""
+    kind = "output_text" if role == "assistant" else "input_text"
+    return {"type": "message", "role": role, "content": [{"type": kind, "text": text}]}
+
+
+def _append_capped(buffer: bytearray, pcm16: bytes) -> None:
+    buffer += pcm16
+    if len(buffer) > MAX_UNANSWERED_BYTES:
+        del buffer[: len(buffer) - MAX_UNANSWERED_BYTES]

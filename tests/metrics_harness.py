@@ -1,0 +1,142 @@
+"""Run metrics operations in several OS processes against one real database (SQLite file or PostgreSQL).
+
+As a script: ``python tests/metrics_harness.py MODE ARG`` (DATABASE_URL in the environment) sets Django up,
+prints "ready", waits for a line on stdin, runs MODE once and prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def _env(database_url: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "DJANGO_SETTINGS_MODULE": "reception_project.settings",
+        **(extra or {}),
+    }
+
+
+def migrate(database_url: str) -> None:
+    """Create the metrics tables and what they depend on (fallback, auth) in the given database."""
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "metrics", "-v", "0"],
+        cwd=ROOT,
+        env=_env(database_url),
+        check=True,
+        timeout=180,
+    )
+
+
+def sqlite_database(directory: Path) -> str:
+    url = f"sqlite:///{directory / 'metrics.db'}"
+    migrate(url)
+    return url
+
+
+@contextlib.contextmanager
+def postgres_database() -> Iterator[str]:
+    """A throwaway, migrated PostgreSQL database, dropped afterwards."""
+    import psycopg
+
+    name = f"metrics_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        url = f"postgres://postgres@127.0.0.1:5432/{name}"
+        migrate(url)
+        yield url
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def run_workers(
+    database_url: str, mode: str, processes: int, *, arg: str = "", env: dict[str, str] | None = None
+) -> list[dict]:
+    """Start ``processes`` workers, release them together once all are ready, and return their JSON results."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, __file__, mode, f"{arg}:{i}"],
+            cwd=ROOT,
+            env=_env(database_url, env),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(processes)
+    ]
+    for proc in procs:
+        if proc.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"worker did not start: {proc.communicate(timeout=30)[1][-2000:]}")
+    for proc in procs:  # the starting gun
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=180)
+        if proc.returncode != 0:
+            raise RuntimeError(f"worker failed ({proc.returncode}): {err[-2000:]}")
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    return results
+
+
+def _main(mode: str, arg: str) -> dict:
+    import time
+
+    import django
+
+    django.setup()
+    from django.db import connection
+
+    connection.ensure_connection()  # connect before the start line, so only the operation races
+    print("ready", flush=True)
+    sys.stdin.readline()
+    param, index = arg.rsplit(":", 1)
+    if mode == "seed_spend":  # set-up: spend already in the rolling hour
+        from fallback.guards import record_cost
+
+        record_cost(float(param), 1e9)
+        return {}
+    if mode == "admit":  # the session manager's admission call, for a session of this worker
+        from metrics.cost import admit_realtime_session
+
+        admission = admit_realtime_session(f"session-{param}-{index}")
+        return {"admitted": admission.admitted, "reason": admission.reason, "estimate": str(admission.estimate_usd)}
+    if mode == "committed":
+        from fallback.guards import committed_last_hour, reserved_unused, spend_last_hour
+
+        return {
+            "spend": str(spend_last_hour()),
+            "reserved": str(reserved_unused()),
+            "committed": str(committed_last_hour()),
+        }
+    if mode == "alert":  # every worker evaluates the alerts at the same moment
+        from metrics.alerts import evaluate_alerts
+
+        return {"transitions": evaluate_alerts()}
+    if mode == "burst_exit":  # record turns and exit without an explicit flush: atexit must write them all
+        from metrics.collector import collector
+
+        began = time.perf_counter()
+        for i in range(int(param)):
+            collector.record_turn(f"burst-{index}", "legacy", ttfa_ms=float(i % 900), response_id=f"b{index}-{i}")
+        return {"enqueue_seconds": time.perf_counter() - began}
+    raise SystemExit(f"unknown mode {mode!r}")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    print(json.dumps(_main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else ":0")))

@@ -1,0 +1,105 @@
+"""A whole reception by voice on the Realtime path: kiosk audio → processor → emulator (server VAD, Whisper, the
+rule-based understanding, function calls) → bridge → workflow → Visit and host notification, all offline."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from realtime.client import SERVER_VAD, RealtimeClient
+from realtime.emulator.audio import silence
+from realtime.emulator.reception_brain import build_reception_brain
+from realtime.processor import RealtimeAudioProcessor
+from reception.models import HostNotification, Visit
+from tests.realtime_support import TEST_KEY, FakeKiosk
+from voice.legacy import legacy_engines
+
+pytest_plugins = ["tests.realtime_fixtures"]
+pytestmark = [
+    pytest.mark.speech,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("isolated_workflow_state", "demo_directory"),
+    pytest.mark.timeout(240),
+]
+
+FRAME = 960  # 20 ms of PCM16 24 kHz
+TURN_TIMEOUT = 60.0
+
+
+@pytest.fixture(scope="module")
+def voices() -> dict[str, bytes]:
+    """The visitor's sentences, spoken by the local text-to-speech (PCM16 24 kHz)."""
+    tts = legacy_engines().tts
+    return {
+        "introduction": tts.synthesize("株式会社テストの山田です。", "ja"),
+        "appointment": tts.synthesize("鈴木さんとお約束しています。", "ja"),
+        "yes": tts.synthesize("はい、お願いします。", "ja"),
+    }
+
+
+async def say(processor: RealtimeAudioProcessor, kiosk: FakeKiosk, pcm: bytes) -> None:
+    """Wait until the kiosk has played the assistant out, then speak `pcm` and one second of silence, in real time
+    as a kiosk microphone does."""
+    playback = processor._playback
+    if playback is not None:
+        await asyncio.sleep(max(0.0, playback.ends_at() - time.monotonic()))
+    speech = silence(200) + pcm + silence(1000)
+    for start in range(0, len(speech), FRAME):
+        await processor.feed_audio(speech[start : start + FRAME])
+        await asyncio.sleep(0.02)
+
+
+async def test_a_visitor_is_received_by_voice_in_realtime_mode(realtime_emulator, voices):
+    server = realtime_emulator  # its teardown checks that no asyncio task is left
+    server.brain = build_reception_brain()
+    kiosk = FakeKiosk()
+    failures: list[tuple[str, Exception | None]] = []
+    processor = RealtimeAudioProcessor(
+        "voice-reception",
+        "ja",
+        kiosk,
+        speak=True,
+        client_factory=lambda **options: RealtimeClient(api_key=TEST_KEY, base_url=server.base_url, **options),
+        on_failure=lambda reason, error: failures.append((reason, error)),
+        turn_detection={**SERVER_VAD, "silence_duration_ms": 800},  # the pause between two sentences is one turn
+        stall_seconds=TURN_TIMEOUT,
+        latency_budget_seconds=TURN_TIMEOUT,
+    )
+    try:
+        await processor.open(None)
+        await kiosk.wait_for("response.done", within=TURN_TIMEOUT)
+        assert "いらっしゃいませ" in kiosk.of_type("transcript", role="assistant", final=True)[0]["text"]
+
+        await say(processor, kiosk, voices["introduction"])
+        collected = await kiosk.wait_for("visit.updated", count=2, within=TURN_TIMEOUT)
+        assert collected["visitor_name"] == "山田" and collected["company_name"] == "株式会社テスト", kiosk.messages
+        await kiosk.wait_for("response.done", count=2, within=TURN_TIMEOUT)
+        asked = kiosk.of_type("transcript", role="assistant", final=True)[-1]["text"]
+        assert "ご用件" in asked and "お名前" not in asked
+
+        await say(processor, kiosk, voices["appointment"])
+        confirming = await kiosk.wait_for("visit.updated", status="confirming", within=TURN_TIMEOUT)
+        assert "鈴木" in confirming["host_name"] or "すずき" in confirming["host_name"], kiosk.messages
+        await kiosk.wait_for("response.done", count=3, within=TURN_TIMEOUT)
+        assert "確認いたします" in kiosk.of_type("transcript", role="assistant", final=True)[-1]["text"]
+
+        await say(processor, kiosk, voices["yes"])
+        await kiosk.wait_for("visit.updated", status="host_notified", within=TURN_TIMEOUT)
+        await kiosk.wait_for("response.done", count=4, within=TURN_TIMEOUT)
+        reply = kiosk.of_type("transcript", role="assistant", final=True)[-1]["text"]
+        assert "お待ちしておりました" in reply, reply
+    finally:
+        await processor.close()
+
+    visitor_lines = [m["text"] for m in kiosk.of_type("transcript", role="visitor")]
+    assert "山田" in visitor_lines[0], visitor_lines
+    assert failures == []
+    assert kiosk.of_type("response.done", status="completed") == kiosk.of_type("response.done")
+    assert len(kiosk.audio) > 24_000 * 2 * 4  # the greeting and three replies were spoken
+    visit = await Visit.objects.aget(session_id="voice-reception")
+    assert visit.status == Visit.Status.HOST_NOTIFIED and visit.appointment_found
+    notification = await HostNotification.objects.select_related("recipient").aget(visit=visit)
+    assert notification.status == HostNotification.Status.SENT
+    assert notification.recipient.name == "鈴木 花子"

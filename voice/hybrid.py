@@ -1,0 +1,193 @@
+"""HybridVoiceManager: the voice path of one kiosk session, chosen once and switched to Legacy on failure.
+
+The routing policy decides the path when the session starts. A Realtime session that fails (connection,
+upstream error, latency) or is caught by an emergency stop moves to Legacy in place: the kiosk gets
+`mode.changed`, the workflow state carries over (both paths share it), and the visitor's unanswered
+utterance is answered by Legacy instead of being lost. Exactly one fallback event is recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+
+from fallback import guards
+from fallback.models import FallbackReason
+from fallback.policy import Decision, legacy
+from fallback.services import decide_for_session, record_fallback_event
+from metrics.collector import collector
+from metrics.cost import admit_realtime_session
+from realtime.client import RealtimeError
+from realtime.processor import RealtimeAudioProcessor
+
+from .blocking import run_blocking
+from .legacy import KioskOutput, LegacyAudioService
+
+logger = logging.getLogger(__name__)
+
+# What the Realtime processor reports, as the fallback reasons of the contract.
+FAILURE_REASONS = {
+    "connection_error": FallbackReason.CONNECTION_ERROR,
+    "upstream_error": FallbackReason.UPSTREAM_ERROR,
+    "latency": FallbackReason.LATENCY,
+}
+
+VoicePath = LegacyAudioService | RealtimeAudioProcessor
+
+
+class HybridVoiceManager:
+    """Owns the active voice path of one session and swaps it; the consumer talks only to this."""
+
+    def __init__(
+        self,
+        session_id: str,
+        language: str,
+        output: KioskOutput,
+        *,
+        speak: bool = False,
+        realtime_factory: Callable[..., RealtimeAudioProcessor] = RealtimeAudioProcessor,
+        legacy_factory: Callable[..., LegacyAudioService] = LegacyAudioService,
+    ) -> None:
+        self.session_id = session_id
+        self.language = language
+        self.output = output
+        self.speak = speak
+        self.realtime_factory = realtime_factory
+        self.legacy_factory = legacy_factory
+        self.path: VoicePath | None = None
+        self.decision = None
+        self.fallback_reason: FallbackReason | None = None
+        self._kiosk_id: int | None = None
+        self._switch_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task] = set()
+
+    @property
+    def mode(self) -> str:
+        return self.path.mode if self.path else "legacy"
+
+    async def open(self, kiosk_id: int | None) -> None:
+        """Decide the path (once), tell the kiosk, and greet or resume on it."""
+        self._kiosk_id = kiosk_id
+        self.decision = await run_blocking(self._decide)()
+        collector.record_session_start(self.session_id, self.decision.mode, self.decision.reason)
+        await self.output.send_message(
+            {
+                "type": "session.started",
+                "session_id": self.session_id,
+                "mode": self.decision.mode,
+                "reason": self.decision.reason,
+            }
+        )
+        if self.decision.realtime:
+            self.path = self.realtime_factory(
+                self.session_id,
+                self.language,
+                self.output,
+                speak=self.speak,
+                on_failure=self._on_failure,
+                on_response=self._realtime_response,
+                latency_budget_seconds=settings.REALTIME_FIRST_AUDIO_DEADLINE_SECONDS,
+            )
+        else:
+            self.path = self._new_legacy(self.speak)
+        await self.path.open(kiosk_id)
+        if isinstance(self.path, RealtimeAudioProcessor) and self.path.sessions_opened:
+            await run_blocking(guards.record_connection_result)(True)
+
+    async def handle_text(self, text: str) -> None:
+        await self.path.handle_text(text)
+
+    async def feed_audio(self, pcm16: bytes) -> None:
+        await self.path.feed_audio(pcm16)
+
+    async def commit(self) -> None:
+        await self.path.commit()
+
+    async def interrupt(self) -> None:
+        await self.path.interrupt()
+
+    async def fall_back(self, reason: FallbackReason, detail: str = "") -> bool:
+        """Move a Realtime session to Legacy in place; False when it is on Legacy already."""
+        async with self._switch_lock:
+            if not isinstance(self.path, RealtimeAudioProcessor):
+                return False
+            realtime = self.path
+            legacy = self._new_legacy(realtime.speak)
+            self.path = legacy  # from here on, kiosk input goes to Legacy
+            self.fallback_reason = reason
+            await realtime.close()
+            await run_blocking(record_fallback_event)(self.session_id, reason, detail[:500])
+            await self.output.send_message({"type": "mode.changed", "mode": "legacy", "reason": reason.lower()})
+            await self._answer_what_was_left(realtime, legacy)
+            return True
+
+    async def on_emergency(self, message: dict[str, Any]) -> None:
+        """A control broadcast: an emergency stop moves a live Realtime session to Legacy at once."""
+        if message.get("drain_live_sessions"):
+            await self.fall_back(FallbackReason.EMERGENCY_STOP, message.get("reason", ""))
+
+    async def close(self, outcome: str = "completed") -> None:
+        """Stop the active path and record how the session ended (the metrics feed the guards)."""
+        for task in list(self._tasks):
+            await asyncio.gather(task, return_exceptions=True)
+        if self.path is not None:
+            await self.path.close()
+        if self.decision is not None:
+            collector.record_session_end(self.session_id, outcome)
+
+    def _decide(self) -> Decision:
+        """The routing decision, then cost admission: a Realtime session must fit the hourly limit."""
+        decision = decide_for_session(self.session_id)
+        if not decision.realtime:
+            return decision
+        admission = admit_realtime_session(self.session_id)
+        if admission.admitted:
+            return decision
+        return legacy(admission.reason, decision.config_version, f"estimate {admission.estimate_usd} USD")
+
+    def _new_legacy(self, speak: bool) -> LegacyAudioService:
+        return self.legacy_factory(self.session_id, self.language, self.output, speak=speak, on_turn=self._legacy_turn)
+
+    def _legacy_turn(self, **turn: Any) -> None:
+        collector.record_turn(self.session_id, "legacy", **turn)
+
+    def _realtime_response(self, response: dict[str, Any], first_audio_ms: float | None) -> None:
+        """One Realtime response: its usage is priced exactly, its time to first audio feeds the latency guard."""
+        collector.record_turn(
+            self.session_id,
+            "realtime",
+            model=settings.REALTIME_MODEL,
+            usage=response["usage"],
+            ttfa_ms=first_audio_ms,
+            ok=response.get("status") != "failed",
+            response_id=response.get("id", ""),
+        )
+
+    async def _answer_what_was_left(self, realtime: RealtimeAudioProcessor, legacy: LegacyAudioService) -> None:
+        """Legacy answers the visitor's unanswered turn; a session that never got its greeting gets it now."""
+        if realtime.unanswered_text:
+            await legacy.handle_text(realtime.unanswered_text)
+        elif realtime.unanswered_utterance:
+            await legacy.answer_recording(realtime.unanswered_utterance)
+        elif not realtime.sessions_opened:
+            await legacy.open(self._kiosk_id)
+
+    def _on_failure(self, reason: str, error: Exception | None) -> None:
+        """Called by the Realtime processor; the switch runs in its own task (it closes the processor)."""
+        fallback_reason = FAILURE_REASONS.get(reason, FallbackReason.UPSTREAM_ERROR)
+        detail = f"{reason}: {error}" if error else reason
+        task = asyncio.ensure_future(self._fail(fallback_reason, detail, error))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _fail(self, reason: FallbackReason, detail: str, error: Exception | None) -> None:
+        if isinstance(error, RealtimeError) and reason == FallbackReason.CONNECTION_ERROR:
+            if error.fatal and not error.retryable:
+                await run_blocking(guards.record_fatal_upstream_error)(detail[:200])
+            else:
+                await run_blocking(guards.record_connection_result)(False)
+        await self.fall_back(reason, detail)
