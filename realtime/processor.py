@@ -134,6 +134,7 @@ class RealtimeAudioProcessor:
         self._history: deque[tuple[str, str]] = deque(maxlen=HISTORY_MESSAGES)
         self._playback: _Playback | None = None
         self._interrupted_items: set[str] = set()
+        self._first_audio_ms: dict[str, float] = {}  # response id -> end of the visitor's turn to its first audio
         self._speaking_responses: set[str] = set()  # responses that produced audio or transcript
         self._flushed_responses: set[str] = set()  # responses the kiosk already got `response.done` for
         self._response_id: str | None = None
@@ -391,6 +392,7 @@ class RealtimeAudioProcessor:
         pcm = base64.b64decode(event["delta"])
         if self._turn_end_at is not None:
             self.last_latency, self._turn_end_at = now - self._turn_end_at, None
+            self._first_audio_ms[event["response_id"]] = self.last_latency * 1000
         self._unanswered.clear()
         self.unanswered_text = None
         self._speaking_responses.add(event["response_id"])
@@ -407,9 +409,9 @@ class RealtimeAudioProcessor:
     async def _on_response_done(self, response: dict[str, Any]) -> None:
         response_id = response["id"]
         self._response_id = None
+        first_audio_ms = self._first_audio_ms.pop(response_id, None)
         if response.get("usage") and self.on_response is not None:
-            latency, self.last_latency = self.last_latency, None
-            await _call(self.on_response, response, latency * 1000 if latency is not None else None)
+            await _call(self.on_response, response, first_audio_ms)
         if response_id in self._speaking_responses:
             self._speaking_responses.discard(response_id)
             if response_id in self._flushed_responses:

@@ -23,6 +23,20 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def wait_for_port(port: int, timeout: float = 30.0, process: subprocess.Popen | None = None, log: Path | None = None):
+    """Until something listens on 127.0.0.1:port; fails early if `process` exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the server exited early:\n{log.read_text() if log else ''}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listened on port {port} in time")
+
+
 @contextmanager
 def throwaway_database(kind: str, directory: Path):
     """A DATABASE_URL for a fresh SQLite file or a fresh PostgreSQL database, dropped afterwards."""
@@ -77,34 +91,24 @@ class LiveServer:
         """A new kiosk's key."""
         return self.manage("create_kiosk", f"e2e-{uuid.uuid4().hex[:6]}").strip().splitlines()[-1]
 
+    def spawn(self, *args: str) -> subprocess.Popen:
+        """A long-running `manage.py` command (e.g. the emulator) with this server's environment and log."""
+        with self.log.open("ab") as log:
+            return subprocess.Popen(
+                [sys.executable, "manage.py", *args], cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
+
     def start(self, timeout: float = 30.0) -> None:
+        command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port)]
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "daphne",
-                    "-b",
-                    "127.0.0.1",
-                    "-p",
-                    str(self.port),
-                    "reception_project.asgi:application",
-                ],
+                [*command, "reception_project.asgi:application"],
                 cwd=REPO,
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"daphne exited early:\n{self.log.read_text()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("daphne did not start listening in time")
+        wait_for_port(self.port, timeout, self.process, self.log)
 
     def kill(self) -> None:
         """Stop the process the hard way, as a crash or an OOM kill would."""

@@ -248,6 +248,21 @@ def test_two_server_processes_would_report_the_same_totals(client, token, record
 # --- schemathesis ---------------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def connection_kept_across_requests():
+    """Calling the WSGI app directly fires request_finished, which closes the test's database connection;
+    Django's own test client disconnects that handler the same way."""
+    from django.core.signals import request_finished, request_started
+    from django.db import close_old_connections
+
+    for signal in (request_started, request_finished):
+        signal.disconnect(close_old_connections)
+    yield
+    for signal in (request_started, request_finished):
+        signal.connect(close_old_connections)
+
+
+@pytest.mark.usefixtures("connection_kept_across_requests")
 @pytest.mark.parametrize("mode", [schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE])
 def test_api_conforms_to_its_openapi_schema(staff, mode):
     """Every operation, valid and invalid inputs, all of schemathesis' checks (bounded examples)."""

@@ -41,6 +41,7 @@ def voice_server(tmp_path):
         server.start()
         yield server
         server.stop()
+        print(server.log.read_text()[-4000:])  # shown when the test fails
 
 
 def test_spoken_name_reaches_the_visit_and_the_page_plays_the_answer(voice_server, tmp_path):

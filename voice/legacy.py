@@ -82,7 +82,8 @@ def recognition_hint(language: str) -> str:
         return cached[1]
     staff = StaffMember.objects.exclude(is_reception_desk=True).values_list("name", "reading", "romaji")[:40]
     if language == "ja":
-        hint = "受付です。" + "、".join(f"{name}、{reading}" for name, reading, _ in staff) + "。お約束、お届け物。"
+        # Names as written: adding the kana readings made Whisper write visitors' names in katakana.
+        hint = "受付です。" + "、".join(name.replace(" ", "") for name, _, _ in staff) + "。お約束、お届け物。"
     else:
         hint = "Reception. " + ", ".join(romaji for _, _, romaji in staff if romaji) + ". Appointment, delivery."
     _hint_cache[language] = (time.monotonic(), hint)
@@ -211,8 +212,10 @@ class LegacyAudioService:
             hint = await run_blocking(recognition_hint)(self.language)
             transcript = await asyncio.to_thread(engines.stt.transcribe, utterance.pcm16_16k, self.language, hint)
             text = transcript.text.strip()
-            if text:  # noise that got past the VAD transcribes to nothing: no turn
-                await self._answer_visitor(text, end_of_speech, heard_seconds=utterance.duration)
+            if not text:  # noise that got past the VAD transcribes to nothing: no turn
+                logger.info("session %s: %.1f s of audio held no words", self.session_id, utterance.duration)
+                return
+            await self._answer_visitor(text, end_of_speech, heard_seconds=utterance.duration)
 
     def _silence_since(self, utterance: Utterance) -> float:
         if self._segmenter is None or utterance.reason == "replay":
