@@ -20,6 +20,7 @@ from .bucketing import bucket_bp
 from .config import load_config, load_emergency
 from .emergency import Action, ActionError, apply_action
 from .forms import ActionForm, SimulateForm
+from .gates import promotion_gates
 from .guards import spend_last_hour
 from .models import (
     STAGE_ORDER,
@@ -86,6 +87,8 @@ class RolloutConfigAdmin(ReadOnlyAdmin):
             "config": config,
             "config_rows": config.as_rows(),
             "stages": STAGE_ORDER,
+            "rollout_row": (rollout_row := RolloutConfig.load()),
+            "gates": promotion_gates(config=rollout_row),
             "allowlist": sorted(config.allowlist.value),
             "guards": GuardState.objects.all(),
             "spend": spend_last_hour(),

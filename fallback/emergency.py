@@ -52,6 +52,8 @@ class Action(StrEnum):
     SET_ROLLOUT_PERCENTAGE = "set_rollout_percentage"
     SET_STAGE = "set_stage"
     SET_COST_LIMIT = "set_cost_limit"
+    AUTO_PROMOTE_ON = "auto_promote_on"
+    AUTO_PROMOTE_OFF = "auto_promote_off"
     USE_ENV_DEFAULTS = "use_env_defaults"
     ALLOWLIST_ADD = "allowlist_add"
     ALLOWLIST_REMOVE = "allowlist_remove"
@@ -231,6 +233,24 @@ def _set_enabled(enabled: bool) -> Handler:
     return handler
 
 
+def _set_auto_promote(enabled: bool) -> Handler:
+    def handler(
+        config: RolloutConfig,
+        emergency: EmergencyState,
+        actor: str,
+        reason: str,
+        now: datetime,
+        override: bool,
+        value: Any,
+    ) -> Changes:
+        before = {"auto_promote": config.auto_promote}
+        config.auto_promote = enabled
+        config.save(update_fields=["auto_promote"])
+        return before, {"auto_promote": enabled}
+
+    return handler
+
+
 def _set_percentage(
     config: RolloutConfig, emergency: EmergencyState, actor: str, reason: str, now: datetime, override: bool, value: Any
 ) -> Changes:
@@ -262,22 +282,24 @@ def _set_stage(
 
 
 def _promotion_refusal(config: RolloutConfig, stage: str, now: datetime) -> str:
-    """Why moving to ``stage`` is not allowed yet ('' if it is); going back is always allowed."""
+    """Why moving to ``stage`` is not allowed yet ('' if it is); going back is always allowed.
+
+    Entering the first stage needs closed guards; every later promotion needs every promotion gate
+    (soak, guards, Realtime against Legacy over the soak: see fallback.gates) to pass.
+    """
+    from .gates import promotion_gates  # gates imports apply_action from here
+
     target = STAGE_ORDER.index(stage)
     current = STAGE_ORDER.index(config.stage) if config.stage else -1
     if target <= current:
         return ""
     if target > current + 1:
         return f"stages cannot be skipped (next is {STAGE_ORDER[current + 1]})"
-    if current >= 0 and config.stage_entered_at is not None:
-        soak = STAGE_PLAN[config.stage][1]
-        if now - config.stage_entered_at < soak:
-            soaked = (now - config.stage_entered_at).total_seconds() / 3600
-            return f"stage {config.stage} has soaked {soaked:.1f} h of {soak.total_seconds() / 3600:.0f} h"
-    not_closed = list(GuardState.objects.exclude(state=GuardStatus.CLOSED).values_list("name", flat=True))
-    if not_closed:
-        return f"guards not closed: {', '.join(not_closed)}"
-    return ""
+    if current < 0:  # nothing to compare yet: Realtime starts at the first stage
+        not_closed = list(GuardState.objects.exclude(state=GuardStatus.CLOSED).values_list("name", flat=True))
+        return f"guards not closed: {', '.join(not_closed)}" if not_closed else ""
+    failed = [gate for gate in promotion_gates(now, config=config) if not gate.passed]
+    return "; ".join(f"{gate.name}: {gate.reason}" for gate in failed)
 
 
 def _set_cost_limit(
@@ -351,6 +373,8 @@ _HANDLERS: dict[Action, Handler] = {
     Action.SET_ROLLOUT_PERCENTAGE: _set_percentage,
     Action.SET_STAGE: _set_stage,
     Action.SET_COST_LIMIT: _set_cost_limit,
+    Action.AUTO_PROMOTE_ON: _set_auto_promote(True),
+    Action.AUTO_PROMOTE_OFF: _set_auto_promote(False),
     Action.USE_ENV_DEFAULTS: _use_env_defaults,
     Action.ALLOWLIST_ADD: _allowlist_add,
     Action.ALLOWLIST_REMOVE: _allowlist_remove,

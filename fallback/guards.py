@@ -152,6 +152,9 @@ def _trip(row: GuardState, reason: str, now: datetime) -> bool:
         {"state": row.state, "trip_count": row.trip_count},
         {"state": GuardStatus.OPEN, "trip_count": trips, "cooldown_seconds": int(cooldown.total_seconds())},
     )
+    from .gates import demote_on_trip  # gates reads guard rows; imported here to keep guards import-light
+
+    demote_on_trip(row.name, now)  # with auto_promote on, a guard that opens demotes one stage at once
     return True
 
 

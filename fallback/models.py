@@ -65,6 +65,11 @@ class RolloutConfig(models.Model):
     )
     stage = models.CharField(_("stage"), max_length=8, choices=Stage.choices, blank=True, default=Stage.CUSTOM)
     stage_entered_at = models.DateTimeField(_("stage entered at"), null=True, blank=True)
+    auto_promote = models.BooleanField(
+        _("automatic promotion"),
+        default=False,
+        help_text=_("Promote one stage when every promotion gate is green; demote one stage when a guard opens."),
+    )
     salt = models.CharField(
         _("bucketing salt"), max_length=64, default=DEFAULT_SALT, help_text=_("Changing it reshuffles every session.")
     )

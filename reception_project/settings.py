@@ -135,6 +135,8 @@ FEATURE_REALTIME_MODE_ENABLED = env.bool("FEATURE_REALTIME_MODE_ENABLED", defaul
 FEATURE_REALTIME_ROLLOUT_PERCENTAGE = env.float("FEATURE_REALTIME_ROLLOUT_PERCENTAGE", default=0.0)
 FEATURE_REALTIME_ALLOWLIST_SESSIONS = env.list("FEATURE_REALTIME_ALLOWLIST_SESSIONS", default=[])
 REALTIME_COST_LIMIT_PER_HOUR = env.float("REALTIME_COST_LIMIT_PER_HOUR", default=50.0)
+# USD; a stage promotion needs Realtime's cost per completed visit over the soak at or below this.
+REALTIME_MAX_COST_PER_VISIT = env.float("REALTIME_MAX_COST_PER_VISIT", default=0.50)
 ALERT_COST_THRESHOLD = env.float("ALERT_COST_THRESHOLD", default=40.0)
 ALERT_ERROR_RATE_THRESHOLD = env.float("ALERT_ERROR_RATE_THRESHOLD", default=0.1)
 # Metrics app: alerts, Realtime cost reservations, the Prometheus scrape (docs/metrics.md).

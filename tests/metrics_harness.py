@@ -29,9 +29,9 @@ def _env(database_url: str, extra: dict[str, str] | None = None) -> dict[str, st
 
 
 def migrate(database_url: str) -> None:
-    """Create the metrics tables and what they depend on (fallback, auth) in the given database."""
+    """Create every table in the given database, as a deployment's `migrate` does."""
     subprocess.run(
-        [sys.executable, "manage.py", "migrate", "metrics", "-v", "0"],
+        [sys.executable, "manage.py", "migrate", "-v", "0"],
         cwd=ROOT,
         env=_env(database_url),
         check=True,

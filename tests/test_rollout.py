@@ -143,8 +143,14 @@ def test_allowlist_refuses_malformed_session_ids():
 # --- stages ------------------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def metric_gates_green(monkeypatch):
+    """These tests are about order, soak and guards; the Realtime/Legacy comparisons are in test_promotion_gates."""
+    monkeypatch.setattr("fallback.gates._metric_gates", lambda since, now: [])
+
+
 @pytest.mark.django_db
-def test_stages_go_one_step_at_a_time_after_their_soak():
+def test_stages_go_one_step_at_a_time_after_their_soak(metric_gates_green):
     start = timezone.now()
     apply_action("set_stage", actor="t", reason="start", stage="s1", now=start)
     assert RolloutConfig.load().percent_bp == 100
@@ -158,7 +164,7 @@ def test_stages_go_one_step_at_a_time_after_their_soak():
 
 
 @pytest.mark.django_db
-def test_promotion_waits_for_closed_guards_but_demotion_does_not():
+def test_promotion_waits_for_closed_guards_but_demotion_does_not(metric_gates_green):
     start = timezone.now() - timedelta(days=3)
     apply_action("set_stage", actor="t", reason="start", stage="s1", now=start)
     apply_action("set_stage", actor="t", reason="next", stage="s10", now=start + timedelta(hours=25))

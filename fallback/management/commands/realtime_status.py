@@ -7,8 +7,9 @@ from typing import Any
 from django.core.management.base import BaseCommand
 
 from fallback.config import load_config, load_emergency
+from fallback.gates import promotion_gates
 from fallback.guards import spend_last_hour
-from fallback.models import GuardState
+from fallback.models import GuardState, RolloutConfig
 
 
 class Command(BaseCommand):
@@ -26,6 +27,15 @@ class Command(BaseCommand):
             extra = f" until {guard.retry_at:%Y-%m-%d %H:%M:%S}" if guard.state == "open" and guard.retry_at else ""
             out(f"  {guard.name:<12} {guard.state}{extra} trips={guard.trip_count} {guard.last_reason}".rstrip())
         out(f"  spend in the last hour: {spend_last_hour():.2f} USD")
+        row = RolloutConfig.load()
+        since = f"{row.stage_entered_at:%Y-%m-%d %H:%M}" if row.stage_entered_at else "-"
+        out(f"Promotion gates (since {since}; auto_promote: {'on' if row.auto_promote else 'off'}):")
+        for gate in promotion_gates(config=row):
+            verdict = "pass" if gate.passed else f"FAIL ({gate.reason})"
+            out(
+                f"  {gate.name:<26} realtime={gate.realtime_display:<14} legacy={gate.legacy_display:<14} "
+                f"[{gate.rule}] {verdict}"
+            )
         if emergency.emergency_stop:
             state = self.style.ERROR(f"EMERGENCY STOP since {emergency.since} by {emergency.actor}: {emergency.reason}")
         elif emergency.force_fallback:
