@@ -72,6 +72,10 @@ TEMPLATES = [
 # Database: SQLite (WAL, immediate transactions, busy timeout) unless DATABASE_URL says otherwise.
 (BASE_DIR / "data" / "staticfiles").mkdir(parents=True, exist_ok=True)
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'data' / 'ai_reception.db'}")}
+# Persistent connections: Channels runs every database call through close_old_connections, which
+# would otherwise reconnect (and re-run the SQLite pragmas) on each turn.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=300)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {

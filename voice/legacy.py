@@ -57,19 +57,19 @@ def legacy_engines() -> SpeechEngines:
 
 
 def warm_up_in_background() -> None:
-    """Load the speech models in a background thread at server start, so the first visitor
-    does not wait for them (SPEECH_WARM_UP=false skips it, e.g. in tests)."""
-    if not settings.SPEECH_WARM_UP:
-        return
+    """At server start, in a background thread: the language understanding, then (SPEECH_WARM_UP) the
+    speech models, so the first visitor waits for neither."""
 
     def warm_up() -> None:
         try:
-            seconds = legacy_engines().warm_up()
-            logger.info("speech engines ready: %s", {step: round(value, 2) for step, value in seconds.items()})
+            workflow.warm_up()
+            if settings.SPEECH_WARM_UP:
+                seconds = legacy_engines().warm_up()
+                logger.info("speech engines ready: %s", {step: round(value, 2) for step, value in seconds.items()})
         except Exception:
-            logger.exception("speech engines failed to load; the Legacy voice path will report errors")
+            logger.exception("warm-up failed; the first turns will load what is missing (or report the error)")
 
-    threading.Thread(target=warm_up, name="speech-warm-up", daemon=True).start()
+    threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
 
 
 _hint_cache: dict[str, tuple[float, str]] = {}

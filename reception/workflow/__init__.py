@@ -171,7 +171,9 @@ class ReceptionWorkflow:
         return self._graph().get_state(self._config(session_id)).values or {}
 
     def _invoke(self, session_id: str, values: dict) -> ReceptionState:
-        return self._graph().invoke(values, self._config(session_id))
+        # One checkpoint per turn, at its end: a turn is one graph run, so a crash mid-turn leaves the
+        # previous turn's state (the visitor got no answer and says it again). Per-step writes cost 7 ms.
+        return self._graph().invoke(values, self._config(session_id), durability="exit")
 
     def _turn_input(self, session_id: str, given: dict) -> dict:
         """The invocation input; a session that was never started gets its identity and language here."""
@@ -235,6 +237,14 @@ def forget(session_id: str) -> None:
     _default.forget(session_id)
 
 
+def warm_up() -> None:
+    """Load the tokenizer, romaji tables and the checkpointer now, so the first visitor does not wait."""
+    understanding = get_understanding()
+    understanding.understand("株式会社テストの山田太郎です。鈴木さんにお約束があります。", "ja")
+    understanding.understand("I'm John Smith from Acme, here to see Mr. Tanaka.", "en")
+    get_checkpointer()
+
+
 __all__ = [
     "TOOLS",
     "LanguageUnderstanding",
@@ -250,4 +260,5 @@ __all__ = [
     "reset_checkpointer",
     "snapshot",
     "start",
+    "warm_up",
 ]
