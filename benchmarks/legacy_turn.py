@@ -43,7 +43,7 @@ from voice.speech.vad import UtteranceSegmenter  # noqa: E402
 
 FRAME_BYTES = 960  # 20 ms
 UTTERANCES = {
-    "ja": "株式会社テストの山田太郎です。鈴木さんとお約束があります。",
+    "ja": "株式会社テストの山田太郎と申します。",
     "en": "Hello, my name is John Smith from Acme Corporation.",
 }
 

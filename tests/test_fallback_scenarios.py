@@ -321,3 +321,16 @@ async def test_f14_twenty_sessions_half_of_them_losing_their_upstream(upstream, 
         await ws.disconnect()
     await assert_no_leaked_tasks()
     await proxy.stop()
+
+
+async def test_a_stop_from_another_process_reaches_live_sessions_without_redis(upstream, kiosk_and_key, monkeypatch):
+    """`manage.py emergency_stop` runs in its own process: on the in-process layer its broadcast reaches
+    nobody, so the server's watch on the shared state must relay it."""
+    _, key = kiosk_and_key
+    ws = await realtime_first_turn(key, "cli-stop")
+    monkeypatch.setattr("fallback.emergency.broadcast", lambda message: None)  # as from another process
+    await database_sync_to_async(apply_action)("emergency_stop", actor="cli:test", reason="drill")
+    messages, _ = await collect_until(ws, lambda m, ms: m["type"] == "mode.changed", wait=5)
+    assert last(messages, "mode.changed")["reason"] == "emergency_stop"
+    assert await fallback_events("cli-stop") == [FallbackReason.EMERGENCY_STOP]
+    await finish(ws)

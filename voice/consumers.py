@@ -15,6 +15,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from fallback.emergency import CONTROL_GROUP
+from fallback.watch import stop_watching_emergencies, watch_emergencies
 from reception import workflow
 from reception.models import Visit
 
@@ -48,6 +49,7 @@ class KioskConsumer(AsyncWebsocketConsumer):
         await self.accept()
         if self.kiosk is not None:
             await self.channel_layer.group_add(CONTROL_GROUP, self.channel_name)
+            watch_emergencies()
         if self.kiosk is None:
             # Accept first so a browser can show why; then close.
             await self.send_error(
@@ -57,7 +59,9 @@ class KioskConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         # The conversation stays checkpointed: reconnecting with the session id continues it.
-        await self.channel_layer.group_discard(CONTROL_GROUP, self.channel_name)
+        if self.kiosk is not None:
+            await self.channel_layer.group_discard(CONTROL_GROUP, self.channel_name)
+            stop_watching_emergencies()
         if self.voice_path is not None:
             await self.voice_path.close("abandoned")
 

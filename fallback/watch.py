@@ -1,0 +1,67 @@
+"""A per-process watch on the shared emergency state, so a stop reaches live sessions without Redis.
+
+The stop is broadcast on the channel layer when it is applied; that reaches other processes only
+through a shared layer (Redis). A server on the in-process layer (one process, SQLite) would never
+hear a stop issued by `manage.py emergency_stop`, which runs in a process of its own. So each server
+process also reads the emergency state from the database every `POLL_SECONDS` and relays a newly
+raised stop to its own live sessions. Sessions ignore a second notice (they are on Legacy already).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+
+from .emergency import CONTROL_GROUP, CONTROL_MESSAGE_TYPE
+from .services import emergency_status
+
+logger = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.5
+_watcher: asyncio.Task | None = None
+_watching_sessions = 0
+
+
+def watch_emergencies() -> None:
+    """A kiosk connected: make sure this process watches (one watch, however many kiosks)."""
+    global _watcher, _watching_sessions
+    _watching_sessions += 1
+    if _watcher is None or _watcher.done():
+        _watcher = asyncio.get_running_loop().create_task(_watch(), name="emergency-watch")
+
+
+def stop_watching_emergencies() -> None:
+    """A kiosk left; the last one to leave ends the watch (nothing polls while no kiosk is connected)."""
+    global _watching_sessions
+    _watching_sessions = max(0, _watching_sessions - 1)
+    if _watching_sessions == 0 and _watcher is not None:
+        _watcher.cancel()
+
+
+async def _watch() -> None:
+    layer = get_channel_layer()
+    stopped = (await database_sync_to_async(emergency_status)()).emergency_stop
+    while True:
+        await asyncio.sleep(POLL_SECONDS)
+        try:
+            status = await database_sync_to_async(emergency_status)()
+        except Exception:
+            logger.exception("could not read the emergency state; trying again")
+            continue
+        if status.emergency_stop and not stopped:
+            await layer.group_send(
+                CONTROL_GROUP,
+                {
+                    "type": CONTROL_MESSAGE_TYPE,
+                    "action": "emergency_stop",
+                    "emergency_stop": True,
+                    "force_fallback": status.force_fallback,
+                    "drain_live_sessions": True,
+                    "reason": status.reason,
+                    "actor": status.actor,
+                },
+            )
+        stopped = status.emergency_stop
