@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -53,19 +54,55 @@ def throwaway_database(kind: str, directory: Path):
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def database_env(database_url: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a process (server, command, worker) that uses the given database."""
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "DJANGO_SETTINGS_MODULE": "reception_project.settings",
+        **(extra or {}),
+    }
+
+
+def migrate(database_url: str) -> None:
+    """Create every table in the given database, as a deployment's `migrate` does."""
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "-v", "0"],
+        cwd=REPO,
+        env=database_env(database_url),
+        check=True,
+        timeout=180,
+    )
+
+
+def migrated_sqlite(directory: Path) -> str:
+    """A migrated SQLite file database (WAL, immediate transactions, as in production)."""
+    url = f"sqlite:///{directory / 'shared.db'}"
+    migrate(url)
+    return url
+
+
+@contextmanager
+def migrated_postgres() -> Iterator[str]:
+    """A throwaway, migrated PostgreSQL database, dropped afterwards."""
+    with throwaway_database("postgres", REPO) as url:
+        migrate(url)
+        yield url
+
+
 class LiveServer:
     """Daphne serving the project; `manage()` runs commands against the same database."""
 
     def __init__(self, database_url: str, directory: Path, extra_env: dict[str, str] | None = None) -> None:
         self.port = free_port()
-        self.env = {
-            **os.environ,
-            "DATABASE_URL": database_url,
-            "WORKFLOW_CHECKPOINT_PATH": str(directory / "checkpoints.db"),
-            "DJANGO_SETTINGS_MODULE": "reception_project.settings",
-            "LOG_LEVEL": "WARNING",
-            **(extra_env or {}),
-        }
+        self.env = database_env(
+            database_url,
+            {
+                "WORKFLOW_CHECKPOINT_PATH": str(directory / "checkpoints.db"),
+                "LOG_LEVEL": "WARNING",
+                **(extra_env or {}),
+            },
+        )
         self.process: subprocess.Popen | None = None
         self.log = directory / "daphne.log"
 

@@ -6,60 +6,17 @@ prints "ready", waits for a line on stdin, runs MODE once and prints one JSON li
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+sys.path.insert(0, str(ROOT))  # also when it runs as a worker script
 
-
-def _env(database_url: str, extra: dict[str, str] | None = None) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "DJANGO_SETTINGS_MODULE": "reception_project.settings",
-        **(extra or {}),
-    }
-
-
-def migrate(database_url: str) -> None:
-    """Create every table in the given database, as a deployment's `migrate` does."""
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "-v", "0"],
-        cwd=ROOT,
-        env=_env(database_url),
-        check=True,
-        timeout=180,
-    )
-
-
-def sqlite_database(directory: Path) -> str:
-    url = f"sqlite:///{directory / 'metrics.db'}"
-    migrate(url)
-    return url
-
-
-@contextlib.contextmanager
-def postgres_database() -> Iterator[str]:
-    """A throwaway, migrated PostgreSQL database, dropped afterwards."""
-    import psycopg
-
-    name = f"metrics_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        url = f"postgres://postgres@127.0.0.1:5432/{name}"
-        migrate(url)
-        yield url
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+from tests.live_server import database_env  # noqa: E402
+from tests.live_server import migrated_postgres as postgres_database  # noqa: E402, F401
+from tests.live_server import migrated_sqlite as sqlite_database  # noqa: E402, F401
 
 
 def run_workers(
@@ -70,7 +27,7 @@ def run_workers(
         subprocess.Popen(
             [sys.executable, __file__, mode, f"{arg}:{i}"],
             cwd=ROOT,
-            env=_env(database_url, env),
+            env=database_env(database_url, env),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -138,5 +95,4 @@ def _main(mode: str, arg: str) -> dict:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     print(json.dumps(_main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else ":0")))

@@ -150,7 +150,8 @@ def test_module_collector_is_one_per_process():
 def test_nothing_is_lost_when_processes_exit_without_flushing(tmp_path):
     url = metrics_harness.sqlite_database(tmp_path)
     results = metrics_harness.run_workers(url, "burst_exit", 3, arg="2000")
-    rows = sqlite3.connect(tmp_path / "metrics.db").execute("SELECT COUNT(*) FROM metrics_turnmetric").fetchone()[0]
+    database = url.removeprefix("sqlite:///")
+    rows = sqlite3.connect(database).execute("SELECT COUNT(*) FROM metrics_turnmetric").fetchone()[0]
     assert rows == 6000
     print(f"\nenqueue of 2000 turns: max {max(r['enqueue_seconds'] for r in results) * 1000:.0f} ms per process")
 

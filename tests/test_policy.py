@@ -15,7 +15,6 @@ from fallback.config import EmergencySnapshot, ResolvedConfig, Setting
 from fallback.guards import GuardSnapshot
 from fallback.models import GuardName, RoutingDecision
 from fallback.policy import GUARD_ORDER, decide
-from tests import fallback_harness
 
 NOW = timezone.now()
 IN_BUCKET, OUT_OF_BUCKET = "a", "kiosk-01:sess-0002"  # buckets 2684 and 7228
@@ -193,20 +192,3 @@ def test_missing_session_id_is_recorded_as_legacy(settings):
     settings.FEATURE_REALTIME_MODE_ENABLED = True
     assert services.decide_for_session(None).reason == "no_session_id"
     assert RoutingDecision.objects.get().session_id == ""
-
-
-# --- decision time --------------------------------------------------------------------------------
-
-
-def test_decision_time_per_session_on_sqlite(tmp_path):
-    result = fallback_harness.run_workers(fallback_harness.sqlite_database(tmp_path), "bench", 1)[0]
-    print(f"\nSQLite decide_for_session: p50 {result['p50_ms']:.2f} ms, p95 {result['p95_ms']:.2f} ms")
-    assert result["p95_ms"] < 50
-
-
-@pytest.mark.postgres
-def test_decision_time_per_session_on_postgres():
-    with fallback_harness.postgres_database() as url:
-        result = fallback_harness.run_workers(url, "bench", 1)[0]
-    print(f"\nPostgreSQL decide_for_session: p50 {result['p50_ms']:.2f} ms, p95 {result['p95_ms']:.2f} ms")
-    assert result["p95_ms"] < 50
