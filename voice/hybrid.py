@@ -60,14 +60,9 @@ class HybridVoiceManager:
         self.legacy_factory = legacy_factory
         self.path: VoicePath | None = None
         self.decision = None
-        self.fallback_reason: FallbackReason | None = None
         self._kiosk_id: int | None = None
         self._switch_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task] = set()
-
-    @property
-    def mode(self) -> str:
-        return self.path.mode if self.path else "legacy"
 
     async def open(self, kiosk_id: int | None) -> None:
         """Decide the path (once), tell the kiosk, and greet or resume on it."""
@@ -118,7 +113,6 @@ class HybridVoiceManager:
             realtime = self.path
             legacy = self._new_legacy(realtime.speak)
             self.path = legacy  # from here on, kiosk input goes to Legacy
-            self.fallback_reason = reason
             await realtime.close()
             await run_blocking(record_fallback_event)(self.session_id, reason, detail[:500])
             await self.output.send_message({"type": "mode.changed", "mode": "legacy", "reason": reason.lower()})
