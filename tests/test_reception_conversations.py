@@ -625,3 +625,18 @@ def test_postgres_checkpointer_survives_a_restart(workflow, kiosk, tmp_path, mon
             assert resumed.visit["visitor_name"] == "Jane Doe"
         finally:
             reset_checkpointer()  # closes the pool before the database is dropped
+
+
+@pytest.mark.django_db
+def test_speaking_after_the_end_repeats_where_to_wait(workflow_settings, appointments):
+    """A visitor who missed the closing words (e.g. the voice path changed) hears them again."""
+    from reception import workflow
+
+    workflow.start("after-end", "ja", None)
+    workflow.handle_text("after-end", "株式会社テストの山田太郎です。鈴木さんと10時にお約束があります。")
+    closing = workflow.handle_text("after-end", "はい")
+    assert closing.finished
+    again = workflow.handle_text("after-end", "はい")
+    assert again.reply.startswith("受付は完了しております。")
+    assert again.reply.endswith(closing.reply)
+    assert again.visit == closing.visit

@@ -123,8 +123,10 @@ def save_visit(state: ReceptionState) -> Visit:
 
 
 def _finish(update: dict, reply: str, status: str) -> Command:
+    """End the reception; `guidance` keeps the closing words, to say again if the visitor speaks on."""
     return Command(
-        goto="project", update={**update, "reply": reply, "status": status, "step": STEP_DONE, "finished": True}
+        goto="project",
+        update={**update, "reply": reply, "guidance": reply, "status": status, "step": STEP_DONE, "finished": True},
     )
 
 
@@ -404,8 +406,9 @@ def build_graph(understanding: LanguageUnderstanding | None = None) -> StateGrap
     def finished(state: ReceptionState) -> dict:
         given = state.get("input") or {}
         said = given.get("text") or given.get("kind") or ""
+        # The visitor may not have heard the closing words (e.g. the voice path changed): say them again.
         return {
-            "reply": say("finished", _lang(state)),
+            "reply": " ".join(part for part in (say("finished", _lang(state)), state.get("guidance", "")) if part),
             "input": {},
             "messages": [{"role": "visitor", "text": said}] if said else [],
         }

@@ -92,8 +92,8 @@ _PROMPTS: dict[str, dict[str, str]] = {
     "delivery_purpose": {"ja": "お届け物", "en": "delivery"},
     "delivery_purpose_signature": {"ja": "お届け物（受領サインが必要）", "en": "delivery (signature needed)"},
     "finished": {
-        "ja": "受付は完了しております。ほかにご用件がございましたら、受付のスタッフにお声がけください。",
-        "en": "Your reception is complete. If you need anything else, please speak to the reception staff.",
+        "ja": "受付は完了しております。",
+        "en": "Your reception is complete.",
     },
     "default_place": {"ja": "ロビー", "en": "in the lobby"},
 }

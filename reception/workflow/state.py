@@ -43,6 +43,7 @@ class ReceptionState(TypedDict, total=False):
     host_notified: bool
     status: str
     finished: bool
+    guidance: str  # the closing words (where to wait, what to do), said again if asked
     # This turn: the input (text or structured fields), its reading, and the answer.
     input: dict
     understood: dict
