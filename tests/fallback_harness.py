@@ -7,45 +7,20 @@ prints "ready", waits for a line on stdin, runs MODE once and prints one JSON li
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # also when it runs as a worker script
 
-from tests.live_server import database_env  # noqa: E402
+from tests import live_server  # noqa: E402
 from tests.live_server import migrated_postgres as postgres_database  # noqa: E402, F401
 from tests.live_server import migrated_sqlite as sqlite_database  # noqa: E402, F401
 
 
 def run_workers(database_url: str, mode: str, processes: int, *, arg: str = "", env: dict | None = None) -> list[dict]:
-    """Start ``processes`` workers, release them together once all are ready, and return their JSON results."""
-    procs = [
-        subprocess.Popen(
-            [sys.executable, __file__, mode, arg],
-            cwd=ROOT,
-            env=database_env(database_url, env),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(processes)
-    ]
-    for proc in procs:  # each worker says "ready" once Django is set up and connected
-        if proc.stdout.readline().strip() != "ready":
-            raise RuntimeError(f"worker did not start: {proc.communicate(timeout=30)[1][-2000:]}")
-    for proc in procs:  # the starting gun
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
-    results = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=120)
-        if proc.returncode != 0:
-            raise RuntimeError(f"worker failed ({proc.returncode}): {err[-2000:]}")
-        results.append(json.loads(out.strip().splitlines()[-1]))
-    return results
+    """``processes`` workers running MODE with the same ARG, released together."""
+    return live_server.run_workers(__file__, database_url, mode, [arg] * processes, env)
 
 
 def _main(mode: str, arg: str) -> dict:

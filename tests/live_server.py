@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -88,6 +89,38 @@ def migrated_postgres() -> Iterator[str]:
     with throwaway_database("postgres", REPO) as url:
         migrate(url)
         yield url
+
+
+def run_workers(
+    script: str, database_url: str, mode: str, worker_args: list[str], env: dict | None = None
+) -> list[dict]:
+    """Start one `script MODE ARG` process per argument, release them together once all are ready (each
+    prints "ready" when Django is set up and connected), and return their JSON results (last line each)."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, script, mode, arg],
+            cwd=REPO,
+            env=database_env(database_url, env),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for arg in worker_args
+    ]
+    for proc in procs:
+        if proc.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"worker did not start: {proc.communicate(timeout=30)[1][-2000:]}")
+    for proc in procs:  # the starting gun
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=180)
+        if proc.returncode != 0:
+            raise RuntimeError(f"worker failed ({proc.returncode}): {err[-2000:]}")
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    return results
 
 
 class LiveServer:
