@@ -6,13 +6,18 @@ each visitor pausing `--think` seconds (± 50 %) before answering; `--think 0` s
 Baseline in the same run: the round trip of a frame the server rejects without touching the
 workflow (protocol + socket cost only). Prints p50/p95 of both and their ratio.
 
-    python benchmarks/text_turn.py [--kiosks 20] [--rounds 3] [--database sqlite|postgres]
+    python benchmarks/text_turn.py [--kiosks 20] [--rounds 3] [--database sqlite|postgres] [--staff 500]
+
+`--staff N` adds N synthetic people to the demo directory (a larger company): every host lookup and
+every utterance's host gazetteer then runs over N + 5 names.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
+import itertools
 import json
 import random
 import statistics
@@ -30,6 +35,41 @@ CONVERSATIONS = {
     "ja": ["株式会社テストの山田太郎です。", "鈴木さんと10時にお約束があります。", "はい"],
     "en": ["Hi, I'm John Smith from Acme Corp.", "I'm here to see Mr. Tanaka about the contract.", "Yes"],
 }
+
+
+# Surnames and given names that none of the demo's hosts (田中, 鈴木, 佐藤) resembles, so the scripted
+# conversations take the same path whatever the directory size.
+SURNAMES = [
+    ("高橋", "たかはし", "Takahashi"), ("伊藤", "いとう", "Ito"), ("渡辺", "わたなべ", "Watanabe"),
+    ("山本", "やまもと", "Yamamoto"), ("中村", "なかむら", "Nakamura"), ("小林", "こばやし", "Kobayashi"),
+    ("加藤", "かとう", "Kato"), ("吉田", "よしだ", "Yoshida"), ("山口", "やまぐち", "Yamaguchi"),
+    ("松本", "まつもと", "Matsumoto"), ("井上", "いのうえ", "Inoue"), ("木村", "きむら", "Kimura"),
+    ("林", "はやし", "Hayashi"), ("清水", "しみず", "Shimizu"), ("森", "もり", "Mori"),
+    ("池田", "いけだ", "Ikeda"), ("橋本", "はしもと", "Hashimoto"), ("石川", "いしかわ", "Ishikawa"),
+    ("前田", "まえだ", "Maeda"), ("藤田", "ふじた", "Fujita"), ("岡田", "おかだ", "Okada"),
+    ("後藤", "ごとう", "Goto"), ("長谷川", "はせがわ", "Hasegawa"), ("村上", "むらかみ", "Murakami"),
+    ("近藤", "こんどう", "Kondo"),
+]  # fmt: skip
+GIVEN_NAMES = [
+    ("誠", "まこと", "Makoto"), ("翔", "しょう", "Sho"), ("陽子", "ようこ", "Yoko"), ("大輔", "だいすけ", "Daisuke"),
+    ("直樹", "なおき", "Naoki"), ("恵", "めぐみ", "Megumi"), ("拓也", "たくや", "Takuya"), ("愛", "あい", "Ai"),
+    ("亮", "りょう", "Ryo"), ("由美", "ゆみ", "Yumi"), ("学", "まなぶ", "Manabu"), ("綾", "あや", "Aya"),
+    ("修", "おさむ", "Osamu"), ("舞", "まい", "Mai"), ("剛", "つよし", "Tsuyoshi"), ("香織", "かおり", "Kaori"),
+    ("浩", "ひろし", "Hiroshi"), ("真理", "まり", "Mari"), ("隆", "たかし", "Takashi"), ("彩", "あや", "Aya"),
+]  # fmt: skip
+
+
+def write_directory(path: Path, size: int) -> Path:
+    """A staff CSV (the import_staff format) of `size` distinct synthetic people."""
+    people = itertools.islice(itertools.product(SURNAMES, GIVEN_NAMES), size)
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["name", "reading", "romaji", "department", "email"])
+        for number, ((sur, sur_kana, sur_romaji), (given, given_kana, given_romaji)) in enumerate(people):
+            writer.writerow(
+                [f"{sur} {given}", f"{sur_kana} {given_kana}", f"{given_romaji} {sur_romaji}", f"第{number}課", ""]
+            )
+    return path
 
 
 async def until_done(ws) -> None:
@@ -78,6 +118,7 @@ async def main() -> None:
     parser.add_argument("--kiosks", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3, help="conversations per kiosk")
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--staff", type=int, default=0, help="synthetic people added to the demo directory")
     parser.add_argument(
         "--think", type=float, default=1.0, help="mean seconds a visitor takes between turns (0: saturate the server)"
     )
@@ -86,6 +127,11 @@ async def main() -> None:
         # The text path alone: the speech models do not load in the background meanwhile.
         server = LiveServer(url, Path(directory), {"SPEECH_WARM_UP": "false"})
         keys = [server.prepare()] + [server.create_kiosk() for _ in range(args.kiosks - 1)]
+        if args.staff:
+            limit = len(SURNAMES) * len(GIVEN_NAMES)
+            if args.staff > limit:
+                parser.error(f"--staff: at most {limit}")
+            server.manage("import_staff", str(write_directory(Path(directory) / "staff.csv", args.staff)))
         server.start()
         try:
             turns: list[float] = []
@@ -101,7 +147,7 @@ async def main() -> None:
             server.stop()
     ms = 1000
     print(
-        f"kiosks={args.kiosks} rounds={args.rounds} think={args.think}s database={args.database} "
+        f"kiosks={args.kiosks} rounds={args.rounds} think={args.think}s database={args.database} staff=+{args.staff} "
         f"turns={len(turns)} wall={elapsed:.1f}s"
     )
     print(

@@ -171,7 +171,7 @@ class MetricsCollector:
                 self._thread.start()
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until every record queued before this call is committed; False on timeout."""
+        """Wait until every record queued before this call is committed and alert-checked; False on timeout."""
         if self._pending:
             self._ensure_started()
         deadline = time.monotonic() + timeout
@@ -235,14 +235,15 @@ class MetricsCollector:
                 connection.close()  # a broken connection is replaced on the next attempt
                 time.sleep(delay)
                 delay = min(delay * 2, MAX_RETRY_DELAY)
-        with self._cond:
-            self._pending -= len(batch)
-            self.written += len(batch)
-            self._cond.notify_all()
         try:
             evaluate_alerts()
         except Exception:  # an alert check must never stop the writer
             logger.exception("alert evaluation failed")
+        # Counted as done after the alert check, so `flush()` also waits for the alerts these records raise.
+        with self._cond:
+            self._pending -= len(batch)
+            self.written += len(batch)
+            self._cond.notify_all()
 
 
 def _turn_row(record: TurnRecord) -> tuple[TurnMetric, Decimal | None]:

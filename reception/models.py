@@ -140,6 +140,8 @@ class StaffMember(models.Model):
     is_reception_desk = models.BooleanField(
         _("reception desk"), default=False, help_text=_("Notified when a host is unknown, absent or unreachable.")
     )
+    # Part of the directory's version: every process reloads its cached directory when this moves.
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
     class Meta:
         verbose_name = _("staff member")

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from reception import workflow
+from reception.models import StaffMember
+from reception.workflow import names
 from reception.workflow.names import (
     Person,
     choose_by_department,
     department_words,
     find_in_text,
     match_name,
+    name_forms,
+    staff_directory,
     strip_honorifics,
 )
 
@@ -115,6 +122,57 @@ def test_find_in_text_is_the_host_gazetteer():
     assert find_in_text("here to see Mr. Sato", STAFF) == [STAFF[2]]
     assert find_in_text("たかはしさんをお願いします", STAFF) == [STAFF[4]]
     assert find_in_text("I am here for a meeting", STAFF) == []
+
+
+def test_find_in_text_reads_romaji_as_whole_words():
+    assert find_in_text("Is Mr. Sato's office here?", STAFF) == [STAFF[2]]
+    assert find_in_text("I'm Satoshi from Globex", STAFF) == []
+    assert find_in_text("TAKAHASHI-san, please", STAFF) == [STAFF[4]]
+
+
+@settings(max_examples=100, deadline=None)
+@given(query=st.one_of(st.sampled_from(["田中", "たなか はなこ", "Tanka", "Mr. Sato", "すずき", "Makoto"]), st.text()))
+def test_precomputed_forms_match_exactly_like_computed_ones(query):
+    precomputed = [
+        Person(p.id, p.name, p.reading, p.romaji, p.department, forms=name_forms(p.name, p.reading, p.romaji))
+        for p in STAFF
+    ]
+    assert match_name(query, precomputed) == match_name(query, STAFF)
+
+
+@pytest.mark.django_db
+def test_staff_directory_is_reread_only_when_the_directory_changes(django_assert_num_queries):
+    member = StaffMember.objects.create(name="山川 太郎", reading="やまかわ たろう", romaji="Taro Yamakawa")
+    first = staff_directory()
+    with django_assert_num_queries(1):  # the directory's version, nothing else
+        assert staff_directory() is first
+    member.name, member.reading, member.romaji = "川上 太郎", "かわかみ たろう", "Taro Kawakami"
+    member.save()
+    assert match_name("川上", staff_directory()).person.id == member.pk
+    assert not match_name("山川", staff_directory()).found
+    member.is_present = False
+    member.save()
+    assert staff_directory()[0].extra["is_present"] is False
+    added = StaffMember.objects.create(name="森 花子", reading="もり はなこ")
+    member.delete()
+    assert [p.id for p in staff_directory()] == [added.pk]
+
+
+@pytest.mark.django_db
+def test_warm_up_loads_the_romaji_tables_and_the_staff_names(monkeypatch):
+    monkeypatch.setattr(names, "_kakasi_instance", None)
+    names._staff_forms.cache_clear()
+    StaffMember.objects.create(name="山川 太郎", reading="やまかわ たろう", romaji="Taro Yamakawa")
+    workflow.warm_up()
+    assert names._kakasi_instance is not None
+    assert names._staff_forms.cache_info().currsize == 1
+
+
+def test_romaji_tables_load_once_when_many_threads_ask_at_once(monkeypatch):
+    monkeypatch.setattr(names, "_kakasi_instance", None)
+    with ThreadPoolExecutor(8) as pool:
+        converters = list(pool.map(lambda _: names._kakasi(), range(8)))
+    assert all(converter is converters[0] for converter in converters)
 
 
 def test_appointments_match_across_scripts():

@@ -558,6 +558,30 @@ def test_end_keeps_a_finished_visit_as_it_is(workflow, kiosk):
 
 
 @pytest.mark.django_db
+def test_a_visit_row_deleted_mid_conversation_is_written_again(workflow, kiosk):
+    workflow.start("purged", "ja", kiosk.pk)
+    workflow.handle_text("purged", "テスト株式会社の山田です")
+    Visit.objects.filter(session_id="purged").delete()  # e.g. an over-eager purge
+    result = workflow.handle_text("purged", "打ち合わせです")
+    visit = Visit.objects.get(session_id="purged")
+    assert result.visit_id == visit.pk
+    assert (visit.visitor_name, visit.company_name, visit.purpose) == ("山田", "テスト株式会社", "打ち合わせ")
+
+
+@pytest.mark.django_db
+def test_the_visit_is_completed_once_and_stays_so(workflow, kiosk):
+    workflow.start("completed", "ja", kiosk.pk)
+    workflow.handle_text("completed", "テスト株式会社の山田です")
+    visit = Visit.objects.get(session_id="completed")
+    assert visit.completed_at is None
+    workflow.handle_text("completed", "お届け物です")
+    completed = Visit.objects.get(session_id="completed")
+    assert completed.completed_at is not None and completed.updated_at > visit.updated_at
+    workflow.handle_text("completed", "すみません、もう一度")  # speaking after the end
+    assert Visit.objects.get(session_id="completed").completed_at == completed.completed_at
+
+
+@pytest.mark.django_db
 def test_unreachable_host_sends_visitor_to_desk_honestly(workflow, kiosk, directory):
     StaffMember.objects.filter(pk=directory["sato"].pk).update(email="")
     workflow.start("unreach", "en", kiosk.pk)

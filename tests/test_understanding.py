@@ -48,6 +48,8 @@ def rules():
         ("サンプルから参りました", "", {"company_name": "サンプル"}),
         ("田中様にお会いしに来ました", "", {"host_name": "田中", "visitor_name": ""}),
         ("たなかさんお願いします", "host_name", {"host_name": "たなか"}),
+        ("田中一郎様にお会いしに来ました", "", {"host_name": "田中一郎"}),  # the longest staff name said
+        ("佐藤と申します。タナカさんにお約束です", "", {"host_name": "タナカ", "visitor_name": "佐藤"}),
         ("佐藤さんに会いに来ました", "", {"host_name": "佐藤"}),
         ("お届け物です", "", {"visitor_type": "delivery", "needs_signature": False, "visitor_name": ""}),
         ("宅配便です", "", {"visitor_type": "delivery", "visitor_name": ""}),

@@ -15,6 +15,8 @@ from __future__ import annotations
 import re
 from dataclasses import asdict
 
+from django.db.models import Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command
@@ -89,14 +91,17 @@ def _host_label(host: StaffMember, language: str) -> str:
     return host.romaji
 
 
-def save_visit(state: ReceptionState) -> Visit:
-    """Write the Visit row for this session from the state (the admin's live view of the conversation)."""
+def save_visit(state: ReceptionState) -> int:
+    """Write the Visit row for this session from the state (the admin's live view); returns its id.
+
+    One UPDATE on every turn after the first; the row is created (again, if a purge took it) otherwise.
+    """
 
     def cut(field: str, value: str | None) -> str:
         return (value or "")[: Visit._meta.get_field(field).max_length]
 
-    finished = bool(state.get("finished"))
-    defaults = {
+    now = timezone.now()
+    values = {
         "kiosk_id": state.get("kiosk_id"),
         "language": cut("language", _lang(state)),
         "visitor_name": cut("visitor_name", state.get("visitor_name")),
@@ -110,16 +115,16 @@ def save_visit(state: ReceptionState) -> Visit:
         "appointment_found": bool(state.get("appointment_found")),
         "host_notified": bool(state.get("host_notified")),
     }
-    visit, created = Visit.objects.get_or_create(session_id=state["session_id"], defaults=defaults)
-    if not created:
-        for key, value in defaults.items():
-            setattr(visit, key, value)
-        if finished and visit.completed_at is None:
-            visit.completed_at = timezone.now()
-        visit.save()
-    elif finished:
-        Visit.objects.filter(pk=visit.pk).update(completed_at=timezone.now())
-    return visit
+    if state.get("finished"):
+        values["completed_at"] = Coalesce("completed_at", Value(now))
+    rows = Visit.objects.filter(session_id=state["session_id"])
+    if state.get("visit_id") and rows.filter(pk=state["visit_id"]).update(**values, updated_at=now):
+        return state["visit_id"]
+    created = {k: (now if k == "completed_at" else v) for k, v in values.items()}
+    visit, new = Visit.objects.get_or_create(session_id=state["session_id"], defaults=created)
+    if not new:
+        rows.update(**values, updated_at=now)
+    return visit.pk
 
 
 def _finish(update: dict, reply: str, status: str) -> Command:
@@ -339,7 +344,7 @@ def build_graph(understanding: LanguageUnderstanding | None = None) -> StateGrap
     def notify(state: ReceptionState) -> Command:
         """Tell the host; if unreachable the desk is told and so is the visitor, honestly."""
         language = _lang(state)
-        visit = save_visit(state)
+        visit = Visit.objects.get(pk=save_visit(state))
         host = StaffMember.objects.get(pk=state["host_id"])
         found = bool(state.get("appointment_found"))
         outcome = notify_with_fallback(visit, host, "appointment" if found else "no_appointment")
@@ -377,7 +382,7 @@ def build_graph(understanding: LanguageUnderstanding | None = None) -> StateGrap
         """Hand the visitor to the reception desk, saying why in the visitor's language."""
         language = _lang(state)
         reason = state.get("desk_reason") or "unclear"
-        outcome = notify_with_fallback(save_visit(state), None, reason)
+        outcome = notify_with_fallback(Visit.objects.get(pk=save_visit(state)), None, reason)
         where = _kiosk_place(state)
         if not outcome.desk_reached:
             return _finish({}, say("nobody_reachable", language), Visit.Status.SENT_TO_DESK)
@@ -394,9 +399,8 @@ def build_graph(understanding: LanguageUnderstanding | None = None) -> StateGrap
         update = {"visitor_type": Visit.VisitorType.DELIVERY}
         if not state.get("purpose"):
             update["purpose"] = say("delivery_purpose_signature" if signature else "delivery_purpose", language)
-        outcome = notify_with_fallback(
-            save_visit({**state, **update}), None, "delivery_signature" if signature else "delivery"
-        )
+        visit = Visit.objects.get(pk=save_visit({**state, **update}))
+        outcome = notify_with_fallback(visit, None, "delivery_signature" if signature else "delivery")
         if signature and not outcome.desk_reached:
             return _finish(update, say("nobody_reachable", language), Visit.Status.DELIVERY_GUIDED)
         return _finish(
@@ -414,8 +418,7 @@ def build_graph(understanding: LanguageUnderstanding | None = None) -> StateGrap
         }
 
     def project(state: ReceptionState) -> dict:
-        visit = save_visit(state)
-        return {"visit_id": visit.pk, "messages": [{"role": "assistant", "text": state.get("reply", "")}]}
+        return {"visit_id": save_visit(state), "messages": [{"role": "assistant", "text": state.get("reply", "")}]}
 
     graph = StateGraph(ReceptionState)
     graph.add_node("greet", greet, destinations=("project",))

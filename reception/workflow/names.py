@@ -4,12 +4,17 @@ A name said at the kiosk may be kanji (田中), kana (たなか, タナカ), rom
 (Tanaka Ichiro, Ichiro Tanaka), carry an honorific (田中さん, Ms. Tanaka, Tanaka-san), be only the
 surname, be full- or half-width, or have a small speech-recognition typo (Tanka). Everything here is
 a pure function over plain dataclasses except the two loaders at the bottom.
+
+A lookup must stay cheap for a directory of hundreds: the staff directory and each staff name's forms are
+cached per process (the directory under its version in the database); visitors' names are never cached.
 """
 
 from __future__ import annotations
 
 import re
+import threading
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -22,6 +27,7 @@ _JA_SUFFIXES = ("さん", "さま", "様", "氏", "殿", "くん", "君", "ち�
 _EN_TITLE = re.compile(r"^(?:mr|mrs|ms|miss|dr|prof)\.?\s+", re.IGNORECASE)
 _EN_SUFFIX = re.compile(r"[\s-]+(?:san|sama|sensei|kun)$", re.IGNORECASE)
 _SEPARATORS = re.compile(r"[\s・･,、.]+")
+_WORD = re.compile(r"\w+")
 
 EXACT = 100.0
 PARTIAL = 92.0
@@ -40,6 +46,8 @@ class Person:
     romaji: str = ""
     department: str = ""
     extra: dict = field(default_factory=dict, compare=False, hash=False)
+    # Precomputed `name_forms` (the staff directory fills it from a per-process cache); None: computed on use.
+    forms: NameForms | None = field(default=None, compare=False, hash=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -65,9 +73,18 @@ class Match:
         return self.candidates[0] if len(self.candidates) == 1 else None
 
 
-@lru_cache(maxsize=1)
+_kakasi_lock = threading.Lock()
+_kakasi_instance: pykakasi.kakasi | None = None
+
+
 def _kakasi() -> pykakasi.kakasi:
-    return pykakasi.kakasi()
+    """The shared converter; its dictionaries take about 0.5 s to load, so they load once per process."""
+    global _kakasi_instance
+    if _kakasi_instance is None:
+        with _kakasi_lock:
+            if _kakasi_instance is None:
+                _kakasi_instance = pykakasi.kakasi()
+    return _kakasi_instance
 
 
 def strip_honorifics(text: str) -> str:
@@ -113,51 +130,98 @@ def name_keys(text: str) -> tuple[str, ...]:
     return tuple(k for k in keys if k)
 
 
-def _forms(person: Person) -> tuple[set[str], set[str], str]:
-    """All token keys of a person, their full-name keys (no spaces) and the folded romaji name."""
+def _full_keys(name: str) -> set[str]:
+    """A whole name without spaces, as written, in hiragana and in romaji (romaji names in either order)."""
+    joined = _SEPARATORS.sub("", name)
+    keys = {joined, _to_hiragana(joined), _romaji_token(_romaji_of(joined))}
+    if name.isascii():
+        parts = [_romaji_token(p) for p in _SEPARATORS.split(name) if p]
+        keys.update({"".join(parts), "".join(reversed(parts))})
+    return keys
+
+
+def _folded_romaji(name: str) -> str:
+    """The name's words in folded romaji, sorted: word order does not matter to the typo comparison."""
+    return " ".join(sorted(_romaji_token(_romaji_of(t)) for t in _SEPARATORS.split(name) if t))
+
+
+@dataclass(frozen=True)
+class NameForms:
+    """A person's name in every comparable shape: token keys, full-name keys (no spaces), folded romaji."""
+
+    tokens: frozenset[str]
+    fulls: frozenset[str]
+    romaji: str
+    # For finding the name in free text: parts of two or more characters, (as written, hiragana) and ASCII words.
+    written_parts: tuple[tuple[str, str], ...]
+    ascii_words: tuple[str, ...]
+
+
+def name_forms(name: str, reading: str = "", romaji: str = "") -> NameForms:
+    """The comparable forms of a person's name, reading and romaji (kanji→kana→romaji conversions)."""
     tokens: set[str] = set()
     fulls: set[str] = set()
-    for source in (person.name, person.reading, person.romaji):
+    written: list[tuple[str, str]] = []
+    ascii_words: list[str] = []
+    for source in (name, reading, romaji):
         if not source:
             continue
-        keys = name_keys(source)
-        tokens.update(keys)
-        name = strip_honorifics(source)
-        joined = _SEPARATORS.sub("", name)
-        fulls.update({joined, _to_hiragana(joined), _romaji_token(_romaji_of(joined))})
-        if name.isascii():
-            parts = [_romaji_token(p) for p in _SEPARATORS.split(name) if p]
-            fulls.update({"".join(parts), "".join(reversed(parts))})
-    romaji = " ".join(
-        sorted(_romaji_token(_romaji_of(t)) for t in _SEPARATORS.split(person.romaji or person.name) if t)
+        tokens.update(name_keys(source))
+        plain = strip_honorifics(source)
+        fulls.update(_full_keys(plain))
+        for part in _SEPARATORS.split(plain):
+            if len(part) >= 2 and part.isascii():
+                ascii_words.append(part.lower())
+            elif len(part) >= 2:
+                written.append((part, _to_hiragana(part)))
+    return NameForms(
+        frozenset(tokens),
+        frozenset(f for f in fulls if f),
+        _folded_romaji(romaji or name),
+        tuple(written),
+        tuple(ascii_words),
     )
-    return tokens, {f for f in fulls if f}, romaji
 
 
-def score(query: str, person: Person) -> float:
+# Staff names only (never visitors'): keyed by the strings, so a renamed staff member simply gets new forms.
+_staff_forms = lru_cache(maxsize=4096)(name_forms)
+
+
+@dataclass(frozen=True)
+class _SpokenName:
+    """The forms of one spoken name, computed once per match rather than once per person."""
+
+    name: str
+    joined: str
+    fulls: frozenset[str]
+    part_keys: tuple[frozenset[str], ...]
+    romaji: str
+
+    @classmethod
+    def of(cls, query: str) -> _SpokenName:
+        name = strip_honorifics(query)
+        words = [w for w in _SEPARATORS.split(name) if w]
+        part_keys = tuple(frozenset(name_keys(w)) for w in words)
+        return cls(name, _SEPARATORS.sub("", name), frozenset(_full_keys(name)), part_keys, _folded_romaji(name))
+
+
+def _score(spoken: _SpokenName, person: Person) -> float:
     """How well a spoken name fits a person, 0–100 (exact full name 100, one name part 92, typos below)."""
-    name = strip_honorifics(query)
-    if not name:
+    if not spoken.name:
         return 0.0
-    tokens, fulls, romaji = _forms(person)
-    joined = _SEPARATORS.sub("", name)
-    query_fulls = {joined, _to_hiragana(joined), _romaji_token(_romaji_of(joined))}
-    parts = [_romaji_token(p) for p in _SEPARATORS.split(name) if p] if name.isascii() else []
-    if parts:
-        query_fulls.update({"".join(parts), "".join(reversed(parts))})
-    if query_fulls & fulls:
+    forms = person.forms or name_forms(person.name, person.reading, person.romaji)
+    if spoken.fulls & forms.fulls:
         return EXACT
-    query_parts = [p for p in _SEPARATORS.split(name) if p]
-    if query_parts and all(set(name_keys(part)) & tokens for part in query_parts):
+    if spoken.part_keys and all(keys & forms.tokens for keys in spoken.part_keys):
         return PARTIAL
-    if not any(fulls) or len(joined) < 2:
+    if not forms.fulls or len(spoken.joined) < 2:
         return 0.0
     # Typos: compare in romaji, token by token and as a whole, order-insensitive.
-    query_romaji = " ".join(sorted(_romaji_token(_romaji_of(t)) for t in _SEPARATORS.split(name) if t))
     best_token = max(
-        (fuzz.ratio(q, t) for q in query_romaji.split() for t in tokens if t.isascii() and len(t) > 2), default=0.0
+        (fuzz.ratio(q, t) for q in spoken.romaji.split() for t in forms.tokens if t.isascii() and len(t) > 2),
+        default=0.0,
     )
-    whole = fuzz.token_sort_ratio(query_romaji, romaji)
+    whole = fuzz.token_sort_ratio(spoken.romaji, forms.romaji)
     # A typo never beats a correct partial name.
     best = min(max(whole, best_token * 0.95), PARTIAL - 1)
     return best if best >= FUZZY_THRESHOLD else 0.0
@@ -169,12 +233,13 @@ def _department_fits(hint: str, department: str) -> bool:
     return bool(hint_n) and (hint_n in dept_n or fuzz.partial_ratio(hint_n, dept_n) >= 85)
 
 
-def match_name(query: str, people: list[Person], department: str = "") -> Match:
+def match_name(query: str, people: Sequence[Person], department: str = "") -> Match:
     """The people a spoken name refers to; several when they tie (two 田中 → ambiguous).
 
     A department hint (営業部, Sales) narrows the candidates when it fits any of them.
     """
-    scored = [(score(query, p), p) for p in people]
+    spoken = _SpokenName.of(query)
+    scored = [(_score(spoken, p), p) for p in people]
     scored = [(s, p) for s, p in scored if s > 0]
     if department:
         narrowed = [(s, p) for s, p in scored if _department_fits(department, p.department)]
@@ -192,7 +257,7 @@ def department_words(department: str) -> set[str]:
     return {w for w in words | {w.removesuffix("部") for w in words} if len(w) >= 2}
 
 
-def choose_by_department(answer: str, candidates: list[Person]) -> Person | None:
+def choose_by_department(answer: str, candidates: Sequence[Person]) -> Person | None:
     """The one candidate whose department (or full name) the visitor's answer names, else None."""
     text = unicodedata.normalize("NFKC", answer).lower()
     fitting = [p for p in candidates if any(w in text for w in department_words(p.department))]
@@ -202,31 +267,45 @@ def choose_by_department(answer: str, candidates: list[Person]) -> Person | None
     return by_name.person if by_name.score == EXACT else None
 
 
-def find_in_text(text: str, people: list[Person]) -> list[Person]:
+def find_in_text(text: str, people: Sequence[Person]) -> list[Person]:
     """People whose surname or full name (any script) occurs in free text: the host gazetteer."""
     norm = unicodedata.normalize("NFKC", text)
     hira = _to_hiragana(norm)
     lower = norm.lower()
+    words = set(_WORD.findall(lower))
+
+    def says(word: str) -> bool:  # as a whole word, like \bword\b
+        return word in words if _WORD.fullmatch(word) else bool(re.search(rf"\b{re.escape(word)}\b", lower))
+
     found = []
     for person in people:
-        for source in (person.name, person.reading, person.romaji):
-            tokens = [t for t in _SEPARATORS.split(strip_honorifics(source)) if len(t) >= 2]
-            if any(
-                (t in norm or _to_hiragana(t) in hira)
-                if not t.isascii()
-                else re.search(rf"\b{re.escape(t.lower())}\b", lower)
-                for t in tokens
-            ):
-                found.append(person)
-                break
+        forms = person.forms or name_forms(person.name, person.reading, person.romaji)
+        if any(t in norm or t_hira in hira for t, t_hira in forms.written_parts) or any(
+            says(w) for w in forms.ascii_words
+        ):
+            found.append(person)
     return found
 
 
-def staff_directory() -> list[Person]:
-    """Every staff member as a Person (reads the database); desk flags and presence go in `extra`."""
+_directory_cache: tuple[tuple, tuple[Person, ...]] = ((), ())
+
+
+def staff_directory() -> tuple[Person, ...]:
+    """Every staff member as a Person (desk flags and presence in `extra`), from the shared database.
+
+    Cached per process under the directory's version (row count, newest id and newest change), which one
+    aggregate query reads: every process sees an edit in the admin or an import at its next lookup.
+    """
+    global _directory_cache
+    from django.db.models import Count, Max
+
     from reception.models import StaffMember
 
-    return [
+    version = tuple(StaffMember.objects.aggregate(Count("id"), Max("id"), Max("updated_at")).values())
+    cached_version, people = _directory_cache
+    if version == cached_version:
+        return people
+    people = tuple(
         Person(
             id=s.pk,
             name=s.name,
@@ -234,9 +313,12 @@ def staff_directory() -> list[Person]:
             romaji=s.romaji,
             department=s.department,
             extra={"is_present": s.is_present, "is_reception_desk": s.is_reception_desk},
+            forms=_staff_forms(s.name, s.reading, s.romaji),
         )
         for s in StaffMember.objects.all()
-    ]
+    )
+    _directory_cache = (version, people)  # one atomic swap: readers see the old or the new directory
+    return people
 
 
 def todays_appointments() -> list[Person]:

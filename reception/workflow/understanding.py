@@ -12,7 +12,7 @@ import json
 import logging
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from functools import lru_cache
 
@@ -105,6 +105,7 @@ _JA_NOT_NAMES = (
     "個人",
 )
 _JA_HONORIFIC = r"(?:さん|様|さま|氏|殿|くん|君)"
+_JA_HONORIFIC_AT = re.compile(rf"(?={_JA_HONORIFIC})")
 _JA_DEPT = re.compile(
     r"([^\s、。,のとにをは]{1,12}?(?:部|課|室|センター|チーム|グループ))(?:の|にいる|にいらっしゃる|)"
 )
@@ -177,6 +178,24 @@ def _tokenizer() -> Tokenizer:
 _BRACKETS = str.maketrans("", "", '()[]{}「」『』【】〈〉《》"')
 
 
+@dataclass(frozen=True)
+class _NameParts:
+    hiragana: frozenset[str]
+    longest: int
+
+
+@lru_cache(maxsize=8)
+def _ja_name_parts(names: tuple[tuple[str, str], ...]) -> _NameParts:
+    """The staff's names and readings, whole and by word, in hiragana: what may stand before さん or 様."""
+    parts = set()
+    for sources in names:
+        for source in sources:
+            words = [jaconv.kata2hira(w) for w in re.split(r"[\s・]+", source) if w]
+            parts.update(["".join(words), *words])
+    parts.discard("")
+    return _NameParts(frozenset(parts), max(map(len, parts), default=0))
+
+
 def _clean(text: str) -> str:
     """NFKC, without brackets and quotes: speech recognition sprinkles them, and no field needs them."""
     return unicodedata.normalize("NFKC", text).translate(_BRACKETS).strip()
@@ -197,7 +216,7 @@ def _trim_en(phrase: str) -> str:
 class RuleBasedUnderstanding(LanguageUnderstanding):
     """Patterns plus janome for Japanese, regular expressions for English; the staff directory is the gazetteer."""
 
-    def __init__(self, directory: Callable[[], list[Person]] = staff_directory) -> None:
+    def __init__(self, directory: Callable[[], Sequence[Person]] = staff_directory) -> None:
         self._directory = directory
 
     def understand(self, text: str, language: str, expecting: str = "") -> Understanding:
@@ -292,16 +311,21 @@ class RuleBasedUnderstanding(LanguageUnderstanding):
     def _ja_known_host(self, text: str) -> str:
         """A staff name part (kanji or kana, full name first) written with an honorific."""
         hira = jaconv.kata2hira(text)
-        parts: list[str] = []
-        for person in self._directory():
-            for source in (person.name, person.reading):
-                words = [w for w in re.split(r"[\s・]+", source) if w]
-                parts.extend(["".join(words), *words])
-        for part in sorted(set(parts), key=len, reverse=True):
-            if re.search(rf"{re.escape(jaconv.kata2hira(part))}{_JA_HONORIFIC}", hira):
-                start = hira.find(jaconv.kata2hira(part))
-                return text[start : start + len(part)]
-        return ""
+        honorifics = [m.start() for m in _JA_HONORIFIC_AT.finditer(hira)]
+        if not honorifics:
+            return ""
+        parts = _ja_name_parts(tuple((p.name, p.reading) for p in self._directory()))
+        said = [
+            (length, at - length)
+            for at in honorifics
+            for length in range(min(at, parts.longest), 0, -1)
+            if hira[at - length : at] in parts.hiragana
+        ]
+        if not said:
+            return ""
+        # The longest name part said right before an honorific; on a tie, the one said first.
+        length, start = max(said, key=lambda found: (found[0], -found[1]))
+        return text[start : start + length]
 
     def _ja_visitor_name(self, text: str, host: str, bare_allowed: bool) -> str:
         tokens = list(_tokenizer().tokenize(text))
@@ -452,7 +476,7 @@ class OpenAIChatUnderstanding(LanguageUnderstanding):
         self,
         fallback: LanguageUnderstanding | None = None,
         client: httpx.Client | None = None,
-        directory: Callable[[], list[Person]] = staff_directory,
+        directory: Callable[[], Sequence[Person]] = staff_directory,
     ) -> None:
         self._fallback = fallback or RuleBasedUnderstanding(directory)
         self._client = client or httpx.Client(timeout=10.0)
