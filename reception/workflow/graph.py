@@ -21,7 +21,7 @@ from django.utils import timezone
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command
 
-from reception.models import Appointment, Kiosk, StaffMember, Visit
+from reception.models import StaffMember, Visit
 from reception.notifications import notify_with_fallback
 
 from .names import Person, choose_by_department, match_name, staff_directory, todays_appointments
@@ -80,9 +80,8 @@ def _is_correction(state: ReceptionState, u: Understanding, changed: dict) -> bo
     return replaced or (u.is_correction and any(k in FIELDS for k in changed))
 
 
-def _kiosk_place(state: ReceptionState) -> str:
-    kiosk = Kiosk.objects.filter(pk=state.get("kiosk_id")).first() if state.get("kiosk_id") else None
-    return place(kiosk.location if kiosk else "", _lang(state))
+def _kiosk_place(visit: Visit) -> str:
+    return place(visit.kiosk.location if visit.kiosk else "", visit.language)
 
 
 def _host_label(host: StaffMember, language: str) -> str:
@@ -125,6 +124,11 @@ def save_visit(state: ReceptionState) -> int:
     if not new:
         rows.update(**values, updated_at=now)
     return visit.pk
+
+
+def _saved_visit(state: ReceptionState) -> Visit:
+    """The Visit written from the state, with what a notification names (kiosk, appointment, host)."""
+    return Visit.objects.select_related("kiosk", "appointment", "host").get(pk=save_visit(state))
 
 
 def _finish(update: dict, reply: str, status: str) -> Command:
@@ -344,19 +348,15 @@ def build_graph(understanding: LanguageUnderstanding | None = None) -> StateGrap
     def notify(state: ReceptionState) -> Command:
         """Tell the host; if unreachable the desk is told and so is the visitor, honestly."""
         language = _lang(state)
-        visit = Visit.objects.get(pk=save_visit(state))
-        host = StaffMember.objects.get(pk=state["host_id"])
+        visit = _saved_visit(state)
+        host = visit.host
         found = bool(state.get("appointment_found"))
         outcome = notify_with_fallback(visit, host, "appointment" if found else "no_appointment")
-        where = _kiosk_place(state)
+        where = _kiosk_place(visit)
         label = _host_label(host, language)
         if outcome.host_reached:
             if found:
-                location = (
-                    Appointment.objects.filter(pk=state.get("appointment_id"))
-                    .values_list("location", flat=True)
-                    .first()
-                )
+                location = visit.appointment.location if visit.appointment else ""
                 room = say("room", language, location=location) if location else ""
                 reply = say(
                     "host_notified_appointment",
@@ -382,13 +382,14 @@ def build_graph(understanding: LanguageUnderstanding | None = None) -> StateGrap
         """Hand the visitor to the reception desk, saying why in the visitor's language."""
         language = _lang(state)
         reason = state.get("desk_reason") or "unclear"
-        outcome = notify_with_fallback(Visit.objects.get(pk=save_visit(state)), None, reason)
-        where = _kiosk_place(state)
+        visit = _saved_visit(state)
+        outcome = notify_with_fallback(visit, None, reason)
+        where = _kiosk_place(visit)
         if not outcome.desk_reached:
             return _finish({}, say("nobody_reachable", language), Visit.Status.SENT_TO_DESK)
         host = state.get("host_name", "")
         if reason == "absent_host" and state.get("host_id"):
-            host = _host_label(StaffMember.objects.get(pk=state["host_id"]), language)
+            host = _host_label(visit.host, language)
         key = {"unknown_host": "desk_unknown_host", "absent_host": "desk_absent"}.get(reason, "desk_general")
         return _finish({}, say(key, language, host=host, place=where), Visit.Status.SENT_TO_DESK)
 
@@ -399,7 +400,7 @@ def build_graph(understanding: LanguageUnderstanding | None = None) -> StateGrap
         update = {"visitor_type": Visit.VisitorType.DELIVERY}
         if not state.get("purpose"):
             update["purpose"] = say("delivery_purpose_signature" if signature else "delivery_purpose", language)
-        visit = Visit.objects.get(pk=save_visit({**state, **update}))
+        visit = _saved_visit({**state, **update})
         outcome = notify_with_fallback(visit, None, "delivery_signature" if signature else "delivery")
         if signature and not outcome.desk_reached:
             return _finish(update, say("nobody_reachable", language), Visit.Status.DELIVERY_GUIDED)
