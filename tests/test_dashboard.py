@@ -82,6 +82,15 @@ def test_dashboard_for_staff_shows_both_paths_and_every_window(client, viewer, r
 
 
 @pytest.mark.django_db
+def test_dashboard_speaks_japanese_by_default_and_english_on_request(client, viewer, recorded):
+    client.force_login(viewer)
+    url = reverse("admin:metrics_metricsdashboard_changelist")
+    japanese = client.get(url).content.decode()
+    assert "最初の音声までの時間" in japanese and "Time to first audio" not in japanese
+    assert "Time to first audio" in client.get(url, HTTP_ACCEPT_LANGUAGE="en").content.decode()
+
+
+@pytest.mark.django_db
 def test_dashboard_is_staff_only(client, recorded):
     user = get_user_model().objects.create_user("visitor", "x@example.com", "pw")
     client.force_login(user)

@@ -290,13 +290,15 @@ def test_banner_appears_on_every_admin_page_while_an_emergency_is_active(admin_c
         assert b"emergency-banner" not in admin_client.get(reverse(name)).content, name
     stop()
     for name in ADMIN_PAGES:
-        response = admin_client.get(reverse(name))
-        assert response.status_code == 200, name
-        assert b"EMERGENCY STOP" in response.content, name
-        assert b"smoke in the server room" in response.content, name
+        page = admin_client.get(reverse(name)).content.decode()  # Japanese: the office's language
+        assert "緊急停止" in page and "smoke in the server room" in page, name
+        english = admin_client.get(reverse(name), HTTP_ACCEPT_LANGUAGE="en")
+        assert english.status_code == 200, name
+        assert b"EMERGENCY STOP" in english.content and b"smoke in the server room" in english.content, name
     apply_action("resume", actor="user:ops", reason="clear")
     apply_action("force_fallback", actor="user:ops", reason="upstream incident")
-    assert b"FORCE FALLBACK" in admin_client.get(reverse("admin:index")).content
+    assert "強制フォールバック" in admin_client.get(reverse("admin:index")).content.decode()
+    assert b"FORCE FALLBACK" in admin_client.get(reverse("admin:index"), HTTP_ACCEPT_LANGUAGE="en").content
 
 
 @pytest.mark.django_db
@@ -335,8 +337,9 @@ def test_emergency_form_applies_the_action_as_the_staff_user(admin_client, admin
     assert response.status_code == 302
     assert EmergencyState.load().emergency_stop
     assert AuditEntry.objects.get().actor == f"user:{admin_user.username}"
-    response = admin_client.post(url, {"action": "set_rollout_percentage", "reason": "x", "confirm": "on"})
-    assert b"This action needs a percentage" in response.content
+    data = {"action": "set_rollout_percentage", "reason": "x", "confirm": "on"}
+    assert b"This action needs a percentage" in admin_client.post(url, data, HTTP_ACCEPT_LANGUAGE="en").content
+    assert "この操作には「割合」が必要です" in admin_client.post(url, data).content.decode()
 
 
 @pytest.mark.django_db
@@ -347,7 +350,7 @@ def test_only_a_superuser_clears_an_emergency_stop_and_viewers_cannot_act(client
     client.force_login(staff)
     url = reverse("admin:fallback_control")
     response = client.post(url, {"action": "clear_emergency_stop", "reason": "ok", "confirm": "on"})
-    assert b"Only a superuser" in response.content
+    assert "スーパーユーザーのみ" in response.content.decode()
     assert EmergencyState.load().emergency_stop
 
     viewer = User.objects.create_user("viewer", password="pw", is_staff=True)
