@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 from django.urls import reverse
+from django.utils import translation
 
+from fallback.models import Mode
 from reception.models import Kiosk, KioskPairing
 from voice.kiosk_auth import DEVICE_COOKIE
 
@@ -88,3 +93,13 @@ def test_admin_creates_a_pairing_link_and_a_kiosk_key(admin_client, kiosk_and_ke
     )
     new_kiosk = Kiosk.objects.get(name="New kiosk")
     assert new_kiosk.key_prefix in response.content.decode()  # the key is shown once, in the message
+
+
+def test_visitors_see_friendly_voice_path_names_and_staff_the_product_names(client, kiosk_and_key):
+    kiosk, _ = kiosk_and_key
+    pair(client, kiosk)
+    response = client.get("/kiosk/?lang=ja")
+    strings = json.loads(re.search(r'id="kiosk-strings"[^>]*>(.*?)</script>', response.content.decode()).group(1))
+    assert strings["modes"] == {"realtime": "リアルタイム", "legacy": "標準"}
+    with translation.override("ja"):  # the admin's mode column and filters
+        assert [str(label) for label in Mode.labels] == ["Realtime", "Legacy"]

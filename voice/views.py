@@ -7,6 +7,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import translation
 from django.utils.translation import gettext as _
+from django.utils.translation import pgettext
 from django.views.decorators.http import require_http_methods
 
 from reception.models import Kiosk, KioskPairing, Visit
@@ -39,7 +40,11 @@ def _kiosk_strings() -> dict[str, object]:
         "unauthorized": _("This kiosk is not recognised. Please ask staff to pair it again."),
         "error": _("Sorry, something went wrong. Please try again."),
         "statuses": {value: str(label) for value, label in Visit.Status.choices},
-        "modes": {"realtime": _("Realtime"), "legacy": _("Legacy")},
+        # Visitors see friendly words for the voice path; staff screens keep the product names.
+        "modes": {
+            "realtime": pgettext("voice path, kiosk", "Realtime"),
+            "legacy": pgettext("voice path, kiosk", "Legacy"),
+        },
         "states": {"listening": _("Listening"), "thinking": _("Thinking"), "speaking": _("Speaking"), "idle": ""},
         "mic_refused": _("The microphone is not allowed. Please type your answers, or ask staff to allow it."),
         "mic_missing": _("No microphone was found. Please type your answers."),
