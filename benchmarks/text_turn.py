@@ -24,6 +24,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import websockets
@@ -123,14 +124,13 @@ async def main() -> None:
         "--think", type=float, default=1.0, help="mean seconds a visitor takes between turns (0: saturate the server)"
     )
     args = parser.parse_args()
+    if not 0 <= args.staff <= len(SURNAMES) * len(GIVEN_NAMES):
+        parser.error(f"--staff: from 0 to {len(SURNAMES) * len(GIVEN_NAMES)}")
     with tempfile.TemporaryDirectory() as directory, throwaway_database(args.database, Path(directory)) as url:
         # The text path alone: the speech models do not load in the background meanwhile.
         server = LiveServer(url, Path(directory), {"SPEECH_WARM_UP": "false"})
         keys = [server.prepare()] + [server.create_kiosk() for _ in range(args.kiosks - 1)]
         if args.staff:
-            limit = len(SURNAMES) * len(GIVEN_NAMES)
-            if args.staff > limit:
-                parser.error(f"--staff: at most {limit}")
             server.manage("import_staff", str(write_directory(Path(directory) / "staff.csv", args.staff)))
         server.start()
         try:
@@ -145,6 +145,8 @@ async def main() -> None:
             elapsed = time.perf_counter() - started
         finally:
             server.stop()
+        # Every scripted conversation must have reached its host, or the figures timed some other path.
+        outcomes = Counter(visit["status"] for visit in json.loads(server.manage("export_visits", "--format", "json")))
     ms = 1000
     print(
         f"kiosks={args.kiosks} rounds={args.rounds} think={args.think}s database={args.database} staff=+{args.staff} "
@@ -156,6 +158,7 @@ async def main() -> None:
     )
     base50, base95 = percentile(baseline, 0.5), percentile(baseline, 0.95)
     print(f"baseline    p50={base50 * ms:6.1f} ms  p95={base95 * ms:6.1f} ms  (rejected frame round trip)")
+    print(f"visits by outcome: {dict(outcomes)}")
     print(f"ratio p50={percentile(turns, 0.5) / base50:.1f}x  p95={percentile(turns, 0.95) / base95:.1f}x")
 
 
