@@ -215,7 +215,9 @@ def _resume(
     return before, _emergency_fields(emergency)
 
 
-def _set_enabled(enabled: bool) -> Handler:
+def _set_flag(field: str, on: bool) -> Handler:
+    """A handler that switches one boolean of the rollout config (enabled, auto_promote)."""
+
     def handler(
         config: RolloutConfig,
         emergency: EmergencyState,
@@ -225,28 +227,10 @@ def _set_enabled(enabled: bool) -> Handler:
         override: bool,
         value: Any,
     ) -> Changes:
-        before = {"enabled": config.enabled}
-        config.enabled = enabled
-        config.save(update_fields=["enabled"])
-        return before, {"enabled": enabled}
-
-    return handler
-
-
-def _set_auto_promote(enabled: bool) -> Handler:
-    def handler(
-        config: RolloutConfig,
-        emergency: EmergencyState,
-        actor: str,
-        reason: str,
-        now: datetime,
-        override: bool,
-        value: Any,
-    ) -> Changes:
-        before = {"auto_promote": config.auto_promote}
-        config.auto_promote = enabled
-        config.save(update_fields=["auto_promote"])
-        return before, {"auto_promote": enabled}
+        before = {field: getattr(config, field)}
+        setattr(config, field, on)
+        config.save(update_fields=[field])
+        return before, {field: on}
 
     return handler
 
@@ -368,13 +352,13 @@ _HANDLERS: dict[Action, Handler] = {
     Action.EMERGENCY_STOP: _emergency_stop,
     Action.CLEAR_EMERGENCY_STOP: _clear_stop,
     Action.RESUME: _resume,
-    Action.ENABLE: _set_enabled(True),
-    Action.DISABLE: _set_enabled(False),
+    Action.ENABLE: _set_flag("enabled", True),
+    Action.DISABLE: _set_flag("enabled", False),
     Action.SET_ROLLOUT_PERCENTAGE: _set_percentage,
     Action.SET_STAGE: _set_stage,
     Action.SET_COST_LIMIT: _set_cost_limit,
-    Action.AUTO_PROMOTE_ON: _set_auto_promote(True),
-    Action.AUTO_PROMOTE_OFF: _set_auto_promote(False),
+    Action.AUTO_PROMOTE_ON: _set_flag("auto_promote", True),
+    Action.AUTO_PROMOTE_OFF: _set_flag("auto_promote", False),
     Action.USE_ENV_DEFAULTS: _use_env_defaults,
     Action.ALLOWLIST_ADD: _allowlist_add,
     Action.ALLOWLIST_REMOVE: _allowlist_remove,

@@ -16,6 +16,7 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from fallback.admin import ReadOnlyAdmin
 from fallback.models import AuditEntry, FallbackEvent, RoutingDecision
 from reception.workflow.checkpoint import get_checkpointer
 
@@ -38,17 +39,6 @@ def session_transcript(session_id: str) -> list[dict[str, str]] | None:
     if saved is None:
         return None
     return list(saved.checkpoint.get("channel_values", {}).get("messages", []))
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(MetricsDashboard)

@@ -85,18 +85,11 @@ class FallbackStatusSerializer(serializers.Serializer):
     recent_fallbacks = RecentFallbackSerializer(many=True)
 
 
-class PathStatsSerializer(serializers.Serializer):
-    started = serializers.IntegerField()
-    ended = serializers.IntegerField()
-    completed = serializers.IntegerField()
-    errors = serializers.IntegerField()
-    fell_back = serializers.IntegerField()
-    success_rate = serializers.FloatField(allow_null=True)
-    error_rate = serializers.FloatField(allow_null=True)
+class PerformancePathSerializer(serializers.Serializer):
+    """One path's turns and timings (the performance endpoint; also part of the metrics endpoint)."""
+
     turns = serializers.IntegerField()
     failed_turns = serializers.IntegerField()
-    turn_error_rate = serializers.FloatField(allow_null=True)
-    cost_usd = serializers.DecimalField(**MONEY)
     ttfa_p50_ms = serializers.FloatField(allow_null=True)
     ttfa_p95_ms = serializers.FloatField(allow_null=True)
     upstream_p50_ms = serializers.FloatField(allow_null=True)
@@ -104,6 +97,20 @@ class PathStatsSerializer(serializers.Serializer):
     server_p50_ms = serializers.FloatField(allow_null=True)
     server_p95_ms = serializers.FloatField(allow_null=True)
     slow_turn_rate = serializers.FloatField(allow_null=True)
+
+
+class PathStatsSerializer(PerformancePathSerializer):
+    """One path's sessions, rates and cost, on top of its turns and timings."""
+
+    started = serializers.IntegerField()
+    ended = serializers.IntegerField()
+    completed = serializers.IntegerField()
+    errors = serializers.IntegerField()
+    fell_back = serializers.IntegerField()
+    success_rate = serializers.FloatField(allow_null=True)
+    error_rate = serializers.FloatField(allow_null=True)
+    turn_error_rate = serializers.FloatField(allow_null=True)
+    cost_usd = serializers.DecimalField(**MONEY)
 
 
 class PathsSerializer(serializers.Serializer):
@@ -129,18 +136,6 @@ class MetricsSerializer(serializers.Serializer):
     fallbacks_by_reason = serializers.DictField(child=serializers.IntegerField())
     cost_usd = serializers.DecimalField(**MONEY)
     alerts = AlertSerializer(many=True)
-
-
-class PerformancePathSerializer(serializers.Serializer):
-    turns = serializers.IntegerField()
-    failed_turns = serializers.IntegerField()
-    ttfa_p50_ms = serializers.FloatField(allow_null=True)
-    ttfa_p95_ms = serializers.FloatField(allow_null=True)
-    upstream_p50_ms = serializers.FloatField(allow_null=True)
-    upstream_p95_ms = serializers.FloatField(allow_null=True)
-    server_p50_ms = serializers.FloatField(allow_null=True)
-    server_p95_ms = serializers.FloatField(allow_null=True)
-    slow_turn_rate = serializers.FloatField(allow_null=True)
 
 
 class PerformancePathsSerializer(serializers.Serializer):

@@ -21,6 +21,7 @@ from reception.workflow.names import (
     staff_directory,
     strip_honorifics,
 )
+from reception.workflow.understanding import OpenAIChatUnderstanding
 
 STAFF = [
     Person(1, "田中 一郎", "たなか いちろう", "Ichiro Tanaka", "営業部 (Sales)"),
@@ -159,7 +160,13 @@ def test_staff_directory_is_reread_only_when_the_directory_changes(django_assert
 
 
 @pytest.mark.django_db
-def test_warm_up_loads_the_romaji_tables_and_the_staff_names(monkeypatch):
+def test_warm_up_loads_the_romaji_tables_and_the_staff_names_without_calling_a_paid_api(monkeypatch, settings):
+    settings.OPENAI_API_KEY, settings.LEGACY_ENGINES = "sk-test", "openai"  # the chat model would be in use
+
+    def no_call(*args, **kwargs):
+        raise AssertionError("warm-up called the chat model")
+
+    monkeypatch.setattr(OpenAIChatUnderstanding, "understand", no_call)
     monkeypatch.setattr(names, "_kakasi_instance", None)
     names._staff_forms.cache_clear()
     StaffMember.objects.create(name="山川 太郎", reading="やまかわ たろう", romaji="Taro Yamakawa")

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import base64
-import json
 
 import pytest
-from channels.testing import WebsocketCommunicator
 
 from reception.models import Visit
-from reception_project.asgi import application
+from tests.kiosk_client import collect_turn, connect, last
 from voice.legacy import legacy_engines
 
 pytestmark = [
@@ -20,6 +18,7 @@ pytestmark = [
 ]
 
 FRAME = 960  # 20 ms of PCM16 at 24 kHz
+SPEECH_WAIT = 60  # seconds for a turn that runs speech recognition and synthesis
 
 
 @pytest.fixture(scope="module")
@@ -36,35 +35,10 @@ def silence(seconds: float) -> bytes:
     return bytes(int(24000 * seconds) * 2)
 
 
-async def connect(key: str) -> WebsocketCommunicator:
-    ws = WebsocketCommunicator(application, "/ws/kiosk/", headers=[(b"authorization", f"Bearer {key}".encode())])
-    connected, _ = await ws.connect()
-    assert connected
-    return ws
-
-
-async def collect_turn(ws, wait: float = 60) -> tuple[list[dict], bytes]:
-    """JSON messages and audio bytes up to the next response.done (or error)."""
-    messages, audio = [], bytearray()
-    while True:
-        output = await ws.receive_output(timeout=wait)
-        if output.get("bytes") is not None:
-            audio += output["bytes"]
-            continue
-        message = json.loads(output["text"])
-        messages.append(message)
-        if message["type"] in ("response.done", "error"):
-            return messages, bytes(audio)
-
-
-def last(messages: list[dict], kind: str, role: str | None = None) -> dict:
-    return [m for m in messages if m["type"] == kind and (role is None or m.get("role") == role)][-1]
-
-
 async def start(ws, language: str, voice: bool = False) -> bytes:
     await ws.send_json_to({"type": "session.start", "language": language, "voice": voice})
     assert (await ws.receive_json_from(timeout=10))["type"] == "session.started"
-    _, audio = await collect_turn(ws)
+    _, audio = await collect_turn(ws, SPEECH_WAIT)
     return audio
 
 
@@ -75,7 +49,7 @@ async def test_spoken_name_reaches_the_visit_and_the_answer_is_spoken(demo_direc
     speech = silence(0.3) + voices["ja_name"] + silence(1.2)
     for offset in range(0, len(speech), FRAME):
         await ws.send_to(bytes_data=speech[offset : offset + FRAME])
-    messages, audio = await collect_turn(ws)
+    messages, audio = await collect_turn(ws, SPEECH_WAIT)
     heard = last(messages, "transcript", "visitor")["text"]
     assert "山田" in heard, heard
     visit = last(messages, "visit.updated")
@@ -104,7 +78,7 @@ async def test_push_to_talk_with_base64_audio_and_commit(demo_directory, kiosk_a
         chunk = base64.b64encode(speech[offset : offset + FRAME * 10]).decode()
         await ws.send_json_to({"type": "input_audio.append", "audio": chunk})
     await ws.send_json_to({"type": "input_audio.commit"})
-    messages, audio = await collect_turn(ws)
+    messages, audio = await collect_turn(ws, SPEECH_WAIT)
     assert "smith" in last(messages, "transcript", "visitor")["text"].lower()
     assert last(messages, "visit.updated")["visitor_name"] == "John Smith"
     assert audio
@@ -122,7 +96,7 @@ async def test_cancel_stops_the_spoken_reply(demo_directory, kiosk_and_key):
     while (await ws.receive_output(timeout=60)).get("bytes") is None:
         pass
     await ws.send_json_to({"type": "response.cancel"})
-    messages, _ = await collect_turn(ws)
+    messages, _ = await collect_turn(ws, SPEECH_WAIT)
     assert last(messages, "response.done")["status"] == "cancelled"
     # Nothing more arrives after the cancelled turn.
     assert await ws.receive_nothing(timeout=1.0)
