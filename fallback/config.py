@@ -1,4 +1,7 @@
-"""Effective rollout config: code default < environment < admin override < forced by an emergency.
+"""Effective rollout config: code default < environment < admin override < environment kill switch < emergency.
+
+``FEATURE_REALTIME_MODE_ENABLED=false`` set explicitly in the environment is a kill switch: it holds Realtime
+off whatever the admin says (left unset or empty, the admin decides).
 
 Read fresh from the database at every session start; there is no per-process cache to go stale.
 """
@@ -25,6 +28,9 @@ CODE_DEFAULTS: dict[str, Any] = {
     "FEATURE_REALTIME_ALLOWLIST_SESSIONS": [],
     "REALTIME_COST_LIMIT_PER_HOUR": 50.0,
 }
+
+
+ENVIRONMENT_KILL_SWITCH = "FEATURE_REALTIME_MODE_ENABLED=false"
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,7 @@ class ResolvedConfig:
     stage_entered_at: datetime | None
     salt: str
     version: int
+    disabled_by_environment: bool = False
 
     def as_rows(self) -> list[tuple[str, Any, Source, Any, str]]:
         """(name, value, source, env default, note) for display in the admin and `realtime_status`."""
@@ -100,9 +107,13 @@ def resolve(
     env_allowlist = frozenset(s.strip() for s in settings.FEATURE_REALTIME_ALLOWLIST_SESSIONS if s.strip())
     env_cost = float(settings.REALTIME_COST_LIMIT_PER_HOUR)
 
+    disabled_by_environment = bool(settings.REALTIME_DISABLED_BY_ENVIRONMENT)
     if emergency is not None and emergency.active:
         kind = "emergency stop" if emergency.emergency_stop else "force fallback"
         enabled = Setting(False, "forced", env_enabled, f"{kind} by {emergency.actor}: {emergency.reason}")
+    elif disabled_by_environment:
+        admin = "" if row.enabled is None else f"; the admin's {'on' if row.enabled else 'off'} applies once unset"
+        enabled = Setting(False, "forced", env_enabled, f"{ENVIRONMENT_KILL_SWITCH} in the environment{admin}")
     elif row.enabled is not None:
         enabled = Setting(row.enabled, "admin", env_enabled)
     else:
@@ -134,6 +145,7 @@ def resolve(
         stage_entered_at=row.stage_entered_at,
         salt=row.salt,
         version=row.version,
+        disabled_by_environment=disabled_by_environment,
     )
 
 

@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 
 CONTROL_GROUP = "realtime-control"
 CONTROL_MESSAGE_TYPE = "control.emergency"  # handled by a consumer method named control_emergency
+COST_LIMIT_ACTION = "cost_limit"  # the hour's Realtime spend passed the limit: live sessions move at a turn boundary
 SESSION_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
@@ -296,19 +296,42 @@ def spend_last_hour(*, now: datetime | None = None) -> Decimal:
     return total or Decimal(0)
 
 
+def cost_guard_transition(state: str, spend: float, limit_usd: float) -> Literal["open", "close"] | None:
+    """Where the cost guard goes from ``state``: open at the hourly limit, close below 70 % of it (hysteresis)."""
+    if state == GuardStatus.CLOSED and spend >= limit_usd:
+        return "open"
+    if state != GuardStatus.CLOSED and spend < COST_RECOVERY_RATIO * limit_usd:
+        return "close"
+    return None
+
+
+def projected_cost_guard(guard: GuardSnapshot, limit_usd: float, *, now: datetime | None = None) -> GuardSnapshot:
+    """The cost guard as `refresh_cost_guard` would leave it, without writing (for a decision that is only shown)."""
+    move = cost_guard_transition(guard.state, float(spend_last_hour(now=now)), limit_usd)
+    if move is None:
+        return guard
+    return replace(guard, state=GuardStatus.OPEN if move == "open" else GuardStatus.CLOSED)
+
+
 def refresh_cost_guard(limit_usd: float, *, now: datetime | None = None) -> str | None:
     """Open the cost guard at the hourly limit, close it below 70 % of it; return the transition or None."""
     now = now or timezone.now()
     spend = float(spend_last_hour(now=now))
     with transaction.atomic():
         row = _row(GuardName.COST)
-        if row.state == GuardStatus.CLOSED and spend >= limit_usd:
+        move = cost_guard_transition(row.state, spend, limit_usd)
+        if move == "open":
             reason = f"spend {spend:.2f} USD in the last hour reached the limit {limit_usd:.2f} USD"
             return "opened" if _trip(row, reason, now) else None
-        if row.state != GuardStatus.CLOSED and spend < COST_RECOVERY_RATIO * limit_usd:
+        if move == "close":
             reason = f"spend {spend:.2f} USD fell below {COST_RECOVERY_RATIO:.0%} of the limit {limit_usd:.2f} USD"
             return "closed" if _close(row, reason, now) else None
     return None
+
+
+def cost_guard_open() -> bool:
+    """True while the hour's Realtime spend holds the cost guard open (live sessions move to Legacy)."""
+    return GuardState.objects.filter(name=GuardName.COST).exclude(state=GuardStatus.CLOSED).exists()
 
 
 def record_cost(
@@ -358,8 +381,11 @@ def reserve_session_cost(
     *,
     ttl: timedelta,
     now: datetime | None = None,
+    hold: bool = True,
 ) -> bool:
     """Hold ``estimate_usd`` for a Realtime session if spend + open reservations + estimate <= limit.
+
+    ``hold=False`` only answers whether it would be admitted (nothing is written).
 
     Admissions are serialised by one lock: the cost guard's row (SELECT ... FOR UPDATE on PostgreSQL; on
     SQLite the IMMEDIATE transaction already holds the database's write lock), so concurrent sessions in
@@ -378,6 +404,8 @@ def reserve_session_cost(
             return True
         if committed_last_hour(now=now) + amount > Decimal(str(limit_usd)):
             return False
+        if not hold:
+            return True
         CostReservation.objects.update_or_create(
             session_id=session_id,
             defaults={"usd": amount, "consumed_usd": 0, "created_at": now, "expires_at": now + ttl, "settled_at": None},

@@ -110,9 +110,10 @@ class AllowlistEntry(models.Model):
 
 
 class RoutingDecision(models.Model):
-    """Which voice path a session got, why, and under which config version (one row per decision)."""
+    """Which voice path a session got, why, and under which config version: one row per session, its first
+    decision, kept for its whole life (a later move to Legacy is a FallbackEvent)."""
 
-    session_id = models.CharField(_("session id"), max_length=64, db_index=True)
+    session_id = models.CharField(_("session id"), max_length=64, unique=True)
     mode = models.CharField(_("mode"), max_length=8, choices=Mode.choices)
     reason = models.CharField(_("reason"), max_length=64)
     detail = models.CharField(_("detail"), max_length=200, blank=True)

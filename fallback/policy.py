@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Literal
 
 from .bucketing import BASIS_POINTS, bucket_bp
-from .config import EmergencySnapshot, ResolvedConfig
+from .config import ENVIRONMENT_KILL_SWITCH, EmergencySnapshot, ResolvedConfig
 from .guards import GuardSnapshot
 from .models import GuardName
 
@@ -32,6 +32,7 @@ class Decision:
     detail: str = ""
     bucket: int | None = None
     probe_guards: tuple[str, ...] = ()
+    pinned: bool = False  # the session's first decision, returned again (a reconnect)
 
     @property
     def realtime(self) -> bool:
@@ -78,11 +79,14 @@ def _evaluate(
     # 2. Force fallback (emergency rollback): new sessions go Legacy; the rollout config is kept for resuming.
     if emergency.force_fallback:
         return legacy("force_fallback", version, f"{emergency.actor}: {emergency.reason}")
-    # 3. Realtime switched off (env default or admin override).
+    # 3. The environment's kill switch beats the admin (FEATURE_REALTIME_MODE_ENABLED=false set explicitly).
+    if config.disabled_by_environment:
+        return legacy("disabled_by_environment", version, f"{ENVIRONMENT_KILL_SWITCH} in the environment")
+    # 4. Realtime switched off (env default or admin override).
     if config.enabled.value is not True:
         return legacy("disabled", version, f"enabled={config.enabled.value} ({config.enabled.source})")
 
-    # 4. Guards in fixed order: an open one blocks; a cooled-down one lets this session in only as a probe.
+    # 5. Guards in fixed order: an open one blocks; a cooled-down one lets this session in only as a probe.
     if guards is None:
         return legacy("guard_state_missing", version)
     probes: list[str] = []
@@ -96,15 +100,15 @@ def _evaluate(
         if admission == "probe":
             probes.append(name)
 
-    # 5. Without a session id there is neither allowlist nor bucket.
+    # 6. Without a session id there is neither allowlist nor bucket.
     if not session_id:
         return legacy("no_session_id", version)
 
-    # 6. The allowlist bypasses the percentage only (never the stop, the switch or the guards).
+    # 7. The allowlist bypasses the percentage only (never the stop, the switch or the guards).
     if session_id in config.allowlist.value:
         return _realtime("allowlist", version, "session is allowlisted", None, probes)
 
-    # 7. The sticky percentage bucket: in iff bucket < percentage (basis points).
+    # 8. The sticky percentage bucket: in iff bucket < percentage (basis points).
     percent = config.percent_bp.value
     if not isinstance(percent, int) or not 0 <= percent <= BASIS_POINTS:
         return legacy("config_invalid", version, f"percentage {percent!r} basis points")

@@ -1,5 +1,8 @@
 """A per-process watch on the shared emergency state, so a stop reaches live sessions without Redis.
 
+It also relays the cost guard's opening (the hour's Realtime spend passed the limit), so that live Realtime
+sessions that are not talking right now move to Legacy too, at their next turn boundary.
+
 The stop is broadcast on the channel layer when it is applied; that reaches other processes only
 through a shared layer (Redis). A server on the in-process layer (one process, SQLite) would never
 hear a stop issued by `manage.py emergency_stop`, which runs in a process of its own. So each server
@@ -15,8 +18,8 @@ import logging
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
-from .emergency import CONTROL_GROUP, CONTROL_MESSAGE_TYPE
-from .services import emergency_status
+from .emergency import CONTROL_GROUP, CONTROL_MESSAGE_TYPE, COST_LIMIT_ACTION
+from .services import control_state
 
 logger = logging.getLogger(__name__)
 
@@ -43,11 +46,12 @@ def stop_watching_emergencies() -> None:
 
 async def _watch() -> None:
     layer = get_channel_layer()
-    stopped = (await database_sync_to_async(emergency_status)()).emergency_stop
+    status, cost_limit_reached = await database_sync_to_async(control_state)()
+    stopped = status.emergency_stop
     while True:
         await asyncio.sleep(POLL_SECONDS)
         try:
-            status = await database_sync_to_async(emergency_status)()
+            status, limit_now = await database_sync_to_async(control_state)()
         except Exception:
             logger.exception("could not read the emergency state; trying again")
             continue
@@ -64,4 +68,6 @@ async def _watch() -> None:
                     "actor": status.actor,
                 },
             )
-        stopped = status.emergency_stop
+        if limit_now and not cost_limit_reached:
+            await layer.group_send(CONTROL_GROUP, {"type": CONTROL_MESSAGE_TYPE, "action": COST_LIMIT_ACTION})
+        stopped, cost_limit_reached = status.emergency_stop, limit_now

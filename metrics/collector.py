@@ -55,6 +55,7 @@ class TurnRecord:
     ok: bool
     error: str
     event_id: str
+    spend_recorded: bool = False  # its Realtime spend is in the rolling hour already (cost.record_realtime_spend)
     at: datetime = field(default_factory=timezone.now)
 
 
@@ -108,10 +109,12 @@ class MetricsCollector:
         ok: bool = True,
         error: str = "",
         response_id: str = "",
+        spend_recorded: bool = False,
     ) -> None:
         """One assistant turn. Realtime: ``usage`` is ``response.done.response.usage`` and ``model`` the session's
         model; Legacy: ``usage`` as cost.cost_of_legacy_usage reads it. ``cost_usd`` overrides the computed cost.
-        ``response_id`` (or a generated id) makes the row idempotent."""
+        ``response_id`` (or a generated id) makes the row idempotent. ``spend_recorded``: the cost is already in
+        the rolling hour's spend (only the metric row is written)."""
         if path not in Mode.values:
             raise ValueError(f"Unknown voice path {path!r}; expected realtime or legacy.")
         self._put(
@@ -127,6 +130,7 @@ class MetricsCollector:
                 ok,
                 error[:200],
                 (response_id or uuid.uuid4().hex)[:64],
+                spend_recorded,
             )
         )
 
@@ -247,6 +251,7 @@ class MetricsCollector:
 
 
 def _turn_row(record: TurnRecord) -> tuple[TurnMetric, Decimal | None]:
+    """The metric row of one turn, and the spend it adds to the rolling hour (None: none, or recorded already)."""
     usage, price, cost = record.usage, None, record.cost_usd
     tokens = RealtimeUsage()
     try:
@@ -286,7 +291,7 @@ def _turn_row(record: TurnRecord) -> tuple[TurnMetric, Decimal | None]:
         ok=record.ok,
         error=record.error,
     )
-    return row, cost
+    return row, None if record.spend_recorded else cost
 
 
 def write_batch(batch: list[Record]) -> None:

@@ -156,10 +156,13 @@ class Admission:
     limit_usd: Decimal = Decimal(0)
 
 
-def admit_realtime_session(session_id: str, *, model: str | None = None, now: datetime | None = None) -> Admission:
+def admit_realtime_session(
+    session_id: str, *, model: str | None = None, now: datetime | None = None, hold: bool = True
+) -> Admission:
     """Call once when a session is routed to Realtime; go Legacy unless ``admitted``. Never raises.
 
     Fails closed: an unpriced model or an unreadable database refuses Realtime for this session only.
+    ``hold=False`` answers without reserving anything (the admin's simulation).
     """
     model = model or settings.REALTIME_MODEL
     now = now or timezone.now()
@@ -174,13 +177,37 @@ def admit_realtime_session(session_id: str, *, model: str | None = None, now: da
     try:
         limit, estimate = cost_limit_per_hour(), estimate_session_cost(now=now)
         ttl = timedelta(seconds=settings.REALTIME_RESERVATION_TTL_SECONDS)
-        admitted = guards.reserve_session_cost(session_id, estimate, limit, ttl=ttl, now=now)
+        admitted = guards.reserve_session_cost(session_id, estimate, limit, ttl=ttl, now=now, hold=hold)
     except Exception:
         logger.exception("cost reservation failed; session %s goes Legacy", session_id)
         return Admission(False, "state_unavailable")
     if not admitted:
         logger.info("session %s: Realtime refused, the hour's budget %s USD is committed", session_id, limit)
     return Admission(admitted, "reserved" if admitted else "cost_limit", estimate, limit)
+
+
+@dataclass(frozen=True)
+class RealtimeSpend:
+    """One Realtime response's cost, already added to the rolling hour, and whether the hour's limit is passed."""
+
+    usd: Decimal | None
+    limit_reached: bool
+
+
+def record_realtime_spend(session_id: str, model: str, usage: Mapping[str, Any]) -> RealtimeSpend:
+    """Price one ``response.done`` usage and add it to the rolling hour now, before the session's next turn.
+
+    The live cost limit reads this at the turn boundary, so it never waits for the metrics writer; the turn's
+    metric row is then recorded with ``spend_recorded=True`` so the spend is not counted twice. An unpriced
+    model leaves the spend unknown (logged) and the limit unchanged.
+    """
+    try:
+        usd = cost_of_realtime_usage(model, usage)
+    except (UnknownPrice, ValueError) as exc:
+        logger.error("Realtime response of session %s not priced: %s", session_id, exc)
+        return RealtimeSpend(None, guards.cost_guard_open())
+    guards.record_cost(usd, float(cost_limit_per_hour()), session_id=session_id)
+    return RealtimeSpend(usd, guards.cost_guard_open())
 
 
 def settle_session_cost(session_id: str, *, now: datetime | None = None) -> Decimal:

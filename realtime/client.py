@@ -412,6 +412,11 @@ class RealtimeClient:
         """
         await self._send({"type": "response.cancel"})
 
+    def drop_queued_response(self) -> None:
+        """Forget a response asked for after the active one (the session is ending: nothing more is to be said)."""
+        self._response_queued = False
+        self._queued_options = None
+
     async def truncate(self, item_id: str, content_index: int, audio_end_ms: int) -> None:
         """Tell the service how much of an assistant item's audio was actually played (clamped to what it sent)."""
         sent_ms = self._output_audio_bytes.get(item_id)

@@ -143,6 +143,9 @@ class RealtimeAudioProcessor:
         self._uncommitted_bytes = 0
         self._turn_end_at: float | None = None  # the visitor finished a turn that has no audio answer yet
         self._last_activity = time.monotonic()
+        self._detached = False  # the session is ending or moving: nothing more reaches the kiosk or the workflow
+        self._response_settled = asyncio.Event()  # set at each response.done (the close drain waits on it)
+        self._move_due: str | None = None  # move to Legacy for this reason once the turn in progress is answered
 
     @property
     def unanswered_utterance(self) -> bytes:
@@ -237,8 +240,24 @@ class RealtimeAudioProcessor:
             self._flushed_responses.add(self._response_id)
         await self.output.send_message({"type": "response.done", "status": "cancelled"})
 
+    def detach(self) -> None:
+        """Stop talking to the kiosk and the workflow at once (the session ends or moves to Legacy); `close` follows.
+
+        `unanswered_utterance` / `unanswered_text` keep what they hold, for the Legacy path to answer.
+        """
+        self._detached = True
+        for task in list(self._tasks):
+            if task.get_name().startswith("realtime-tool-"):
+                task.cancel()
+
     async def close(self) -> None:
-        """Stop everything this session started and close the upstream session; nothing is left running."""
+        """Stop everything this session started and close the upstream session; nothing is left running.
+
+        A reply still in flight is cancelled first and its `response.done` awaited for at most
+        REALTIME_CLOSE_DRAIN_SECONDS: the service bills what it generated, so its usage must reach `on_response`.
+        """
+        self.detach()
+        await self._drain_replies()
         self._closing = True
         self._ready.set()
         current = asyncio.current_task()
@@ -248,6 +267,31 @@ class RealtimeAudioProcessor:
         await asyncio.gather(*tasks, return_exceptions=True)
         if self._client is not None:
             await self._client.close()
+
+    def fall_back_at_turn_boundary(self, reason: str) -> None:
+        """Report `reason` through `on_failure` once the turn in progress is answered (at once when none is)."""
+        if self.failed or self._closing or self._move_due is not None:
+            return
+        self._move_due = reason
+        if self._idle():
+            self._spawn(self._fail(reason, None), "move")
+
+    async def _drain_replies(self) -> None:
+        client, pump = self._client, self._pump
+        if client is None or self.failed or pump is None or pump.done() or not client.response_active:
+            return
+        client.drop_queued_response()
+        await self._request(client.cancel_response())
+        deadline = time.monotonic() + settings.REALTIME_CLOSE_DRAIN_SECONDS
+        while client.response_active and not pump.done():
+            self._response_settled.clear()
+            settled = asyncio.ensure_future(self._response_settled.wait())
+            left = max(0.0, deadline - time.monotonic())
+            done, _ = await asyncio.wait({settled, pump}, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+            settled.cancel()
+            if not done:
+                logger.warning("session %s: no usage for the reply cancelled at close", self.session_id)
+                return
 
     # --- upstream sessions -----------------------------------------------------------------------------------
 
@@ -353,6 +397,8 @@ class RealtimeAudioProcessor:
 
     async def _on_event(self, client: RealtimeClient, event: dict[str, Any]) -> None:
         now = self._last_activity = time.monotonic()
+        if self._detached and event["type"] != "response.done":
+            return  # ending or moving: only the usage of what the service generated still matters
         match event["type"]:
             case "response.created":
                 self._response_id = event["response"]["id"]
@@ -412,6 +458,9 @@ class RealtimeAudioProcessor:
         first_audio_ms = self._first_audio_ms.pop(response_id, None)
         if response.get("usage") and self.on_response is not None:
             await _call(self.on_response, response, first_audio_ms)
+        self._response_settled.set()
+        if self._detached:
+            return
         if response_id in self._speaking_responses:
             self._speaking_responses.discard(response_id)
             if response_id in self._flushed_responses:
@@ -420,6 +469,9 @@ class RealtimeAudioProcessor:
                 status = response.get("status")
                 status = status if status in ("completed", "cancelled") else "failed"
                 await self.output.send_message({"type": "response.done", "status": status})
+        if self._move_due is not None and self._idle():
+            await self._fail(self._move_due, None)
+            return
         self._maybe_renew()
 
     async def _run_tool(self, client: RealtimeClient, call_id: str, name: str, arguments: str) -> None:
@@ -480,7 +532,7 @@ class RealtimeAudioProcessor:
         await self.output.send_message({"type": "transcript", "role": role, "text": text, "final": final})
 
     async def _fail(self, reason: str, error: Exception | None) -> None:
-        if self.failed or self._closing:
+        if self.failed or self._closing or self._detached:
             return
         self.failed = True
         logger.warning("session %s: Realtime path failed (%s): %s", self.session_id, reason, error)

@@ -136,9 +136,15 @@ LEGACY_END_OF_SPEECH_SILENCE_MS = env.int("LEGACY_END_OF_SPEECH_SILENCE_MS", def
 SPEECH_WARM_UP = env.bool("SPEECH_WARM_UP", default=True)
 WHISPER_MODEL_DIR = env("WHISPER_MODEL_DIR", default=str(BASE_DIR / "data" / "models" / "whisper-base"))
 FEATURE_REALTIME_MODE_ENABLED = env.bool("FEATURE_REALTIME_MODE_ENABLED", default=False)
+# Set to false explicitly (not left empty): a kill switch that holds Realtime off whatever the admin says.
+REALTIME_DISABLED_BY_ENVIRONMENT = (
+    bool(os.environ.get("FEATURE_REALTIME_MODE_ENABLED", "").strip()) and not FEATURE_REALTIME_MODE_ENABLED
+)
 FEATURE_REALTIME_ROLLOUT_PERCENTAGE = env.float("FEATURE_REALTIME_ROLLOUT_PERCENTAGE", default=0.0)
 FEATURE_REALTIME_ALLOWLIST_SESSIONS = env.list("FEATURE_REALTIME_ALLOWLIST_SESSIONS", default=[])
 REALTIME_COST_LIMIT_PER_HOUR = env.float("REALTIME_COST_LIMIT_PER_HOUR", default=50.0)
+# At session end, how long to wait for the usage of a Realtime reply still in flight (it is billed all the same).
+REALTIME_CLOSE_DRAIN_SECONDS = env.float("REALTIME_CLOSE_DRAIN_SECONDS", default=3.0)
 # USD; a stage promotion needs Realtime's cost per completed visit over the soak at or below this.
 REALTIME_MAX_COST_PER_VISIT = env.float("REALTIME_MAX_COST_PER_VISIT", default=0.50)
 ALERT_COST_THRESHOLD = env.float("ALERT_COST_THRESHOLD", default=40.0)

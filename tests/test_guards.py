@@ -179,7 +179,7 @@ def test_cost_guard_opens_at_the_limit_and_closes_below_seventy_percent(settings
     assert guards.record_cost(4, 10.0, now=start + timedelta(minutes=30)) == "opened"
     assert decide_for_session("a", now=start + timedelta(minutes=31)).reason == "guard_open:cost"
     # 61 minutes after the start the first 6 USD leave the window: 4 USD < 7 USD closes it.
-    assert decide_for_session("a", now=start + timedelta(minutes=61)).reason == "in_rollout"
+    assert decide_for_session("b", now=start + timedelta(minutes=61)).reason == "in_rollout"
     assert state("cost").state == "closed"
 
 

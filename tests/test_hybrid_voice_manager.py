@@ -62,9 +62,10 @@ async def test_the_path_is_decided_once_and_kept_for_the_session(emulator, kiosk
     decisions = [d async for d in RoutingDecision.objects.filter(session_id="sticky-session")]
     assert len(decisions) == 1 and decisions[0].mode == "realtime" and decisions[0].reason == "in_rollout"
     await ws.disconnect()
-    # The next session of the same id is decided again, under the new percentage.
+    # The kiosk drops without session.end and comes back with the same id: same path, same reason, one record.
     ws, messages = await opening(key, "sticky-session")
-    assert messages[0]["mode"] == "legacy" and messages[0]["reason"] == "outside_rollout"
+    assert (messages[0]["mode"], messages[0]["reason"]) == ("realtime", "in_rollout")
+    assert await RoutingDecision.objects.filter(session_id="sticky-session").acount() == 1
     await ws.disconnect()
     await assert_no_leaked_tasks()
 

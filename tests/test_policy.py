@@ -188,7 +188,9 @@ def test_explain_session_does_not_record(settings):
 
 
 @pytest.mark.django_db
-def test_missing_session_id_is_recorded_as_legacy(settings):
+def test_missing_session_id_gives_legacy_with_nothing_to_pin(settings, caplog):
     settings.FEATURE_REALTIME_MODE_ENABLED = True
+    settings.FEATURE_REALTIME_ROLLOUT_PERCENTAGE = 100
     assert services.decide_for_session(None).reason == "no_session_id"
-    assert RoutingDecision.objects.get().session_id == ""
+    assert not RoutingDecision.objects.exists()  # nothing to pin a later reconnect to
+    assert "no_session_id" in caplog.text

@@ -1,9 +1,12 @@
 """HybridVoiceManager: the voice path of one kiosk session, chosen once and switched to Legacy on failure.
 
-The routing policy decides the path when the session starts. A Realtime session that fails (connection,
-upstream error, latency) or is caught by an emergency stop moves to Legacy in place: the kiosk gets
-`mode.changed`, the workflow state carries over (both paths share it), and the visitor's unanswered
-utterance is answered by Legacy instead of being lost. Exactly one fallback event is recorded.
+`fallback.services.decide_for_session` decides the path when the session first starts (a reconnect gets the
+same one). A Realtime session that fails (connection, upstream error, latency) or is caught by an emergency
+stop moves to Legacy in place; one that passes the hourly cost limit moves at its next turn boundary. The
+kiosk gets `mode.changed`, the workflow state carries over (both paths share it), and the visitor's
+unanswered utterance is answered by Legacy instead of being lost. Exactly one fallback event is recorded.
+Every Realtime response is priced into the rolling hour as soon as it is done, the one cut off at the end
+of the session included.
 """
 
 from __future__ import annotations
@@ -16,11 +19,11 @@ from typing import Any
 from django.conf import settings
 
 from fallback import guards
+from fallback.emergency import COST_LIMIT_ACTION
 from fallback.models import FallbackReason
-from fallback.policy import Decision, legacy
 from fallback.services import decide_for_session, record_fallback_event
 from metrics.collector import collector
-from metrics.cost import admit_realtime_session
+from metrics.cost import record_realtime_spend
 from realtime.client import RealtimeError
 from realtime.processor import RealtimeAudioProcessor
 
@@ -34,6 +37,7 @@ FAILURE_REASONS = {
     "connection_error": FallbackReason.CONNECTION_ERROR,
     "upstream_error": FallbackReason.UPSTREAM_ERROR,
     "latency": FallbackReason.LATENCY,
+    "cost_limit": FallbackReason.COST_LIMIT,
 }
 
 VoicePath = LegacyAudioService | RealtimeAudioProcessor
@@ -67,7 +71,7 @@ class HybridVoiceManager:
     async def open(self, kiosk_id: int | None) -> None:
         """Decide the path (once), tell the kiosk, and greet or resume on it."""
         self._kiosk_id = kiosk_id
-        self.decision = await run_blocking(self._decide)()
+        self.decision = await run_blocking(decide_for_session)(self.session_id)
         collector.record_session_start(self.session_id, self.decision.mode, self.decision.reason)
         await self.output.send_message(
             {
@@ -113,35 +117,41 @@ class HybridVoiceManager:
             realtime = self.path
             legacy = self._new_legacy(realtime.speak)
             self.path = legacy  # from here on, kiosk input goes to Legacy
-            await realtime.close()
+            realtime.detach()
+            self._track(realtime.close())  # its reply in flight, if any, is drained for its usage meanwhile
             await run_blocking(record_fallback_event)(self.session_id, reason, detail[:500])
             await self.output.send_message({"type": "mode.changed", "mode": "legacy", "reason": reason.lower()})
             await self._answer_what_was_left(realtime, legacy)
             return True
 
     async def on_emergency(self, message: dict[str, Any]) -> None:
-        """A control broadcast: an emergency stop moves a live Realtime session to Legacy at once."""
+        """A control broadcast: an emergency stop moves a live Realtime session to Legacy at once; the hourly cost
+        limit moves it once the turn in progress is answered."""
         if message.get("drain_live_sessions"):
             await self.fall_back(FallbackReason.EMERGENCY_STOP, message.get("reason", ""))
+        elif message.get("action") == COST_LIMIT_ACTION and isinstance(self.path, RealtimeAudioProcessor):
+            self.path.fall_back_at_turn_boundary("cost_limit")
 
     async def close(self, outcome: str = "completed") -> None:
-        """Stop the active path and record how the session ended (the metrics feed the guards)."""
-        for task in list(self._tasks):
-            await asyncio.gather(task, return_exceptions=True)
+        """Stop the active path and record how the session ended (the metrics feed the guards).
+
+        The session's end is recorded after its last response has been priced, so `cost-status` holds it.
+        """
+        await self._settle_tasks()
         if self.path is not None:
             await self.path.close()
+        await self._settle_tasks()
         if self.decision is not None:
             collector.record_session_end(self.session_id, outcome)
 
-    def _decide(self) -> Decision:
-        """The routing decision, then cost admission: a Realtime session must fit the hourly limit."""
-        decision = decide_for_session(self.session_id)
-        if not decision.realtime:
-            return decision
-        admission = admit_realtime_session(self.session_id)
-        if admission.admitted:
-            return decision
-        return legacy(admission.reason, decision.config_version, f"estimate {admission.estimate_usd} USD")
+    async def _settle_tasks(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def _track(self, coroutine: Any) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _new_legacy(self, speak: bool) -> LegacyAudioService:
         return self.legacy_factory(self.session_id, self.language, self.output, speak=speak, on_turn=self._legacy_turn)
@@ -150,16 +160,26 @@ class HybridVoiceManager:
         collector.record_turn(self.session_id, "legacy", **turn)
 
     def _realtime_response(self, response: dict[str, Any], first_audio_ms: float | None) -> None:
-        """One Realtime response: its usage is priced exactly, its time to first audio feeds the latency guard."""
+        """One Realtime response: priced into the rolling hour at once (see `_account`)."""
+        self._track(self._account(response, first_audio_ms))
+
+    async def _account(self, response: dict[str, Any], first_audio_ms: float | None) -> None:
+        """Add the response's exact cost to the hour's spend, record the turn (its time to first audio feeds the
+        latency guard), and move the session to Legacy at its turn boundary once the hour's limit is passed."""
+        spend = await run_blocking(record_realtime_spend)(self.session_id, settings.REALTIME_MODEL, response["usage"])
         collector.record_turn(
             self.session_id,
             "realtime",
             model=settings.REALTIME_MODEL,
             usage=response["usage"],
             ttfa_ms=first_audio_ms,
+            cost_usd=spend.usd,
             ok=response.get("status") != "failed",
             response_id=response.get("id", ""),
+            spend_recorded=spend.usd is not None,
         )
+        if spend.limit_reached and isinstance(self.path, RealtimeAudioProcessor):
+            self.path.fall_back_at_turn_boundary("cost_limit")
 
     async def _answer_what_was_left(self, realtime: RealtimeAudioProcessor, legacy: LegacyAudioService) -> None:
         """Legacy answers the visitor's unanswered turn; a session that never got its greeting gets it now."""
@@ -174,9 +194,7 @@ class HybridVoiceManager:
         """Called by the Realtime processor; the switch runs in its own task (it closes the processor)."""
         fallback_reason = FAILURE_REASONS.get(reason, FallbackReason.UPSTREAM_ERROR)
         detail = f"{reason}: {error}" if error else reason
-        task = asyncio.ensure_future(self._fail(fallback_reason, detail, error))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._track(self._fail(fallback_reason, detail, error))
 
     async def _fail(self, reason: FallbackReason, detail: str, error: Exception | None) -> None:
         if isinstance(error, RealtimeError) and reason == FallbackReason.CONNECTION_ERROR:
