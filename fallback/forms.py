@@ -7,7 +7,7 @@ from typing import Any
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
-from .emergency import PARAMETER, SESSION_ID_RE, Action
+from .emergency import OPTIONAL, PARAMETER, SESSION_ID_RE, Action
 from .models import STAGE_ORDER, GuardName
 
 
@@ -41,7 +41,10 @@ class ActionForm(forms.Form):
         action = Action(self.cleaned_data["action"])
         wanted = PARAMETER.get(action)
         params: dict[str, Any] = {wanted: self.cleaned_data[wanted]} if wanted else {}
-        if action == Action.SET_STAGE:
+        for name in OPTIONAL.get(action, ()):  # e.g. enable with a percentage or a stage: one change
+            if self.cleaned_data[name] not in (None, ""):
+                params[name] = self.cleaned_data[name]
+        if "stage" in params:
             params["override"] = self.cleaned_data["override"]
         return params
 
