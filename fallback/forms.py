@@ -12,7 +12,8 @@ from .models import STAGE_ORDER, GuardName
 
 
 class ActionForm(forms.Form):
-    """An action with its one parameter; a reason and a confirmation are always required."""
+    """An action with its parameter (enable: optionally a percentage or a stage); a reason and a confirmation
+    are always required."""
 
     action = forms.ChoiceField(choices=[(a.value, a.value) for a in Action])
     percent = forms.DecimalField(
