@@ -254,6 +254,11 @@ def config_row() -> dict:
     [
         (["--percent", "100"], {"percent": None, "stage": ""}, {"percent": 100.0, "stage": ""}),
         (["--stage", "s1"], {"percent": None, "stage": ""}, {"percent": 1.0, "stage": "s1"}),
+        (
+            ["--stage", "s10", "--override"],
+            {"percent": None, "stage": ""},
+            {"percent": 10.0, "stage": "s10", "override": "stages cannot be skipped (next is s1)"},
+        ),
     ],
 )
 def test_rollout_enable_with_a_share_is_one_audited_change(args, before, after):
