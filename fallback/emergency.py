@@ -71,6 +71,8 @@ PARAMETER: dict[Action, str | None] = {
     Action.ALLOWLIST_REMOVE: "session_id",
     Action.RESET_GUARD: "guard",
 }
+# Parameters an action may take besides its required one (at most one of them per call).
+OPTIONAL: dict[Action, tuple[str, ...]] = {Action.ENABLE: ("percent", "stage")}
 
 
 Changes = tuple[dict[str, Any], dict[str, Any]]  # (before, after) of the changed fields
@@ -110,7 +112,9 @@ def apply_action(
     """Apply one manual or emergency action, audited in the same transaction. Raises ActionError on bad input.
 
     ``params`` carries the action's one argument: percent (0-100), stage (s1/s10/s50/s100),
-    cost_limit (USD), session_id, or guard. ``override`` lets a stage promotion skip its gate (audited).
+    cost_limit (USD), session_id, or guard. ``enable`` may take a percent or a stage: both fields then
+    change in the one transaction, audit row and version bump. ``override`` lets a stage promotion skip
+    its gate (audited).
     """
     try:
         action = Action(action)
@@ -123,12 +127,16 @@ def apply_action(
         raise ActionError(f"The reason is {len(reason)} characters long; keep it to 500.")
     if not actor or len(actor) > 150:
         raise ActionError("An actor (user:<name>, cli:<user> or system:<part>, at most 150 characters) is required.")
-    wanted = PARAMETER.get(action)
-    extra = set(params) - {wanted}
+    wanted, optional = PARAMETER.get(action), OPTIONAL.get(action, ())
+    extra = set(params) - {wanted, *optional}
     if extra:
         raise ActionError(f"{action} takes no {', '.join(sorted(extra))}.")
     if wanted and params.get(wanted) in (None, ""):
         raise ActionError(f"{action} needs {wanted}.")
+    given = [(name, params[name]) for name in optional if params.get(name) not in (None, "")]
+    if len(given) > 1:
+        raise ActionError(f"{action} takes a {' or a '.join(optional)}, not both.")
+    value = params.get(wanted) if wanted else (given[0] if given else None)
     now = now or timezone.now()
 
     with transaction.atomic():
@@ -136,7 +144,7 @@ def apply_action(
         EmergencyState.load()
         config = RolloutConfig.objects.select_for_update().get(pk=1)
         emergency = EmergencyState.objects.select_for_update().get(pk=1)
-        before, after = _HANDLERS[action](config, emergency, actor, reason, now, override, params.get(wanted or ""))
+        before, after = _HANDLERS[action](config, emergency, actor, reason, now, override, value)
         RolloutConfig.objects.filter(pk=config.pk).update(version=F("version") + 1, updated_by=actor, updated_at=now)
         version = RolloutConfig.objects.values_list("version", flat=True).get(pk=config.pk)
         entry = AuditEntry.objects.create(
@@ -234,6 +242,21 @@ def _set_flag(field: str, on: bool) -> Handler:
         return before, {field: on}
 
     return handler
+
+
+def _enable(
+    config: RolloutConfig, emergency: EmergencyState, actor: str, reason: str, now: datetime, override: bool, value: Any
+) -> Changes:
+    """Switch Realtime on; with ``("percent", N)`` or ``("stage", s)`` also set the share, in the same change."""
+    before, after = {"enabled": config.enabled}, {"enabled": True}
+    if value is not None:
+        name, target = value
+        share = _set_percentage if name == "percent" else _set_stage
+        share_before, share_after = share(config, emergency, actor, reason, now, override, target)
+        before, after = {**before, **share_before}, {**after, **share_after}
+    config.enabled = True
+    config.save(update_fields=["enabled"])
+    return before, after
 
 
 def _set_percentage(
@@ -353,7 +376,7 @@ _HANDLERS: dict[Action, Handler] = {
     Action.EMERGENCY_STOP: _emergency_stop,
     Action.CLEAR_EMERGENCY_STOP: _clear_stop,
     Action.RESUME: _resume,
-    Action.ENABLE: _set_flag("enabled", True),
+    Action.ENABLE: _enable,
     Action.DISABLE: _set_flag("enabled", False),
     Action.SET_ROLLOUT_PERCENTAGE: _set_percentage,
     Action.SET_STAGE: _set_stage,

@@ -7,12 +7,13 @@ from typing import Any
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
-from .emergency import PARAMETER, SESSION_ID_RE, Action
+from .emergency import OPTIONAL, PARAMETER, SESSION_ID_RE, Action
 from .models import STAGE_ORDER, GuardName
 
 
 class ActionForm(forms.Form):
-    """An action with its one parameter; a reason and a confirmation are always required."""
+    """An action with its parameter (enable: optionally a percentage or a stage); a reason and a confirmation
+    are always required."""
 
     action = forms.ChoiceField(choices=[(a.value, a.value) for a in Action])
     percent = forms.DecimalField(
@@ -41,7 +42,10 @@ class ActionForm(forms.Form):
         action = Action(self.cleaned_data["action"])
         wanted = PARAMETER.get(action)
         params: dict[str, Any] = {wanted: self.cleaned_data[wanted]} if wanted else {}
-        if action == Action.SET_STAGE:
+        for name in OPTIONAL.get(action, ()):  # e.g. enable with a percentage or a stage: one change
+            if self.cleaned_data[name] not in (None, ""):
+                params[name] = self.cleaned_data[name]
+        if "stage" in params:
             params["override"] = self.cleaned_data["override"]
         return params
 

@@ -231,7 +231,7 @@ def test_commands_apply_audited_actions_as_the_os_user(monkeypatch):
         (["rollout", "--percent", "101", "--reason", "x"], "must be between 0 and 100"),
         (["rollout", "--percent", "half", "--reason", "x"], "must be a number from 0 to 100"),
         (["rollout", "--percent", "5"], "the following arguments are required: --reason"),
-        (["rollout", "--reason", "x"], "one of the arguments"),
+        (["rollout", "--reason", "x"], "Give one of --percent, --stage, --enable or --disable"),
         (["rollout", "--stage", "s50", "--reason", "x"], "cannot be skipped"),
         (["emergency_stop", "--reason", " "], "reason is required"),
         (["force_fallback"], "required: --reason"),
@@ -241,6 +241,83 @@ def test_commands_validate_their_input(args, message):
     with pytest.raises(CommandError, match=message):
         run(*args)
     assert not AuditEntry.objects.exists()
+
+
+def config_row() -> dict:
+    config = RolloutConfig.load()
+    return {field.attname: getattr(config, field.attname) for field in RolloutConfig._meta.concrete_fields}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("args", "before", "after"),
+    [
+        (["--percent", "100"], {"percent": None, "stage": ""}, {"percent": 100.0, "stage": ""}),
+        (["--stage", "s1"], {"percent": None, "stage": ""}, {"percent": 1.0, "stage": "s1"}),
+        (
+            ["--stage", "s10", "--override"],
+            {"percent": None, "stage": ""},
+            {"percent": 10.0, "stage": "s10", "override": "stages cannot be skipped (next is s1)"},
+        ),
+    ],
+)
+def test_rollout_enable_with_a_share_is_one_audited_change(args, before, after):
+    version = RolloutConfig.load().version
+    out = run("rollout", "--enable", *args, "--reason", "go")
+    assert "enable applied" in out and "enabled: None -> True" in out
+    entry = AuditEntry.objects.get()
+    assert (entry.action, entry.reason) == ("enable", "go")
+    assert entry.before == {"enabled": None, **before}
+    assert entry.after == {"enabled": True, **after, "version": version + 1}
+    config = RolloutConfig.load()
+    assert (config.enabled, config.percent_bp / 100, config.stage, config.version) == (
+        True,
+        after["percent"],
+        after["stage"],
+        version + 1,
+    )
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--disable", "--percent", "0"], "--disable takes no --percent or --stage"),
+        (["--disable", "--stage", "s1"], "--disable takes no --percent or --stage"),
+        (["--enable", "--disable"], "not allowed with argument --enable"),
+        (["--enable", "--percent", "5", "--stage", "s1"], "not allowed with argument --percent"),
+        (["--enable", "--percent", "101"], "must be between 0 and 100"),
+        (["--enable", "--stage", "s50"], "cannot be skipped"),
+        (["--enable", "--override"], "--override goes with --stage only"),
+        (["--percent", "5", "--override"], "--override goes with --stage only"),
+    ],
+)
+def test_rollout_refuses_bad_combinations_and_changes_nothing(args, message):
+    apply_action("set_rollout_percentage", actor="user:ops", reason="start", percent=0)
+    row = config_row()
+    with pytest.raises(CommandError, match=message):
+        run("rollout", *args, "--reason", "x")
+    assert AuditEntry.objects.count() == 1
+    assert config_row() == row
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("action", "params", "message"),
+    [
+        ("enable", {"percent": 5, "stage": "s1"}, "enable takes a percent or a stage, not both"),
+        ("enable", {"percent": 101}, "Invalid rollout percentage 101"),
+        ("enable", {"stage": "s7"}, "Unknown stage 's7'"),
+        ("enable", {"cost_limit": 1}, "enable takes no cost_limit"),
+        ("disable", {"percent": 5}, "disable takes no percent"),
+    ],
+)
+def test_enable_with_a_bad_share_changes_nothing(action, params, message):
+    with pytest.raises(ActionError, match=message):
+        apply_action(action, actor="user:ops", reason="test", **params)
+    assert not AuditEntry.objects.exists()
+    config = RolloutConfig.load()
+    assert (config.enabled, config.percent_bp, config.stage, config.version) == (None, None, "", 0)
 
 
 @pytest.mark.django_db
@@ -340,6 +417,22 @@ def test_emergency_form_applies_the_action_as_the_staff_user(admin_client, admin
     data = {"action": "set_rollout_percentage", "reason": "x", "confirm": "on"}
     assert b"This action needs a percentage" in admin_client.post(url, data, HTTP_ACCEPT_LANGUAGE="en").content
     assert "この操作には「割合」が必要です" in admin_client.post(url, data).content.decode()
+
+
+@pytest.mark.django_db
+def test_control_page_enables_with_the_percentage_filled_in_as_one_change(admin_client):
+    url = reverse("admin:fallback_control")
+    data = {"action": "enable", "percent": "40", "stage": "", "reason": "go", "confirm": "on"}
+    assert admin_client.post(url, data).status_code == 302
+    entry = AuditEntry.objects.get()
+    assert (entry.action, entry.before["enabled"], entry.after) == (
+        "enable",
+        None,
+        {"enabled": True, "percent": 40.0, "stage": "", "version": 1},
+    )
+    both = {**data, "stage": "s1"}
+    assert b"not both" in admin_client.post(url, both, HTTP_ACCEPT_LANGUAGE="en").content
+    assert AuditEntry.objects.count() == 1
 
 
 @pytest.mark.django_db
