@@ -29,24 +29,14 @@ from benchmarks.failover import percentile
 from tests.live_server import REPO, database_env, migrated_postgres, migrated_sqlite
 
 
-# THE MEASURED CALLABLE: one session's routing decision, as the kiosk socket makes it today
-# (voice/hybrid.py::HybridVoiceManager._decide: the policy decision, then cost admission when it says
-# Realtime). Once both live in one function in fallback, measure that instead by replacing the body with
-#     from fallback.services import decide_for_session
-#     return decide_for_session(session_id)
 def decide(session_id: str):
-    """The session's Decision (mode, reason), admission included."""
-    from fallback.policy import legacy
-    from fallback.services import decide_for_session
-    from metrics.cost import admit_realtime_session
+    """One session's routing decision as the kiosk socket makes it: policy, probes, cost admission, one record.
 
-    decision = decide_for_session(session_id)
-    if not decision.realtime:
-        return decision
-    admission = admit_realtime_session(session_id)
-    if admission.admitted:
-        return decision
-    return legacy(admission.reason, decision.config_version, f"estimate {admission.estimate_usd} USD")
+    (Before this function took all of it, the socket called decide_for_session, then cost admission.)
+    """
+    from fallback.services import decide_for_session
+
+    return decide_for_session(session_id)
 
 
 PERCENT = 50
