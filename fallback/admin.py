@@ -6,6 +6,7 @@ the model pages here are read-only and link to the control page.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from django.contrib import admin, messages
@@ -16,8 +17,10 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
+from metrics.cost import estimate_session_cost
+
 from .bucketing import bucket_bp
-from .config import load_config, load_emergency
+from .config import ENVIRONMENT_KILL_SWITCH, load_config, load_emergency
 from .emergency import Action, ActionError, apply_action
 from .forms import ActionForm, SimulateForm
 from .gates import promotion_gates
@@ -78,9 +81,13 @@ class RolloutConfigAdmin(ReadOnlyAdmin):
         if simulate_form.is_valid():
             decision = explain_session(simulate_form.cleaned_data["session_id"])
             bucket = bucket_bp(config.salt, simulate_form.cleaned_data["session_id"])
+        reservation = estimate_session_cost()
         context = {
             **self.admin_site.each_context(request),
             "title": _("Realtime control"),
+            "kill_switch": ENVIRONMENT_KILL_SWITCH,
+            "reservation_estimate": reservation,
+            "cost_limit_below_reservation": Decimal(str(config.cost_limit_per_hour.value)) < reservation,
             "opts": self.opts,
             "form": form,
             "emergency": load_emergency(),

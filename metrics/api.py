@@ -83,6 +83,7 @@ class StatusView(StaffAPIView):
         split = dict(RoutingDecision.objects.filter(decided_at__gt=since).values_list("mode").annotate(n=Count("id")))
         data = {
             "enabled": bool(config.enabled.value),
+            "disabled_by_environment": config.disabled_by_environment,
             "rollout_percentage": config.percent_bp.value / 100,
             "stage": config.stage,
             "config_version": config.version,

@@ -62,6 +62,9 @@ class ModeSplitSerializer(serializers.Serializer):
 
 class StatusSerializer(serializers.Serializer):
     enabled = serializers.BooleanField()
+    disabled_by_environment = serializers.BooleanField(
+        help_text="FEATURE_REALTIME_MODE_ENABLED=false in the environment holds Realtime off whatever the admin says."
+    )
     rollout_percentage = serializers.FloatField()
     stage = serializers.CharField(allow_blank=True)
     config_version = serializers.IntegerField()

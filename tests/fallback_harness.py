@@ -49,6 +49,10 @@ def _main(mode: str, arg: str) -> dict:
         return {}
     if mode == "probe":
         return {"admitted": guards.acquire_probe("connection")}
+    if mode == "decide":  # route the comma-separated sessions as this process's kiosk socket would
+        from fallback.services import decide_for_session
+
+        return {"decisions": [[d.mode, d.reason] for d in map(decide_for_session, arg.split(","))]}
     if mode == "stop":  # an emergency stop from another process, broadcast on its channel layer
         apply_action("emergency_stop", actor="cli:harness", reason=arg)
         return {}

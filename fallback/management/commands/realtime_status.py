@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from fallback.config import load_config, load_emergency
+from fallback.config import ENVIRONMENT_KILL_SWITCH, load_config, load_emergency
 from fallback.gates import promotion_gates
 from fallback.guards import spend_last_hour
 from fallback.models import GuardState, RolloutConfig
@@ -22,6 +22,8 @@ class Command(BaseCommand):
         out(f"Rollout config v{config.version} (stage: {config.stage or 'custom'}, salt: {config.salt})")
         for name, value, source, default, note in config.as_rows():
             out(f"  {name:<20} {value!s:<12} [{source}] env default: {default}{f'  ({note})' if note else ''}")
+        if config.disabled_by_environment:
+            out(self.style.WARNING(f"Realtime is held off by {ENVIRONMENT_KILL_SWITCH} in the environment"))
         out("Guards:")
         for guard in GuardState.objects.all():
             extra = f" until {guard.retry_at:%Y-%m-%d %H:%M:%S}" if guard.state == "open" and guard.retry_at else ""
