@@ -40,6 +40,16 @@ def bind_log_context(**fields: object) -> None:
     _context.set({**_context.get(), **fields})
 
 
+def adopt_loggers(prefix: str) -> None:
+    """Send the lines of a library that installs its own handlers (at import) through ours, filtered."""
+    for name in list(logging.Logger.manager.loggerDict):
+        if name == prefix or name.startswith(prefix + "."):
+            library_logger = logging.getLogger(name)
+            for handler in list(library_logger.handlers):
+                library_logger.removeHandler(handler)
+            library_logger.propagate = True
+
+
 def _secret_values() -> list[str]:
     values = [
         settings.OPENAI_API_KEY,
