@@ -7,7 +7,7 @@ PORT ?= 8000
 REALTIME_EMULATOR_PORT ?= 8765
 export REALTIME_EMULATOR_PORT
 
-.PHONY: run test lint format install install-dev benchmark clean
+.PHONY: run test lint security audit format install install-dev benchmark clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,17 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
+# The settings need DJANGO_SECRET_KEY. Unless the environment or .env gives one, `make run` and
+# `make benchmark` use a key generated once into data/secret_key (mode 600; data/ is not in git).
+SECRET_KEY_FILE := data/secret_key
+$(SECRET_KEY_FILE): | $(BIN)/python
+	mkdir -p $(dir $@)
+	umask 077 && $(BIN)/python -c "import secrets; print(secrets.token_urlsafe(50))" > $@.tmp && mv $@.tmp $@
+ifeq ($(DJANGO_SECRET_KEY)$(shell grep -s '^DJANGO_SECRET_KEY=.' .env),)
+run benchmark: export DJANGO_SECRET_KEY = $(shell cat $(SECRET_KEY_FILE))
+run benchmark: $(SECRET_KEY_FILE)
+endif
+
 run: install
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
@@ -39,9 +50,17 @@ run: install
 	trap '[ -n "$$emulator" ] && kill $$emulator 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/daphne -b $(HOST) -p $(PORT) reception_project.asgi:application
 
-lint: install-dev
+lint: install-dev security
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# Static security analysis (config in pyproject.toml); every suppression is a `# nosec BXXX` with its reason.
+security: install-dev
+	$(BIN)/bandit -q -c pyproject.toml -r .
+
+# Known vulnerabilities of the pinned packages: needs PyPI's JSON API (README, "Security checks").
+audit: install-dev
+	$(BIN)/pip-audit --strict -r requirements.txt
 
 format: install-dev
 	$(BIN)/ruff format .

@@ -9,16 +9,60 @@ import os
 from pathlib import Path
 
 import environ
+from csp.constants import NONCE
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
-SECRET_KEY = env("DJANGO_SECRET_KEY", default="insecure-dev-key-change-me-in-production")
+
+def env_path(name: str, default: str | Path = "") -> str:
+    """A file or folder setting: empty means `default`; relative paths start at BASE_DIR, never the current folder."""
+    value = env(name, default="") or default
+    return str(BASE_DIR / value) if value else ""
+
+
+# No built-in key: `make run` generates one into data/secret_key (outside git) and exports it.
+SECRET_KEY = env("DJANGO_SECRET_KEY", default="")
+if not SECRET_KEY:
+    raise ImproperlyConfigured(
+        "DJANGO_SECRET_KEY is not set. Set it in the environment or .env (e.g. the output of "
+        "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`); `make run` creates data/secret_key."
+    )
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+# Production behind a TLS-terminating proxy that sets X-Forwarded-Proto (docs/security.md): HTTPS only,
+# HSTS, Secure cookies (session, CSRF and the kiosk's pairing cookie).
+SECURE_HTTPS = env.bool("DJANGO_SECURE_HTTPS", default=False)
+if SECURE_HTTPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=365 * 24 * 3600)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+    SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=True)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = SECURE_HTTPS
+SECURE_REFERRER_POLICY = "same-origin"
+# Content-Security-Policy (django-csp): scripts, styles and sockets from this site only. The kiosk page adds
+# ws(s) of its own host (voice.views); admin pages with a <style> block carry the request's nonce.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        # The hash is Django admin's one inline <style> (change_list.html without actions); tests/test_security.py
+        # checks it still matches the installed Django.
+        "style-src": ["'self'", "'sha256-blvLUW3UscWqsXGByNOqdBboM+ShWAuugp2mC/wbafU='", NONCE],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 
 INSTALLED_APPS = [
     "daphne",
@@ -37,10 +81,13 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "metrics",
+    "csp",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "reception_project.security.PermissionsPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -71,12 +118,14 @@ TEMPLATES = [
 
 # Database: SQLite (WAL, immediate transactions, busy timeout) unless DATABASE_URL says otherwise.
 (BASE_DIR / "data" / "staticfiles").mkdir(parents=True, exist_ok=True)
-DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'data' / 'ai_reception.db'}")}
+_database_url = env("DATABASE_URL", default="") or f"sqlite:///{BASE_DIR / 'data' / 'ai_reception.db'}"
+DATABASES = {"default": env.db_url_config(_database_url)}
 # Persistent connections: Channels runs every database call through close_old_connections, which
 # would otherwise reconnect (and re-run the SQLite pragmas) on each turn.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=300)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["NAME"] = str(BASE_DIR / DATABASES["default"]["NAME"])  # sqlite:///data/x.db: under BASE_DIR
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {
             "transaction_mode": "IMMEDIATE",
@@ -96,9 +145,9 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
-# Where the reception workflow checkpoints its state when the database is SQLite
-# (PostgreSQL deployments keep checkpoints in the same database).
-WORKFLOW_CHECKPOINT_PATH = env("WORKFLOW_CHECKPOINT_PATH", default=str(BASE_DIR / "data" / "workflow_checkpoints.db"))
+# SQLite deployments only: a separate file for the workflow's checkpoints. Empty: the database file itself, so
+# checkpoints always live with the visits they belong to (PostgreSQL deployments keep them in the same database).
+WORKFLOW_CHECKPOINT_PATH = env_path("WORKFLOW_CHECKPOINT_PATH")
 
 LANGUAGE_CODE = "ja"
 LANGUAGES = [("ja", "日本語"), ("en", "English")]
@@ -134,7 +183,7 @@ LEGACY_ENGINES = env("LEGACY_ENGINES", default="") or ("openai" if OPENAI_API_KE
 # Legacy path: silence that ends an utterance, and where the joined Whisper model is kept.
 LEGACY_END_OF_SPEECH_SILENCE_MS = env.int("LEGACY_END_OF_SPEECH_SILENCE_MS", default=600)
 SPEECH_WARM_UP = env.bool("SPEECH_WARM_UP", default=True)
-WHISPER_MODEL_DIR = env("WHISPER_MODEL_DIR", default=str(BASE_DIR / "data" / "models" / "whisper-base"))
+WHISPER_MODEL_DIR = env_path("WHISPER_MODEL_DIR", Path("data") / "models" / "whisper-base")
 FEATURE_REALTIME_MODE_ENABLED = env.bool("FEATURE_REALTIME_MODE_ENABLED", default=False)
 # Set to false explicitly (not left empty): a kill switch that holds Realtime off whatever the admin says.
 REALTIME_DISABLED_BY_ENVIRONMENT = (
@@ -163,29 +212,58 @@ NOTIFICATION_MAX_ATTEMPTS = env.int("NOTIFICATION_MAX_ATTEMPTS", default=3)
 NOTIFICATION_RETRY_DELAY_SECONDS = env.float("NOTIFICATION_RETRY_DELAY_SECONDS", default=1.0)
 NOTIFICATION_WEBHOOK_TIMEOUT_SECONDS = env.float("NOTIFICATION_WEBHOOK_TIMEOUT_SECONDS", default=5.0)
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="reception@localhost")
-EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+# Outgoing mail: EMAIL_URL, e.g. smtp+tls://user:password@smtp.example.com:587 (django-environ sets the backend,
+# host, port, user, password and TLS); default: the console backend (e-mails are printed).
+vars().update({key: value for key, value in env.email_url("EMAIL_URL", default="consolemail://").items() if value})
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 KIOSK_PAIRING_LINK_HOURS = env.int("KIOSK_PAIRING_LINK_HOURS", default=24)
 KIOSK_MAX_TEXT_CHARS = 1000
 KIOSK_MAX_FRAME_BYTES = env.int("KIOSK_MAX_FRAME_BYTES", default=256 * 1024)
 
-# Logging: one line per event; audio and keys never reach a log.
+# Logging: one JSON line per event (LOG_FORMAT=plain for a terminal), tagged with session_id and kiosk_id;
+# reception_project.logs.SafeLogFilter on every handler keeps keys, tokens and audio out, and visitor names and
+# transcripts too unless REALTIME_ENABLE_DETAILED_LOGGING is on. LOG_FILE adds a rotating file.
 FEATURE_ENABLE_DEBUG_LOGGING = env.bool("FEATURE_ENABLE_DEBUG_LOGGING", default=False)
 REALTIME_ENABLE_DETAILED_LOGGING = env.bool("REALTIME_ENABLE_DETAILED_LOGGING", default=False)
 LOG_LEVEL = "DEBUG" if FEATURE_ENABLE_DEBUG_LOGGING else env("LOG_LEVEL", default="INFO")
+LOG_FORMAT = env("LOG_FORMAT", default="json")
+LOG_FILE = env_path("LOG_FILE")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"safe": {"()": "reception_project.logs.SafeLogFilter"}},
+    "formatters": {
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+            "json_ensure_ascii": False,
+        },
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["safe"]}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     # httpx logs every request URL at INFO; webhook URLs carry tokens, so it logs warnings only.
     "loggers": {
         "django": {"level": "INFO"},
+        "django.server": {"level": "INFO", "propagate": True},  # through the root's filtered handlers, not its own
         "daphne": {"level": "WARNING"},
         "httpx": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},
     },
 }
+if LOG_FILE:
+    Path(LOG_FILE).parent.mkdir(parents=True, exist_ok=True)
+    LOGGING["handlers"]["file"] = {
+        "class": "logging.handlers.RotatingFileHandler",
+        "filename": LOG_FILE,
+        "maxBytes": env.int("LOG_FILE_MAX_BYTES", default=10 * 1024 * 1024),
+        "backupCount": env.int("LOG_FILE_BACKUPS", default=5),
+        "encoding": "utf-8",
+        "formatter": "json",
+        "filters": ["safe"],
+    }
+    LOGGING["root"]["handlers"].append("file")
 
 # REST API (metrics app): the OpenAPI schema at /api/v1/schema.
 REST_FRAMEWORK = {"DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema"}

@@ -18,6 +18,7 @@ from fallback.emergency import CONTROL_GROUP
 from fallback.watch import stop_watching_emergencies, watch_emergencies
 from reception import workflow
 from reception.models import Visit
+from reception_project.logs import bind_log_context
 
 from .blocking import run_blocking
 from .hybrid import HybridVoiceManager
@@ -103,6 +104,7 @@ class KioskConsumer(AsyncWebsocketConsumer):
         if self.voice_path is not None:
             raise ProtocolError("session_already_started", "This connection already has a session.")
         session_id = session_id or uuid.uuid4().hex
+        bind_log_context(session_id=session_id, kiosk_id=self.kiosk.pk)
         if await run_blocking(_session_owned_elsewhere)(session_id, self.kiosk.pk):
             raise ProtocolError("session_forbidden", "That session belongs to another kiosk.")
         self.voice_path = HybridVoiceManager(session_id, language, self, speak=voice)

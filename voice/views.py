@@ -11,6 +11,8 @@ from django.utils.translation import pgettext
 from django.views.decorators.http import require_http_methods
 
 from reception.models import Kiosk, KioskPairing, Visit
+from reception_project.security import HEADER as PERMISSIONS_POLICY
+from reception_project.security import permissions_policy
 
 from .kiosk_auth import DEVICE_COOKIE
 
@@ -27,6 +29,10 @@ def kiosk_page(request: HttpRequest) -> HttpResponse:
     context = {"kiosk": kiosk, "language": language, "kiosk_strings": _kiosk_strings()}
     response = render(request, "kiosk/kiosk.html", context)
     response.headers["Content-Language"] = language
+    # The page speaks over its own socket and listens through the microphone; nothing else is allowed.
+    socket_origin = f"{'wss' if request.is_secure() else 'ws'}://{request.get_host()}"
+    response._csp_update = {"connect-src": [socket_origin]}  # what django-csp's @csp_update decorator sets
+    response.headers[PERMISSIONS_POLICY] = permissions_policy("microphone")
     return response
 
 
@@ -66,6 +72,6 @@ def pair_kiosk(request: HttpRequest, token: str) -> HttpResponse:
         max_age=DEVICE_COOKIE_MAX_AGE,
         httponly=True,
         samesite="Strict",
-        secure=request.is_secure(),
+        secure=settings.SECURE_HTTPS or request.is_secure(),
     )
     return response

@@ -82,7 +82,11 @@ class ReceptionWorkflow:
         """One visitor utterance (speech-to-text or typed), at most KIOSK_MAX_TEXT_CHARS characters are read."""
         text = (text or "").strip()[: settings.KIOSK_MAX_TEXT_CHARS]
         with self._session(session_id):
-            return self._result(self._invoke(session_id, self._turn_input(session_id, {"kind": "text", "text": text})))
+            given = self._turn_input(session_id, {"kind": "text", "text": text})
+            result = self._result(self._invoke(session_id, given))
+        # What was said is shown only with REALTIME_ENABLE_DETAILED_LOGGING (reception_project.logs).
+        logger.debug("visitor turn", extra={"transcript": text, "reply": result.reply, "visit": result.visit})
+        return result
 
     def handle_tool_call(self, session_id: str, name: str, arguments: dict) -> ToolCallResult:
         """A Realtime function call: a structured error for bad calls (never raises), else the same turn as text."""

@@ -1,8 +1,8 @@
 """The workflow's checkpointer: one per process, created lazily, in the database the project uses.
 
-SQLite deployments keep checkpoints in their own file (settings.WORKFLOW_CHECKPOINT_PATH, WAL, busy timeout)
-so long checkpoint writes never hold Django's database lock; PostgreSQL deployments keep them in the same
-database through a psycopg pool.
+SQLite deployments keep checkpoints in Django's database file (WAL, busy timeout), or in their own file when
+settings.WORKFLOW_CHECKPOINT_PATH is set; PostgreSQL deployments keep them in the same database through a
+psycopg pool. Either way a fresh database never resumes conversations of an old one.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def _create() -> tuple[BaseCheckpointSaver, Callable[[], None]]:
         return _create_postgres(database)
     from langgraph.checkpoint.sqlite import SqliteSaver
 
-    path = Path(settings.WORKFLOW_CHECKPOINT_PATH)
+    path = Path(settings.WORKFLOW_CHECKPOINT_PATH or database["NAME"])
     path.parent.mkdir(parents=True, exist_ok=True)
     # check_same_thread=False is safe: SqliteSaver serialises access with its own lock.
     conn = sqlite3.connect(path, check_same_thread=False, timeout=_BUSY_TIMEOUT_MS / 1000)

@@ -21,9 +21,12 @@ import jaconv
 from django.conf import settings
 from janome.tokenizer import Tokenizer
 
+from reception_project.logs import adopt_loggers
+
 from .names import Person, find_in_text, staff_directory, strip_honorifics
 
 logger = logging.getLogger(__name__)
+adopt_loggers("janome")  # janome gives its loggers handlers of their own at import
 
 FIELDS = ("visitor_name", "company_name", "purpose", "host_name")
 # What the assistant last asked for, passed as `expecting`: a bare answer fills that field.

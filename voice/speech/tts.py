@@ -8,7 +8,7 @@ import logging
 import os
 import re
 import select
-import subprocess
+import subprocess  # nosec B404  # only for our own Piper script, with a fixed argv
 import sys
 import threading
 import time
@@ -210,7 +210,7 @@ class PiperTTS:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI", "DJANGO"))}
         env["HF_HUB_OFFLINE"] = "1"
         env["OMP_NUM_THREADS"] = str(self.threads)
-        self._proc = subprocess.Popen(  # noqa: S603 - fixed argv, our own script
+        self._proc = subprocess.Popen(  # noqa: S603  # nosec B603  # fixed argv, our own script
             [
                 sys.executable,
                 "-I",
