@@ -4,14 +4,19 @@ The emergency stop across server processes is in test_emergency_multiprocess.py.
 
 from __future__ import annotations
 
+import asyncio
+from decimal import Decimal
+
 import pytest
 from channels.db import database_sync_to_async
 
 from fallback.emergency import apply_action
-from fallback.models import RoutingDecision
+from fallback.guards import spend_last_hour
+from fallback.models import FallbackEvent, RoutingDecision
+from metrics.cost import cost_of_realtime_usage
 from realtime.emulator.audio import tone
 from realtime.emulator.reception_brain import build_reception_brain
-from tests.kiosk_client import collect_turn, connect, last
+from tests.kiosk_client import collect_turn, collect_until, connect, last
 from tests.metrics_fixtures import reference_prices  # noqa: F401  (Realtime admission needs prices)
 from tests.realtime_fixtures import assert_no_leaked_tasks
 
@@ -96,5 +101,75 @@ async def test_a_session_that_would_overrun_the_hourly_cost_limit_starts_on_lega
     assert messages[0]["mode"] == "legacy" and messages[0]["reason"] == "cost_limit"
     assert "いらっしゃいませ" in last(messages, "transcript", "assistant")["text"]
     assert emulator.handshakes == 0
+    await ws.disconnect()
+    await assert_no_leaked_tasks()
+
+
+async def spend() -> Decimal:
+    return await database_sync_to_async(spend_last_hour)()
+
+
+async def wait_for_spend(above: Decimal) -> Decimal:
+    """The session prices each response as soon as it is done; wait (bounded) until it is in the hour."""
+    for _ in range(200):
+        if (total := await spend()) > above:
+            return total
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"no spend above {above} USD was recorded")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("isolated_workflow_state", "demo_directory")
+async def test_a_live_session_moves_to_legacy_at_its_turn_boundary_once_the_hour_passes_the_limit(
+    emulator, kiosk_and_key, settings
+):
+    settings.REALTIME_SESSION_COST_ESTIMATE = 0.000001
+    _, key = kiosk_and_key
+    await act("enable", percent=100)
+    ws, messages = await opening(key, "spender")
+    assert messages[0]["mode"] == "realtime"
+    greeting = await wait_for_spend(Decimal(0))
+    await act("set_cost_limit", cost_limit=float(greeting) * 1.5)  # the next reply passes it
+    await ws.send_json_to({"type": "input_text", "text": "株式会社テストの山田太郎です。"})
+    turn, _ = await collect_until(ws, lambda message, _: message["type"] == "mode.changed")
+    # The visitor's turn was answered on Realtime before the move.
+    assert [m["status"] for m in turn if m["type"] == "response.done"] == ["completed"]
+    assert turn[-1] == {"type": "mode.changed", "mode": "legacy", "reason": "cost_limit"}
+    # The next turn is Legacy's, and nothing collected is asked again.
+    await ws.send_json_to({"type": "input_text", "text": "鈴木さんに会いに来ました。"})
+    after, _ = await collect_turn(ws)
+    assert not [m for m in after if m["type"] == "mode.changed"]
+    visit = last(after, "visit.updated")
+    assert (visit["visitor_name"], visit["company_name"]) == ("山田太郎", "株式会社テスト")
+    events = [e async for e in FallbackEvent.objects.filter(session_id="spender")]
+    assert [e.reason for e in events] == ["COST_LIMIT"]
+    # New sessions are refused meanwhile.
+    ws2, messages2 = await opening(key, "newcomer")
+    assert (messages2[0]["mode"], messages2[0]["reason"]) == ("legacy", "guard_open:cost")
+    await ws2.disconnect()
+    await ws.disconnect()
+    await assert_no_leaked_tasks()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("isolated_workflow_state", "demo_directory")
+async def test_a_reply_in_flight_at_session_end_is_paid_for(emulator, kiosk_and_key, settings):
+    """session.end while the upstream is still answering: the reply is cancelled and its usage awaited, so the
+    hour's spend equals every usage the upstream reported."""
+    _, key = kiosk_and_key
+    await act("enable", percent=100)
+    ws, _ = await opening(key, "leaving")
+    emulator.set_faults(latency_ms=300)  # the reply's events are still on their way when the kiosk leaves
+    await ws.send_json_to({"type": "input_text", "text": "株式会社テストの山田太郎です。"})
+    await ws.send_json_to({"type": "session.end"})
+    ended, _ = await collect_until(ws, lambda message, _: message["type"] == "session.ended")
+    assert ended[-1]["reason"] == "client_ended"
+    reported = [e["response"]["usage"] for e in emulator.sent if e.get("type") == "response.done"]
+    assert len(reported) == 2  # the greeting and the reply cut off by the end
+    expected = sum(
+        [await database_sync_to_async(cost_of_realtime_usage)(settings.REALTIME_MODEL, u) for u in reported],
+        Decimal(0),
+    )
+    assert await spend() == expected
     await ws.disconnect()
     await assert_no_leaked_tasks()
