@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 from django.conf import settings
@@ -21,6 +22,7 @@ from fallback.policy import Decision, legacy
 from fallback.services import decide_for_session, record_fallback_event
 from metrics.collector import collector
 from metrics.cost import admit_realtime_session
+from metrics.timing import TurnTiming
 from realtime.client import RealtimeError
 from realtime.processor import RealtimeAudioProcessor
 
@@ -149,14 +151,14 @@ class HybridVoiceManager:
     def _legacy_turn(self, **turn: Any) -> None:
         collector.record_turn(self.session_id, "legacy", **turn)
 
-    def _realtime_response(self, response: dict[str, Any], first_audio_ms: float | None) -> None:
+    def _realtime_response(self, response: dict[str, Any], timing: TurnTiming | None) -> None:
         """One Realtime response: its usage is priced exactly, its time to first audio feeds the latency guard."""
         collector.record_turn(
             self.session_id,
             "realtime",
             model=settings.REALTIME_MODEL,
             usage=response["usage"],
-            ttfa_ms=first_audio_ms,
+            **(asdict(timing) if timing is not None else {}),
             ok=response.get("status") != "failed",
             response_id=response.get("id", ""),
         )
