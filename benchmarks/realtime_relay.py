@@ -7,8 +7,11 @@ audio through two paths:
 * direct (baseline): RealtimeClient.append_audio → emulator; deltas → a client handler.
 
 Per audio frame, kiosk → emulator input buffer (timed when the emulator has read the frame) and emulator delta →
-kiosk (timed from when the emulator sent it), and per turn end of speech → first audio at the kiosk (the VAD's
-silence included, in both paths). Prints p50/p95/p99 of each and the relay/direct ratios.
+kiosk (timed from when the emulator sent it; also for each turn's first delta alone, the dashboard's "our server"
+plus the loopback socket), and per turn end of speech → first audio at the kiosk (the VAD's
+silence included, in both paths). Prints p50/p95/p99 of each and the relay/direct ratios, then what the dashboard
+reads for the relay's turns: the TurnMetric rows the session manager's callback wrote during the run, through
+`metrics.stats.turn_stats` (nearest-rank p50/p95 of TTFA, upstream and "our server").
 
     python benchmarks/realtime_relay.py [--turns 20] [--frame-interval 0.01]
 """
@@ -22,6 +25,7 @@ import statistics
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +41,16 @@ import django  # noqa: E402
 django.setup()
 
 from django.core.management import call_command  # noqa: E402
+from django.utils import timezone  # noqa: E402
 
+from metrics.collector import collector  # noqa: E402
+from metrics.stats import turn_stats  # noqa: E402
 from realtime.client import RealtimeClient  # noqa: E402
 from realtime.emulator import EmulatorConfig, EmulatorServer, Say, ScriptedBrain  # noqa: E402
 from realtime.emulator.audio import silence, tone  # noqa: E402
 from realtime.processor import RealtimeAudioProcessor  # noqa: E402
 from tests.realtime_support import TEST_KEY  # noqa: E402
+from voice.hybrid import HybridVoiceManager  # noqa: E402
 
 FRAME = 960  # 20 ms of PCM16 24 kHz
 SPEECH = tone(600)
@@ -82,6 +90,7 @@ class Figures:
     def __init__(self) -> None:
         self.uplink: list[float] = []
         self.downlink: list[float] = []
+        self.first_delta: list[float] = []
         self.first_audio: list[float] = []
 
 
@@ -115,6 +124,7 @@ async def turn(
     deltas = sent.of("response.output_audio.delta", sent_from)
     heard = audio_times[audio_from:]
     figures.downlink += [h - d for d, h in zip(deltas, heard, strict=True)]
+    figures.first_delta.append(heard[0] - deltas[0])
     figures.first_audio.append(heard[0] - speech_end)
 
 
@@ -126,6 +136,8 @@ async def relay_path(server: EmulatorServer, turns: int, frame_interval: float) 
         kiosk,
         speak=True,
         client_factory=lambda **options: RealtimeClient(api_key=TEST_KEY, base_url=server.base_url, **options),
+        # The session manager's own callback writes the TurnMetric rows the dashboard reads.
+        on_response=HybridVoiceManager("bench-relay", "ja", kiosk)._realtime_response,
     )
     await processor.open(None)
     await until(lambda: bool(kiosk.audio_times) and not processor._client.response_active)
@@ -180,6 +192,7 @@ async def main(turns: int, frame_interval: float) -> None:
     for label, name in (
         ("kiosk frame -> input buffer", "uplink"),
         ("delta -> kiosk", "downlink"),
+        ("turn's 1st delta -> kiosk", "first_delta"),
         ("end of speech -> 1st audio", "first_audio"),
     ):
         ours, base = percentiles(getattr(relay, name)), percentiles(getattr(direct, name))
@@ -189,10 +202,21 @@ async def main(turns: int, frame_interval: float) -> None:
         )
 
 
+def print_dashboard(since: datetime) -> None:
+    """What the dashboard reads for the turns recorded since `since` (all of them the relay's)."""
+    collector.flush()
+    dashboard = turn_stats(since, timezone.now())["realtime"]
+    print(f"dashboard, Realtime turns recorded: {dashboard['turns']} (the greeting has no timing); p50/p95 ms:")
+    for label, name in (("TTFA", "ttfa"), ("upstream", "upstream"), ("our server", "server")):
+        print(f"  {label:12} {dashboard[f'{name}_p50_ms']:.3f} / {dashboard[f'{name}_p95_ms']:.3f}")
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--turns", type=int, default=20)
     parser.add_argument("--frame-interval", type=float, default=0.01, help="seconds between 20 ms frames")
     arguments = parser.parse_args()
     call_command("migrate", verbosity=0)
+    started = timezone.now()
     asyncio.run(main(arguments.turns, arguments.frame_interval))
+    print_dashboard(started)

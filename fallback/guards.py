@@ -12,8 +12,6 @@ falls below 70 % of it (hysteresis instead of probing, since the window rolls by
 from __future__ import annotations
 
 import logging
-import random
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -446,29 +444,3 @@ def reset_guard_row(name: str, now: datetime) -> tuple[dict[str, Any], dict[str,
         updated_at=now,
     )
     return before, {"state": GuardStatus.CLOSED, "trip_count": 0}
-
-
-def reconnect_delays(
-    *,
-    base: float = 0.5,
-    factor: float = 2.0,
-    max_delay: float = 8.0,
-    max_attempts: int = 3,
-    max_total: float = 15.0,
-    rng: Callable[[], float] = random.random,
-) -> Iterator[float]:
-    """Seconds to wait before each reconnect attempt; when it stops, give up and fall back.
-
-    Exponential with "equal jitter" (half fixed, half random, so a fleet does not retry in step), each
-    delay capped at ``max_delay``, at most ``max_attempts`` delays, and their sum never above ``max_total``.
-    """
-    if base <= 0 or factor < 1 or max_delay < base or max_attempts < 0 or max_total < 0:
-        raise ValueError("reconnect_delays needs base > 0, factor >= 1, max_delay >= base, non-negative limits.")
-    total = 0.0
-    for attempt in range(max_attempts):
-        ceiling = min(max_delay, base * factor**attempt)
-        delay = ceiling / 2 + rng() * ceiling / 2
-        if total + delay > max_total:
-            return
-        total += delay
-        yield delay

@@ -27,6 +27,18 @@ from .cost import cost_status
 from .models import AlertState, SessionMetric, TurnMetric
 
 TTFA_BUCKETS_MS = (250, 500, 750, 1000, 1500, 2000, 3000, 5000)
+SERVER_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000)
+# The turn's wait for the first audio and its two parts (docs/metrics.md): field, metric, help, buckets.
+LATENCIES = (
+    ("ttfa_ms", "reception_time_to_first_audio_ms", "End of speech to first audio, ms.", TTFA_BUCKETS_MS),
+    (
+        "upstream_ms",
+        "reception_upstream_first_audio_ms",
+        "End of speech to the upstream's first audio at our server, ms.",
+        TTFA_BUCKETS_MS,
+    ),
+    ("server_ms", "reception_server_added_ms", "Time our server adds to the first audio, ms.", SERVER_BUCKETS_MS),
+)
 
 
 class DatabaseCollector:
@@ -49,25 +61,22 @@ class DatabaseCollector:
         turns = CounterMetricFamily("reception_turns", "Assistant turns, by path.", labels=["path"])
         failed = CounterMetricFamily("reception_turn_errors", "Failed turns, by path.", labels=["path"])
         cost = CounterMetricFamily("reception_cost_usd", "Recorded model cost in USD, by path.", labels=["path"])
-        ttfa = HistogramMetricFamily(
-            "reception_time_to_first_audio_ms", "End of speech to first audio, ms.", labels=["path"]
-        )
+        latencies = [HistogramMetricFamily(name, doc, labels=["path"]) for _, name, doc, _ in LATENCIES]
         for path in Mode.values:
             qs = TurnMetric.objects.filter(path=path)
-            agg = qs.aggregate(
-                n=Count("id"),
-                bad=Count("id", filter=Q(ok=False)),
-                usd=Sum("cost_usd"),
-                timed=Count("id", filter=Q(ttfa_ms__isnull=False)),
-                ms=Sum("ttfa_ms"),
-                **{f"le{b}": Count("id", filter=Q(ttfa_ms__lte=b)) for b in TTFA_BUCKETS_MS},
-            )
+            agg = qs.aggregate(n=Count("id"), bad=Count("id", filter=Q(ok=False)), usd=Sum("cost_usd"))
             turns.add_metric([path], agg["n"])
             failed.add_metric([path], agg["bad"])
             cost.add_metric([path], float(agg["usd"] or 0))
-            buckets = [(str(b), agg[f"le{b}"]) for b in TTFA_BUCKETS_MS] + [("+Inf", agg["timed"])]
-            ttfa.add_metric([path], buckets, sum_value=agg["ms"] or 0)
-        yield from (turns, failed, cost, ttfa)
+            for (field, _, _, bounds), histogram in zip(LATENCIES, latencies, strict=True):
+                timed = qs.aggregate(
+                    n=Count("id", filter=Q(**{f"{field}__isnull": False})),
+                    ms=Sum(field),
+                    **{f"le{b}": Count("id", filter=Q(**{f"{field}__lte": b})) for b in bounds},
+                )
+                buckets = [(str(b), timed[f"le{b}"]) for b in bounds] + [("+Inf", timed["n"])]
+                histogram.add_metric([path], buckets, sum_value=timed["ms"] or 0)
+        yield from (turns, failed, cost, *latencies)
         fallbacks = CounterMetricFamily(
             "reception_fallbacks", "Live sessions moved to Legacy, by reason.", labels=["reason"]
         )

@@ -12,6 +12,7 @@ import inspect
 import json
 import logging
 import ssl
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
@@ -163,8 +164,10 @@ class RealtimeClient:
     """One Realtime GA session: connect, configure, stream audio both ways, run function calls.
 
     Iterate `events()` (or `await run()`) to receive server events as dicts; handlers registered with `on()` see
-    each event first. Non-fatal upstream errors go to `on_error` and are passed on; fatal errors, drops and stalls
-    raise a RealtimeError subclass from the iterator. The client never reconnects by itself.
+    each event first, and `received_at` is the `time.monotonic()` at which the event's frame was read from the
+    socket (before parsing: time it then waits in this process is ours, not the service's). Non-fatal upstream
+    errors go to `on_error` and are passed on; fatal errors, drops and stalls raise a RealtimeError subclass from
+    the iterator. The client never reconnects by itself.
     """
 
     def __init__(
@@ -211,6 +214,7 @@ class RealtimeClient:
         }
         self.session: dict[str, Any] | None = None
         self.malformed_frames = 0
+        self.received_at = 0.0  # when the frame of the event last yielded by events() was read
         self._openai = AsyncOpenAI(api_key=api_key, websocket_base_url=base_url, max_retries=0)
         self._ws_options = {
             "open_timeout": connect_timeout,
@@ -222,7 +226,8 @@ class RealtimeClient:
         self._conn: Any = None
         self._closing = False
         self._handlers: dict[str, list[Handler]] = {}
-        self._pending: deque[dict[str, Any]] = deque()
+        self._pending: deque[tuple[dict[str, Any], float]] = deque()  # events read by connect(), with arrival
+        self._read_at = 0.0
         self._unknown_types: set[str] = set()
         self._active_response: str | None = None  # response id, or "requested" until response.created
         self._response_create_id: str | None = None
@@ -278,7 +283,7 @@ class RealtimeClient:
                 raise _upstream(event)
             if event["type"] == event_type:
                 return
-            self._pending.append(event)
+            self._pending.append((event, self._read_at))
 
     async def events(self, *, idle_timeout: float | None = None) -> AsyncIterator[dict[str, Any]]:
         """Server events as dicts until `close()`. Raises RealtimeError subclasses for fatal errors, unexpected closes
@@ -286,7 +291,7 @@ class RealtimeClient:
         try:
             while True:
                 if self._pending:
-                    event = self._pending.popleft()
+                    event, self.received_at = self._pending.popleft()
                 else:
                     try:
                         async with asyncio.timeout(idle_timeout):
@@ -297,6 +302,7 @@ class RealtimeClient:
                         ) from exc
                     if event is None:
                         continue
+                    self.received_at = self._read_at
                     await self._track(event)
                 await self._dispatch(event)
                 yield event
@@ -317,6 +323,7 @@ class RealtimeClient:
             raise _ClosedByUs
         try:
             raw = await self._conn.recv_bytes()
+            self._read_at = time.monotonic()
         except ConnectionClosed as exc:
             if self._closing:
                 raise _ClosedByUs from exc

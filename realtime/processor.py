@@ -21,6 +21,7 @@ from typing import Any
 
 from django.conf import settings
 
+from metrics.timing import TurnTiming
 from reception import workflow
 from voice.blocking import run_blocking
 from voice.legacy import KioskOutput
@@ -40,7 +41,7 @@ DEFAULT_LATENCY_BUDGET_SECONDS = 4.0
 
 ClientFactory = Callable[..., RealtimeClient]
 FailureCallback = Callable[[str, Exception | None], Awaitable[None] | None]
-ResponseCallback = Callable[[dict[str, Any], float | None], Awaitable[None] | None]
+ResponseCallback = Callable[[dict[str, Any], TurnTiming | None], Awaitable[None] | None]
 
 
 def settings_client_factory(**options: Any) -> RealtimeClient:
@@ -81,9 +82,13 @@ class RealtimeAudioProcessor:
 
     `on_failure(reason, error)` is called at most once, with "connection_error" (refused, rejected handshake,
     unexpected close, stalled upstream), "upstream_error" (error events and failed responses from the service) or
-    "latency" (end of speech to first audio over `latency_budget_seconds`). `on_response(response, first_audio_ms)` gets
-    every finished response that carries usage, with the time from the end of the visitor's turn to its first
-    audio (None when it had no audio).
+    "latency" (end of speech to first audio over `latency_budget_seconds`). `on_response(response, timing)` gets
+    every finished response that carries usage, with the TurnTiming of the visitor's turn it answered with audio
+    (None for a response that answered no turn with audio: a greeting, a function call).
+
+    Timing points (monotonic clock): the turn ends when `speech_stopped` arrives or when we send the commit or the
+    typed text; the upstream's part ends when the frame of the first audio event is read from the socket; the turn's
+    wait ends when that audio has been sent to the kiosk. Our function calls' run time in between is ours.
     """
 
     mode = "realtime"
@@ -134,7 +139,7 @@ class RealtimeAudioProcessor:
         self._history: deque[tuple[str, str]] = deque(maxlen=HISTORY_MESSAGES)
         self._playback: _Playback | None = None
         self._interrupted_items: set[str] = set()
-        self._first_audio_ms: dict[str, float] = {}  # response id -> end of the visitor's turn to its first audio
+        self._timings: dict[str, TurnTiming] = {}  # response id -> the timing of the turn it answered
         self._speaking_responses: set[str] = set()  # responses that produced audio or transcript
         self._flushed_responses: set[str] = set()  # responses the kiosk already got `response.done` for
         self._response_id: str | None = None
@@ -142,6 +147,8 @@ class RealtimeAudioProcessor:
         self._speech_active = False
         self._uncommitted_bytes = 0
         self._turn_end_at: float | None = None  # the visitor finished a turn that has no audio answer yet
+        self._tools_since = 0.0  # when the running function calls started (while _tools_running > 0)
+        self._turn_tool_seconds = 0.0  # our function calls' time since the pending turn ended
         self._last_activity = time.monotonic()
         self._detached = False  # the session is ending or moving: nothing more reaches the kiosk or the workflow
         self._response_settled = asyncio.Event()  # set at each response.done (the close drain waits on it)
@@ -185,7 +192,7 @@ class RealtimeAudioProcessor:
         client = self._client
         if client is None or self.failed or self._closing:
             return  # kept in unanswered_text for the Legacy path
-        self._turn_end_at = time.monotonic()
+        self._end_turn(time.monotonic())
         await self._request(client.create_item(_message("user", text)), client.create_response())
 
     async def feed_audio(self, pcm16: bytes) -> None:
@@ -215,7 +222,7 @@ class RealtimeAudioProcessor:
         if self._uncommitted_bytes < MIN_COMMIT_BYTES:
             raise ProtocolError("input_audio_empty", "No speech was heard; please speak while holding the button.")
         self._uncommitted_bytes = 0
-        self._turn_end_at = time.monotonic()
+        self._end_turn(time.monotonic())
         await self._request(client.commit(), client.create_response())
 
     async def interrupt(self) -> None:
@@ -399,11 +406,12 @@ class RealtimeAudioProcessor:
         now = self._last_activity = time.monotonic()
         if self._detached and event["type"] != "response.done":
             return  # ending or moving: only the usage of what the service generated still matters
+        arrived = client.received_at
         match event["type"]:
             case "response.created":
                 self._response_id = event["response"]["id"]
             case "response.output_audio.delta":
-                await self._on_audio(event, now)
+                await self._on_audio(event, now, arrived)
             case "response.output_audio_transcript.delta":
                 self._speaking_responses.add(event["response_id"])
                 if event["item_id"] not in self._interrupted_items:
@@ -425,39 +433,48 @@ class RealtimeAudioProcessor:
                 await self.interrupt()
             case "input_audio_buffer.speech_stopped":
                 self._speech_active = False
-                self._turn_end_at = now
+                self._end_turn(arrived)
             case "input_audio_buffer.committed":
                 self._uncommitted_bytes = 0
             case "response.function_call_arguments.done":
+                if not self._tools_running:
+                    self._tools_since = arrived
                 self._tools_running += 1
                 self._spawn(self._run_tool(client, event["call_id"], event.get("name", ""), event["arguments"]), "tool")
             case "response.done":
                 await self._on_response_done(event["response"])
 
-    async def _on_audio(self, event: dict[str, Any], now: float) -> None:
+    async def _on_audio(self, event: dict[str, Any], now: float, arrived: float) -> None:
         pcm = base64.b64decode(event["delta"])
-        if self._turn_end_at is not None:
-            self.last_latency, self._turn_end_at = now - self._turn_end_at, None
-            self._first_audio_ms[event["response_id"]] = self.last_latency * 1000
+        turn_end, self._turn_end_at = self._turn_end_at, None
         self._unanswered.clear()
         self.unanswered_text = None
         self._speaking_responses.add(event["response_id"])
         item_id = event["item_id"]
-        if not self.speak or item_id in self._interrupted_items:
-            return
-        if self._playback is None or self._playback.item_id != item_id:
-            # The kiosk queues audio: a new item starts playing when the previous one has been played out.
-            start = max(now, self._playback.ends_at()) if self._playback else now
-            self._playback = _Playback(item_id, start, self.sessions_opened)
-        self._playback.sent_bytes += len(pcm)
-        await self.output.send_audio(pcm)
+        if self.speak and item_id not in self._interrupted_items:
+            if self._playback is None or self._playback.item_id != item_id:
+                # The kiosk queues audio: a new item starts playing when the previous one has been played out.
+                start = max(now, self._playback.ends_at()) if self._playback else now
+                self._playback = _Playback(item_id, start, self.sessions_opened)
+            self._playback.sent_bytes += len(pcm)
+            await self.output.send_audio(pcm)
+        if turn_end is not None:
+            # Sent to the kiosk (or, to a visitor who only types, handled): the turn's wait is over.
+            self.last_latency = time.monotonic() - turn_end
+            upstream = arrived - turn_end - self._turn_tool_seconds
+            self._timings[event["response_id"]] = TurnTiming.split(self.last_latency * 1000, upstream * 1000)
+
+    def _end_turn(self, at: float) -> None:
+        """The visitor's turn ended at `at` (monotonic); its wait for the first audio starts."""
+        self._turn_end_at = at
+        self._turn_tool_seconds = 0.0
 
     async def _on_response_done(self, response: dict[str, Any]) -> None:
         response_id = response["id"]
         self._response_id = None
-        first_audio_ms = self._first_audio_ms.pop(response_id, None)
+        timing = self._timings.pop(response_id, None)
         if response.get("usage") and self.on_response is not None:
-            await _call(self.on_response, response, first_audio_ms)
+            await _call(self.on_response, response, timing)
         self._response_settled.set()
         if self._detached:
             return
@@ -488,6 +505,8 @@ class RealtimeAudioProcessor:
         finally:
             self._tools_running -= 1
             self._last_activity = time.monotonic()
+            if not self._tools_running and self._turn_end_at is not None:
+                self._turn_tool_seconds += self._last_activity - max(self._tools_since, self._turn_end_at)
 
     def _on_upstream_error(self, error: RealtimeUpstreamError) -> None:
         """Non-fatal errors: our own request problems are logged; the service's failures are reported."""

@@ -167,8 +167,8 @@ def recorded():
         cost_usd=Decimal("0.05"),
     )
     SessionMetric.objects.create(session_id="lg-1", started_at=now, ended_at=now, mode="legacy", outcome="error")
-    for i, (path, ttfa, cost) in enumerate(
-        [("realtime", 600, "0.03"), ("realtime", 900, "0.02"), ("legacy", 1800, "0.001")]
+    for i, (path, ttfa, server, cost) in enumerate(
+        [("realtime", 600, 8, "0.03"), ("realtime", 900, 30, "0.02"), ("legacy", 1800, 120, "0.001")]
     ):
         TurnMetric.objects.create(
             event_id=f"t{i}",
@@ -176,6 +176,8 @@ def recorded():
             occurred_at=now,
             path=path,
             ttfa_ms=ttfa,
+            upstream_ms=ttfa - server,
+            server_ms=server,
             cost_usd=Decimal(cost),
         )
     FallbackEvent.objects.create(session_id="rt-1", reason="LATENCY")
@@ -198,6 +200,8 @@ def test_every_get_endpoint_shape(client, token, recorded):
     assert Decimal(cost["spend_last_hour_usd"]) == Decimal("0.05") and Decimal(cost["limit_per_hour_usd"]) == 50
     assert {p["model"] for p in cost["prices"]} >= {"gpt-realtime", "gpt-realtime-mini", "gpt-4o-mini-tts"}
     assert data["performance-stats"]["paths"]["legacy"]["ttfa_p95_ms"] == 1800
+    assert (rt["server_p50_ms"], rt["server_p95_ms"], rt["upstream_p95_ms"]) == (8, 30, 870)
+    assert data["performance-stats"]["paths"]["realtime"]["server_p95_ms"] == 30
     assert data["performance-stats"]["percentile_method"] == "nearest-rank"
     assert client.get(API + "metrics?window=week", **bearer(token)).json()["window"] == "week"
     assert client.get(API + "metrics?window=year", **bearer(token)).status_code == 400
@@ -225,6 +229,10 @@ def test_prometheus_exposition_parses_and_equals_the_database(client, token, rec
     assert got[("reception_fallbacks_total", (("reason", "LATENCY"),))] == 1
     assert got[("reception_time_to_first_audio_ms_bucket", (("le", "750"), ("path", "realtime")))] == 1
     assert got[("reception_time_to_first_audio_ms_count", (("path", "realtime"),))] == 2
+    assert got[("reception_server_added_ms_bucket", (("le", "10"), ("path", "realtime")))] == 1
+    assert got[("reception_server_added_ms_sum", (("path", "realtime"),))] == 38
+    assert got[("reception_upstream_first_audio_ms_bucket", (("le", "750"), ("path", "realtime")))] == 1
+    assert got[("reception_upstream_first_audio_ms_count", (("path", "legacy"),))] == 1
     assert got[("reception_realtime_spend_last_hour_usd", ())] == pytest.approx(float(guards.spend_last_hour()))
     assert got[("reception_guard_open", (("guard", "cost"),))] == 0
 

@@ -1,14 +1,11 @@
-"""Guards: the closed/open/half-open state machine in the database, and bounded reconnect backoff."""
+"""Guards: the closed/open/half-open state machine in the database."""
 
 from __future__ import annotations
 
-import itertools
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
-from hypothesis import given
-from hypothesis import strategies as st
 
 from fallback import guards
 from fallback.emergency import apply_action
@@ -228,45 +225,3 @@ def test_processes_tripping_the_same_guard_open_it_once_on_postgres():
     with fallback_harness.postgres_database() as url:
         assert_single_transition(url)
         assert_probe_quota(url)
-
-
-# --- reconnect backoff ----------------------------------------------------------------------------
-
-
-@given(
-    base=st.floats(0.05, 2),
-    factor=st.floats(1, 4),
-    max_delay=st.floats(2, 30),
-    attempts=st.integers(0, 20),
-    max_total=st.floats(0, 60),
-    rolls=st.lists(st.floats(0, 1), min_size=20, max_size=20),
-)
-def test_reconnect_delays_are_bounded(base, factor, max_delay, attempts, max_total, rolls):
-    rng = iter(rolls).__next__
-    delays = list(
-        guards.reconnect_delays(
-            base=base, factor=factor, max_delay=max_delay, max_attempts=attempts, max_total=max_total, rng=rng
-        )
-    )
-    assert len(delays) <= attempts
-    assert sum(delays) <= max_total + 1e-9
-    assert all(0 < d <= max_delay for d in delays)
-
-
-def test_reconnect_delays_grow_with_jitter():
-    lows = list(guards.reconnect_delays(rng=lambda: 0.0))
-    highs = list(guards.reconnect_delays(rng=lambda: 1.0))
-    assert lows == [0.25, 0.5, 1.0]
-    assert highs == [0.5, 1.0, 2.0]
-    assert list(itertools.islice(guards.reconnect_delays(max_attempts=100, max_total=20, rng=lambda: 1.0), 100)) == [
-        0.5,
-        1.0,
-        2.0,
-        4.0,
-        8.0,
-    ]
-
-
-def test_reconnect_delays_refuse_nonsense():
-    with pytest.raises(ValueError, match="base > 0"):
-        list(guards.reconnect_delays(base=0))

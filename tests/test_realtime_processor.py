@@ -64,7 +64,7 @@ class Harness:
             speak=speak,
             client_factory=self.client,
             on_failure=lambda reason, error: self.failures.append((reason, error)),
-            on_response=lambda response, first_audio_ms: self.usage.append(response["usage"]),
+            on_response=lambda response, timing: self.usage.append(response["usage"]),
             **options,
         )
         self.processors.append(processor)

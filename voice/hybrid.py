@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 from django.conf import settings
@@ -24,6 +25,7 @@ from fallback.models import FallbackReason
 from fallback.services import decide_for_session, record_fallback_event
 from metrics.collector import collector
 from metrics.cost import record_realtime_spend
+from metrics.timing import TurnTiming
 from realtime.client import RealtimeError
 from realtime.processor import RealtimeAudioProcessor
 
@@ -159,11 +161,11 @@ class HybridVoiceManager:
     def _legacy_turn(self, **turn: Any) -> None:
         collector.record_turn(self.session_id, "legacy", **turn)
 
-    def _realtime_response(self, response: dict[str, Any], first_audio_ms: float | None) -> None:
+    def _realtime_response(self, response: dict[str, Any], timing: TurnTiming | None) -> None:
         """One Realtime response: priced into the rolling hour at once (see `_account`)."""
-        self._track(self._account(response, first_audio_ms))
+        self._track(self._account(response, timing))
 
-    async def _account(self, response: dict[str, Any], first_audio_ms: float | None) -> None:
+    async def _account(self, response: dict[str, Any], timing: TurnTiming | None) -> None:
         """Add the response's exact cost to the hour's spend, record the turn (its time to first audio feeds the
         latency guard), and move the session to Legacy at its turn boundary once the hour's limit is passed."""
         spend = await run_blocking(record_realtime_spend)(self.session_id, settings.REALTIME_MODEL, response["usage"])
@@ -172,7 +174,7 @@ class HybridVoiceManager:
             "realtime",
             model=settings.REALTIME_MODEL,
             usage=response["usage"],
-            ttfa_ms=first_audio_ms,
+            **(asdict(timing) if timing is not None else {}),
             cost_usd=spend.usd,
             ok=response.get("status") != "failed",
             response_id=response.get("id", ""),

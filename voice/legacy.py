@@ -15,10 +15,12 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from dataclasses import asdict
+from typing import Protocol, TypeVar
 
 from django.conf import settings
 
+from metrics.timing import TurnTiming, upstream_call, upstream_clock, upstream_seconds
 from reception import workflow
 from reception.models import StaffMember
 
@@ -36,6 +38,7 @@ HINT_TTL_SECONDS = 60.0
 
 
 TurnCallback = Callable[..., None]
+T = TypeVar("T")
 
 
 class KioskOutput(Protocol):
@@ -120,13 +123,14 @@ class LegacyAudioService:
         self.language = language
         self.output = output
         self.speak = speak  # set once the visitor talks: a talking visitor hears the answers
-        self.on_turn = on_turn  # on_turn(ttfa_ms=, usage=, ok=) after each answered visitor turn
+        self.on_turn = on_turn  # on_turn(ttfa_ms=, upstream_ms=, server_ms=, usage=, ok=) after each answered turn
         self._engines_factory = engines
         self._engines: SpeechEngines | None = None
         self._segmenter: UtteranceSegmenter | None = None
         self._turn_lock = asyncio.Lock()
         self._playback: asyncio.Task | None = None
         self._first_audio: float | None = None
+        self._upstream_at_first_audio = 0.0  # seconds spent in the engines when the first audio left
         self._spoken_bytes = 0
         self._tasks: set[asyncio.Task] = set()
 
@@ -201,21 +205,25 @@ class LegacyAudioService:
 
     async def _text_turn(self, text: str) -> None:
         received = time.perf_counter()
-        async with self._turn_lock:
-            await self._answer_visitor(text, received)
+        with upstream_clock():
+            async with self._turn_lock:
+                await self._answer_visitor(text, received)
 
     async def _voice_turn(self, utterance: Utterance) -> None:
         # The visitor stopped speaking when the silence that ended the utterance began.
         end_of_speech = time.perf_counter() - self._silence_since(utterance)
-        async with self._turn_lock:
-            engines = await self._get_engines()
-            hint = await run_blocking(recognition_hint)(self.language)
-            transcript = await asyncio.to_thread(engines.stt.transcribe, utterance.pcm16_16k, self.language, hint)
-            text = transcript.text.strip()
-            if not text:  # noise that got past the VAD transcribes to nothing: no turn
-                logger.info("session %s: %.1f s of audio held no words", self.session_id, utterance.duration)
-                return
-            await self._answer_visitor(text, end_of_speech, heard_seconds=utterance.duration)
+        with upstream_clock():
+            async with self._turn_lock:
+                engines = await self._get_engines()
+                hint = await run_blocking(recognition_hint)(self.language)
+                transcript = await asyncio.to_thread(
+                    _in_engine, engines.stt.transcribe, utterance.pcm16_16k, self.language, hint
+                )
+                text = transcript.text.strip()
+                if not text:  # noise that got past the VAD transcribes to nothing: no turn
+                    logger.info("session %s: %.1f s of audio held no words", self.session_id, utterance.duration)
+                    return
+                await self._answer_visitor(text, end_of_speech, heard_seconds=utterance.duration)
 
     def _silence_since(self, utterance: Utterance) -> float:
         if self._segmenter is None or utterance.reason == "replay":
@@ -223,13 +231,17 @@ class LegacyAudioService:
         return max(0.0, self._segmenter.stream_time - utterance.end_s)
 
     async def _answer_visitor(self, text: str, started: float, heard_seconds: float = 0.0) -> None:
+        """Answer one visitor turn (inside its `upstream_clock()`), then report it with its timing."""
         await self.output.send_message({"type": "transcript", "role": "visitor", "text": text, "final": True})
         turn = await run_blocking(workflow.handle_text)(self.session_id, text)
         status, first_audio, spoken_seconds = await self._answer(turn)
         if self.on_turn is not None:
+            # Without audio, the turn ends when the reply is done, and every engine call so far preceded it.
+            upstream = self._upstream_at_first_audio if first_audio is not None else upstream_seconds()
+            timing = TurnTiming.split(((first_audio or time.perf_counter()) - started) * 1000, upstream * 1000)
             usage = {"audio_input_seconds": round(heard_seconds, 3), "audio_output_seconds": round(spoken_seconds, 3)}
             self.on_turn(
-                ttfa_ms=((first_audio or time.perf_counter()) - started) * 1000,
+                **asdict(timing),
                 usage={**usage, **self._engine_models(heard_seconds, spoken_seconds)},
                 ok=status != "failed",
             )
@@ -265,10 +277,17 @@ class LegacyAudioService:
     async def _play(self, text: str) -> None:
         engines = await self._get_engines()
         for sentence in split_sentences(text, self.language):
-            pcm = await asyncio.to_thread(engines.tts.synthesize, sentence, self.language)
+            pcm = await asyncio.to_thread(_in_engine, engines.tts.synthesize, sentence, self.language)
             for start in range(0, len(pcm), AUDIO_CHUNK_BYTES):
                 chunk = pcm[start : start + AUDIO_CHUNK_BYTES]
                 if self._first_audio is None:
                     self._first_audio = time.perf_counter()
+                    self._upstream_at_first_audio = upstream_seconds()
                 await self.output.send_audio(chunk)
                 self._spoken_bytes += len(chunk)
+
+
+def _in_engine(call: Callable[..., T], *args: object) -> T:
+    """`call(*args)` (a speech engine, in a worker thread), its time counted as upstream for the turn."""
+    with upstream_call():
+        return call(*args)

@@ -21,6 +21,7 @@ import jaconv
 from django.conf import settings
 from janome.tokenizer import Tokenizer
 
+from metrics.timing import upstream_call
 from reception_project.logs import adopt_loggers
 
 from .names import Person, find_in_text, staff_directory, strip_honorifics
@@ -498,11 +499,12 @@ class OpenAIChatUnderstanding(LanguageUnderstanding):
             ],
         }
         try:
-            response = self._client.post(
-                f"{settings.OPENAI_BASE_URL.rstrip('/')}/chat/completions",
-                json=body,
-                headers={"Authorization": f"Bearer {settings.OPENAI_API_KEY}"},
-            )
+            with upstream_call():  # the chat model's time is the upstream's, not our server's
+                response = self._client.post(
+                    f"{settings.OPENAI_BASE_URL.rstrip('/')}/chat/completions",
+                    json=body,
+                    headers={"Authorization": f"Bearer {settings.OPENAI_API_KEY}"},
+                )
             response.raise_for_status()
             content = response.json()["choices"][0]["message"]["content"]
             return _from_json(json.loads(content))
