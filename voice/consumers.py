@@ -164,8 +164,8 @@ class KioskConsumer(AsyncWebsocketConsumer):
             raise ProtocolError("session_not_started", "Send session.start first.")
         if len(pcm16) > settings.KIOSK_MAX_FRAME_BYTES:
             raise ProtocolError("frame_too_large", f"Frames are limited to {settings.KIOSK_MAX_FRAME_BYTES} bytes.")
-        if len(pcm16) % 2:
-            raise ProtocolError("invalid_audio", "PCM16 audio has an even number of bytes.")
+        if not pcm16 or len(pcm16) % 2:
+            raise ProtocolError("invalid_audio", "PCM16 audio has an even, non-zero number of bytes.")
         await self.rate_limits.audio(len(pcm16))
         await self.voice_path.feed_audio(pcm16)
 
