@@ -177,7 +177,7 @@ KIOSK_MAX_FRAME_BYTES = env.int("KIOSK_MAX_FRAME_BYTES", default=256 * 1024)
 KIOSK_RATE_MESSAGES_PER_SECOND = env.int("KIOSK_RATE_MESSAGES_PER_SECOND", default=100)
 KIOSK_RATE_AUDIO_REALTIME_FACTOR = env.float("KIOSK_RATE_AUDIO_REALTIME_FACTOR", default=1.5)
 KIOSK_RATE_AUDIO_BURST_SECONDS = env.int("KIOSK_RATE_AUDIO_BURST_SECONDS", default=2)
-# This many refusals within the window close the kiosk's socket with 4429.
+# More refusals than this within the window close the kiosk's socket with 4429.
 KIOSK_RATE_FLOOD_REFUSALS = env.int("KIOSK_RATE_FLOOD_REFUSALS", default=100)
 KIOSK_RATE_FLOOD_WINDOW_SECONDS = env.int("KIOSK_RATE_FLOOD_WINDOW_SECONDS", default=10)
 # New sockets per minute: per kiosk, and per client address (a lobby of 100 kiosks behind one NAT address).
