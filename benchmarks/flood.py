@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import sys
 import tempfile
@@ -42,26 +43,19 @@ async def until_done(ws) -> None:
 
 
 async def calm_kiosk(url: str, key: str, index: int, seconds: float, turns: list[float]) -> None:
-    deadline, conversation = time.monotonic() + seconds, 0
-    while time.monotonic() < deadline:
-        async with websockets.connect(url, additional_headers=headers(key)) as ws:
-            await ws.send(
-                json.dumps(
-                    {
-                        "type": "session.start",
-                        "session_id": f"calm-{index}-{conversation}-{time.time_ns()}",
-                        "language": "en",
-                    }
-                )
-            )
+    """One socket and one visit for the phase (a real kiosk does not reconnect per turn): turns in a loop."""
+    deadline = time.monotonic() + seconds
+    async with websockets.connect(url, additional_headers=headers(key)) as ws:
+        await ws.send(json.dumps({"type": "session.start", "language": "en"}))
+        await until_done(ws)
+        for text in itertools.cycle(TURNS):
+            if time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.2)  # the visitor reads, then answers
+            started = time.perf_counter()
+            await ws.send(json.dumps({"type": "input_text", "text": text}))
             await until_done(ws)
-            for text in TURNS:
-                await asyncio.sleep(0.2)  # the visitor reads, then answers
-                started = time.perf_counter()
-                await ws.send(json.dumps({"type": "input_text", "text": text}))
-                await until_done(ws)
-                turns.append(time.perf_counter() - started)
-        conversation += 1
+            turns.append(time.perf_counter() - started)
 
 
 async def flooder(url: str, key: str, seconds: float, tally: Counter) -> None:
