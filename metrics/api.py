@@ -34,8 +34,9 @@ from .authentication import BearerTokenAuthentication, IsStaff
 from .cost import cost_status
 from .models import AlertName, AlertState, ModelPrice
 from .stats import SLOW_TURN_MS, WINDOWS, fallbacks_by_reason, summary, turn_stats, window_of
+from .throttling import ControlThrottle
 
-AUTH_ERRORS = {401: s.ErrorSerializer, 403: s.ErrorSerializer}
+AUTH_ERRORS = {401: s.ErrorSerializer, 403: s.ErrorSerializer, 429: s.ErrorSerializer}
 WINDOW_PARAM = OpenApiParameter("window", str, enum=list(WINDOWS), default="hour", description="hour, day or week")
 
 
@@ -128,6 +129,7 @@ class ActionView(StaffAPIView):
     """POST ``{"reason": "..."}``: one audited emergency action."""
 
     action: Action
+    throttle_classes = [*APIView.throttle_classes, ControlThrottle]
 
     @extend_schema(
         request=s.ReasonSerializer,
@@ -172,7 +174,8 @@ class HealthCheckView(APIView):
     permission_classes = [AllowAny]
 
     @extend_schema(
-        summary="healthy or degraded (no login)", responses={200: s.HealthSerializer, 503: s.HealthSerializer}
+        summary="healthy or degraded (no login)",
+        responses={200: s.HealthSerializer, 429: s.ErrorSerializer, 503: s.HealthSerializer},
     )
     def get(self, request: Request) -> Response:
         try:

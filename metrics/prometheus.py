@@ -25,6 +25,7 @@ from fallback.models import FallbackEvent, GuardStatus, Mode
 from .authentication import BearerTokenAuthentication, scrape_token_matches
 from .cost import cost_status
 from .models import AlertState, SessionMetric, TurnMetric
+from .refusals import refusal_counts
 
 TTFA_BUCKETS_MS = (250, 500, 750, 1000, 1500, 2000, 3000, 5000)
 SERVER_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000)
@@ -113,6 +114,14 @@ class DatabaseCollector:
         for name, active in AlertState.objects.values_list("name", "active").order_by("name"):
             alert.add_metric([name], float(active))
         yield alert
+        refused = CounterMetricFamily(
+            "reception_kiosk_rate_limited",
+            "Kiosk frames and connections refused by a rate limit, by limit (flood_closed: sockets closed, 4429).",
+            labels=["limit"],
+        )
+        for limit, n in refusal_counts().items():
+            refused.add_metric([limit], n)
+        yield refused
 
 
 def exposition() -> bytes:

@@ -6,6 +6,7 @@ Every variable of the contract has its default here; `.env.realtime.template` do
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -82,6 +83,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "metrics",
     "csp",
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -96,6 +98,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into its lockout response.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "reception_project.urls"
@@ -144,6 +148,11 @@ if REDIS_URL:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}}
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+# The cache holds the API throttles' and the refusal counters: shared (Redis) when several processes serve.
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # SQLite deployments only: a separate file for the workflow's checkpoints. Empty: the database file itself, so
 # checkpoints always live with the visits they belong to (PostgreSQL deployments keep them in the same database).
@@ -220,6 +229,37 @@ KIOSK_PAIRING_LINK_HOURS = env.int("KIOSK_PAIRING_LINK_HOURS", default=24)
 KIOSK_MAX_TEXT_CHARS = 1000
 KIOSK_MAX_FRAME_BYTES = env.int("KIOSK_MAX_FRAME_BYTES", default=256 * 1024)
 
+# Rate limits (voice/rate_limits.py; counters in Redis with REDIS_URL, else in the one server process).
+# Per kiosk: frames per second (the kiosk page sends 50 audio frames/s), and audio no faster than
+# FACTOR x real time averaged over BURST seconds; a refused frame gets `error` `rate_limited`.
+KIOSK_RATE_MESSAGES_PER_SECOND = env.int("KIOSK_RATE_MESSAGES_PER_SECOND", default=100)
+KIOSK_RATE_AUDIO_REALTIME_FACTOR = env.float("KIOSK_RATE_AUDIO_REALTIME_FACTOR", default=1.5)
+KIOSK_RATE_AUDIO_BURST_SECONDS = env.int("KIOSK_RATE_AUDIO_BURST_SECONDS", default=2)
+# More refusals than this within the window close the kiosk's socket with 4429.
+KIOSK_RATE_FLOOD_REFUSALS = env.int("KIOSK_RATE_FLOOD_REFUSALS", default=100)
+KIOSK_RATE_FLOOD_WINDOW_SECONDS = env.int("KIOSK_RATE_FLOOD_WINDOW_SECONDS", default=10)
+# New sockets per minute: per kiosk, and per client address (a lobby of 100 kiosks behind one NAT address).
+KIOSK_RATE_CONNECTS_PER_KIOSK_PER_MINUTE = env.int("KIOSK_RATE_CONNECTS_PER_KIOSK_PER_MINUTE", default=20)
+KIOSK_RATE_CONNECTS_PER_ADDRESS_PER_MINUTE = env.int("KIOSK_RATE_CONNECTS_PER_ADDRESS_PER_MINUTE", default=600)
+# Live sockets per kiosk: a newer one closes the oldest (4409) beyond this; 2 lets a reconnect overlap.
+KIOSK_MAX_CONNECTIONS_PER_KIOSK = env.int("KIOSK_MAX_CONNECTIONS_PER_KIOSK", default=2)
+# Operations API throttles (metrics/throttling.py), DRF rate strings: per staff user (token or session),
+# per address for anonymous calls (the health check), and per user for the emergency/rollout POSTs.
+API_THROTTLE_USER = env("API_THROTTLE_USER", default="300/minute")
+API_THROTTLE_ANON = env("API_THROTTLE_ANON", default="120/minute")
+API_THROTTLE_CONTROL = env("API_THROTTLE_CONTROL", default="10/minute")
+# Admin login lockout (django-axes): this many failures for one user name from one address lock it for
+# AXES_COOLOFF_MINUTES; `manage.py axes_reset` (or axes_reset_username NAME) unlocks at once.
+AUTHENTICATION_BACKENDS = [
+    "reception_project.login_lockout.LoginLockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_MINUTES = env.int("AXES_COOLOFF_MINUTES", default=15)
+AXES_COOLOFF_TIME = timedelta(minutes=AXES_COOLOFF_MINUTES)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+
 # Logging: one JSON line per event (LOG_FORMAT=plain for a terminal), tagged with session_id and kiosk_id;
 # reception_project.logs.SafeLogFilter on every handler keeps keys, tokens and audio out, and visitor names and
 # transcripts too unless REALTIME_ENABLE_DETAILED_LOGGING is on. LOG_FILE adds a rotating file.
@@ -266,7 +306,10 @@ if LOG_FILE:
     LOGGING["root"]["handlers"].append("file")
 
 # REST API (metrics app): the OpenAPI schema at /api/v1/schema.
-REST_FRAMEWORK = {"DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema"}
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_THROTTLE_CLASSES": ["metrics.throttling.AnonThrottle", "metrics.throttling.UserThrottle"],
+}
 SPECTACULAR_SETTINGS = {
     "TITLE": "ai-reception operations API",
     "VERSION": "1.0.0",

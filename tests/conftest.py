@@ -22,6 +22,16 @@ def pytest_sessionfinish(session, exitstatus):
         reporter.write_line(f"FAIL_ON_SKIP: {len(skipped)} test(s) were skipped", red=True)
 
 
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    """The cache holds API throttle and refusal counters: one test's never reach the next."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
 @pytest.fixture
 def isolated_workflow_state(settings, tmp_path):
     """Each test gets its own checkpoint database and no notification back-off."""

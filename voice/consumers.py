@@ -11,6 +11,7 @@ import json
 import logging
 import uuid
 
+from autobahn.exception import Disconnected
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
@@ -25,6 +26,7 @@ from .hybrid import HybridVoiceManager
 from .kiosk_auth import authenticate_kiosk, origin_allowed
 from .legacy import decode_audio_append
 from .protocol import KioskMessage, ProtocolError, parse_text_frame
+from .rate_limits import CLOSE_FLOODING, CLOSE_REPLACED, ConnectionCap, KioskRateLimits, RateLimited, kiosk_group
 
 logger = logging.getLogger(__name__)
 
@@ -36,35 +38,71 @@ def _session_owned_elsewhere(session_id: str, kiosk_id: int) -> bool:
     return Visit.objects.filter(session_id=session_id).exclude(kiosk_id=kiosk_id).exists()
 
 
+def _client_address(scope: dict) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
 class KioskConsumer(AsyncWebsocketConsumer):
     """One kiosk connection; at most one reception session at a time."""
 
     kiosk = None
     voice_path: HybridVoiceManager | None = None
+    rate_limits: KioskRateLimits | None = None
+    connection_cap: ConnectionCap | None = None
+    closing = False  # we closed the socket, or the kiosk went away: nothing more is read or sent
 
     async def connect(self) -> None:
         if not origin_allowed(self.scope):
             await self.close(code=CLOSE_FORBIDDEN_ORIGIN)
             return
-        self.kiosk = await run_blocking(authenticate_kiosk)(self.scope)
-        await self.accept()
-        if self.kiosk is not None:
-            await self.channel_layer.group_add(CONTROL_GROUP, self.channel_name)
-            watch_emergencies()
-        if self.kiosk is None:
+        self.rate_limits = KioskRateLimits()
+        try:
+            await self.rate_limits.address_connect(_client_address(self.scope))
+            kiosk = await run_blocking(authenticate_kiosk)(self.scope)
+            if kiosk is not None:
+                await self.rate_limits.kiosk_connect(kiosk)
+        except RateLimited as refusal:
             # Accept first so a browser can show why; then close.
+            await self.accept()
+            await self.rate_limits.refused(refusal)
+            await self.send_error(refusal)
+            await self.close_socket(CLOSE_FLOODING)
+            return
+        self.kiosk = kiosk
+        await self.accept()
+        if self.kiosk is None:
             await self.send_error(
                 ProtocolError("unauthorized", "This kiosk is not recognised: send its key or pair it from the admin.")
             )
-            await self.close(code=CLOSE_UNAUTHORIZED)
+            await self.close_socket(CLOSE_UNAUTHORIZED)
+            return
+        await self.channel_layer.group_add(CONTROL_GROUP, self.channel_name)
+        watch_emergencies()
+        self.connection_cap = ConnectionCap(self.channel_name, settings.KIOSK_MAX_CONNECTIONS_PER_KIOSK)
+        await self.channel_layer.group_add(kiosk_group(self.kiosk), self.channel_name)
+        await self.channel_layer.group_send(kiosk_group(self.kiosk), self.connection_cap.announcement("kiosk.joined"))
 
     async def disconnect(self, code: int) -> None:
         # The conversation stays checkpointed: reconnecting with the session id continues it.
+        self.closing = True
         if self.kiosk is not None:
             await self.channel_layer.group_discard(CONTROL_GROUP, self.channel_name)
             stop_watching_emergencies()
+        if self.connection_cap is not None:
+            await self.channel_layer.group_discard(kiosk_group(self.kiosk), self.channel_name)
+            await self.channel_layer.group_send(kiosk_group(self.kiosk), self.connection_cap.announcement("kiosk.left"))
         if self.voice_path is not None:
             await self.voice_path.close("abandoned")
+
+    async def kiosk_joined(self, event: dict) -> None:
+        """Another connection of this kiosk opened: the oldest close once the kiosk has too many."""
+        if not self.closing and self.connection_cap.joined(event):
+            await self.send_error(ProtocolError("replaced", "This kiosk connected again; this connection is closed."))
+            await self.close_socket(CLOSE_REPLACED)
+
+    async def kiosk_left(self, event: dict) -> None:
+        self.connection_cap.left(event)
 
     async def control_emergency(self, event: dict) -> None:
         """Emergency broadcast from `fallback.emergency`: live Realtime sessions move to Legacy."""
@@ -72,13 +110,19 @@ class KioskConsumer(AsyncWebsocketConsumer):
             await self.voice_path.on_emergency(event)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        if self.kiosk is None:
+        if self.kiosk is None or self.closing:
             return
         try:
+            await self.rate_limits.message()
             if bytes_data is not None:
                 await self.receive_audio(bytes_data)
             else:
                 await self.dispatch_message(parse_text_frame(text_data or ""))
+        except RateLimited as refusal:
+            await self.send_error(refusal)
+            if await self.rate_limits.refused(refusal):
+                logger.warning("kiosk %s keeps flooding (%s): closed", self.kiosk.pk, refusal.limit)
+                await self.close_socket(CLOSE_FLOODING)
         except ProtocolError as error:
             await self.send_error(error)
 
@@ -115,15 +159,16 @@ class KioskConsumer(AsyncWebsocketConsumer):
         await voice_path.close("completed")
         visit_id = await run_blocking(workflow.end)(voice_path.session_id, reason)
         await self.send_message({"type": "session.ended", "reason": reason, "visit_id": visit_id})
-        await self.close()
+        await self.close_socket()
 
     async def receive_audio(self, pcm16: bytes) -> None:
         if self.voice_path is None:
             raise ProtocolError("session_not_started", "Send session.start first.")
         if len(pcm16) > settings.KIOSK_MAX_FRAME_BYTES:
             raise ProtocolError("frame_too_large", f"Frames are limited to {settings.KIOSK_MAX_FRAME_BYTES} bytes.")
-        if len(pcm16) % 2:
-            raise ProtocolError("invalid_audio", "PCM16 audio has an even number of bytes.")
+        if not pcm16 or len(pcm16) % 2:
+            raise ProtocolError("invalid_audio", "PCM16 audio has an even, non-zero number of bytes.")
+        await self.rate_limits.audio(len(pcm16))
         await self.voice_path.feed_audio(pcm16)
 
     async def send_error(self, error: ProtocolError) -> None:
@@ -132,7 +177,24 @@ class KioskConsumer(AsyncWebsocketConsumer):
         await self.send_message(error.as_message())
 
     async def send_message(self, message: dict) -> None:
-        await self.send(text_data=json.dumps(message, ensure_ascii=False))
+        await self._send(text_data=json.dumps(message, ensure_ascii=False))
 
     async def send_audio(self, pcm16: bytes) -> None:
-        await self.send(bytes_data=pcm16)
+        await self._send(bytes_data=pcm16)
+
+    async def close_socket(self, code: int | None = None) -> None:
+        self.closing = True
+        await self.close(code=code)
+
+    async def _send(self, **frame: str | bytes) -> None:
+        """Send unless the socket is gone: a kiosk that closed mid-reply is not an error (its disconnect
+        arrives next and stops the session)."""
+        if self.closing:
+            return
+        try:
+            await self.send(**frame)
+        except Disconnected:  # Daphne: the kiosk closed the socket before its disconnect reached us
+            self.closing = True
+            logger.info(
+                "kiosk %s went away mid-reply; the rest of the reply is dropped", getattr(self.kiosk, "pk", None)
+            )

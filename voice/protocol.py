@@ -81,6 +81,10 @@ def _validate_input_text(data: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(text, str):
         raise ProtocolError("invalid_text", "input_text needs a 'text' string.")
     text = text.strip()
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # a lone surrogate from a JSON escape such as "\ud800"
+        raise ProtocolError("invalid_text", "text must be valid Unicode.") from None
     if not text:
         raise ProtocolError("invalid_text", "input_text needs a non-empty 'text'.")
     if len(text) > settings.KIOSK_MAX_TEXT_CHARS:

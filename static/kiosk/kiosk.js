@@ -136,7 +136,7 @@
     socket.addEventListener("close", (event) => {
       setEnabled(false);
       if (event.code === 4401) { setStatus(strings.unauthorized); return; }
-      if (event.code === 1000) return;
+      if (event.code === 1000 || event.code === 4409) return;  // 4409: a newer screen of this kiosk took over
       setStatus(strings.reconnecting);
       setTimeout(connect, retryDelay);
       retryDelay = Math.min(retryDelay * 2, 15000);

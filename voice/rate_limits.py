@@ -1,0 +1,155 @@
+"""Rate limits of the kiosk socket, on a counter shared by every server process (the `limits` library).
+
+With `REDIS_URL` the counters live in Redis, so every process counts against the same budget; without it
+the deployment is one process (the channel layer is in-process too) and the counters live in its memory.
+Per kiosk: frames per second, and audio no faster than `KIOSK_RATE_AUDIO_REALTIME_FACTOR` x real time
+averaged over `KIOSK_RATE_AUDIO_BURST_SECONDS` (PCM16 24 kHz mono is 48,000 bytes/s, so a short burst
+passes); new connections per kiosk and per client address. A refused frame gets `error` `rate_limited`
+and the socket stays open; `KIOSK_RATE_FLOOD_REFUSALS` refusals within `KIOSK_RATE_FLOOD_WINDOW_SECONDS`
+close it with 4429. Every refusal is counted (`metrics.refusals`, exported to Prometheus).
+
+Concurrent connections per kiosk: the newest win. Each connection announces itself to the kiosk's group
+on the channel layer; a connection that sees `KIOSK_MAX_CONNECTIONS_PER_KIOSK` newer live ones closes
+with 4409. So a kiosk that reconnects while its old socket is not yet closed is never refused, and a
+crashed process can never lock a kiosk out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import weakref
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from limits import RateLimitItem, RateLimitItemPerMinute, RateLimitItemPerSecond
+from limits.aio.storage import MemoryStorage, Storage
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from limits.storage import storage_from_string
+
+from metrics.refusals import count_refusal
+
+from .protocol import ProtocolError
+
+CLOSE_FLOODING = 4429
+CLOSE_REPLACED = 4409
+PCM16_BYTES_PER_SECOND = 48_000  # 24 kHz mono
+
+_storages: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Storage] = weakref.WeakKeyDictionary()
+
+
+def shared_storage() -> Storage:
+    """The counters' storage for the running event loop: Redis with REDIS_URL, else this process's memory.
+
+    One per loop, because an asyncio Redis connection belongs to the loop that opened it.
+    """
+    loop = asyncio.get_running_loop()
+    storage = _storages.get(loop)
+    if storage is None:
+        if settings.REDIS_URL:
+            storage = storage_from_string(f"async+{settings.REDIS_URL}", implementation="redispy")
+        else:
+            storage = MemoryStorage()
+        _storages[loop] = storage
+    return storage
+
+
+class RateLimited(ProtocolError):
+    """A frame or connection over one of the kiosk's limits."""
+
+    def __init__(self, limit: str, message: str) -> None:
+        super().__init__("rate_limited", message)
+        self.limit = limit
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The limits of the settings, read when a connection opens."""
+
+    messages: RateLimitItem
+    audio_bytes: RateLimitItem
+    flood: RateLimitItem
+    kiosk_connects: RateLimitItem
+    address_connects: RateLimitItem
+
+    @classmethod
+    def from_settings(cls) -> Limits:
+        burst = max(1, settings.KIOSK_RATE_AUDIO_BURST_SECONDS)
+        audio_per_burst = round(PCM16_BYTES_PER_SECOND * settings.KIOSK_RATE_AUDIO_REALTIME_FACTOR * burst)
+        return cls(
+            messages=RateLimitItemPerSecond(settings.KIOSK_RATE_MESSAGES_PER_SECOND),
+            audio_bytes=RateLimitItemPerSecond(audio_per_burst, burst),
+            flood=RateLimitItemPerSecond(settings.KIOSK_RATE_FLOOD_REFUSALS, settings.KIOSK_RATE_FLOOD_WINDOW_SECONDS),
+            kiosk_connects=RateLimitItemPerMinute(settings.KIOSK_RATE_CONNECTS_PER_KIOSK_PER_MINUTE),
+            address_connects=RateLimitItemPerMinute(settings.KIOSK_RATE_CONNECTS_PER_ADDRESS_PER_MINUTE),
+        )
+
+
+def kiosk_identity(kiosk) -> str:
+    """The kiosk's counter key: its id and a piece of its key's hash (a new key starts a fresh budget)."""
+    return f"{kiosk.pk}-{kiosk.key_hash[:16]}"
+
+
+class KioskRateLimits:
+    """The limits of one kiosk connection. `storage` defaults to the shared one."""
+
+    def __init__(self, storage: Storage | None = None, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits.from_settings()
+        self.limiter = SlidingWindowCounterRateLimiter(storage or shared_storage())
+        self.kiosk_key = ""
+
+    async def address_connect(self, address: str) -> None:
+        """A new connection from `address` (before authentication); raises RateLimited."""
+        if not await self.limiter.hit(self.limits.address_connects, "kiosk-address", address):
+            raise RateLimited("address_connects", "Too many new connections from this address; try again shortly.")
+
+    async def kiosk_connect(self, kiosk) -> None:
+        """A new connection of an authenticated kiosk; raises RateLimited."""
+        self.kiosk_key = kiosk_identity(kiosk)
+        if not await self.limiter.hit(self.limits.kiosk_connects, "kiosk-connects", self.kiosk_key):
+            raise RateLimited("kiosk_connects", "This kiosk reconnects too often; try again in a minute.")
+
+    async def message(self) -> None:
+        """One frame from the kiosk; raises RateLimited."""
+        if not await self.limiter.hit(self.limits.messages, "kiosk-messages", self.kiosk_key):
+            raise RateLimited("messages", "Too many messages; slow down.")
+
+    async def audio(self, nbytes: int) -> None:
+        """`nbytes` of PCM16 from the kiosk; raises RateLimited when audio comes faster than allowed."""
+        if nbytes and not await self.limiter.hit(self.limits.audio_bytes, "kiosk-audio", self.kiosk_key, cost=nbytes):
+            raise RateLimited("audio", "Audio is arriving faster than real time; this chunk was dropped.")
+
+    async def refused(self, refusal: RateLimited) -> bool:
+        """Count a refusal; True when the kiosk keeps flooding and its socket should be closed (4429)."""
+        await asyncio.to_thread(count_refusal, refusal.limit)
+        flooding = not await self.limiter.hit(self.limits.flood, "kiosk-refusals", self.kiosk_key)
+        if flooding:
+            await asyncio.to_thread(count_refusal, "flood_closed")
+        return flooding
+
+
+def kiosk_group(kiosk) -> str:
+    """The channel-layer group of one kiosk's connections."""
+    return f"kiosk.{kiosk.pk}"
+
+
+@dataclass
+class ConnectionCap:
+    """This connection's view of the kiosk's other connections: it must go when `cap` newer ones are live."""
+
+    channel_name: str
+    cap: int
+    since: float = field(default_factory=time.time)
+    newer: set[str] = field(default_factory=set)
+
+    def announcement(self, kind: str) -> dict:
+        return {"type": kind, "channel": self.channel_name, "since": self.since}
+
+    def joined(self, event: dict) -> bool:
+        """Another connection opened; True when this one must close."""
+        if (event["since"], event["channel"]) > (self.since, self.channel_name):
+            self.newer.add(event["channel"])
+        return self.cap > 0 and len(self.newer) >= self.cap
+
+    def left(self, event: dict) -> None:
+        self.newer.discard(event["channel"])
