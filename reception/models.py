@@ -178,6 +178,9 @@ class VisitQuerySet(models.QuerySet):
     def older_than(self, days: int) -> VisitQuerySet:
         return self.filter(created_at__lt=timezone.now() - timedelta(days=days))
 
+    def unfinished(self) -> VisitQuerySet:
+        return self.filter(status__in=(Visit.Status.COLLECTING, Visit.Status.CONFIRMING))
+
 
 class Visit(models.Model):
     """One visitor's reception, projected from the workflow state of its session."""
@@ -197,6 +200,7 @@ class Visit(models.Model):
         DECLINED = "declined", _("politely declined")
         DELIVERY_GUIDED = "delivery_guided", _("delivery guided")
         ENDED = "ended", _("ended before completion")
+        ABANDONED = "abandoned", _("abandoned (the visitor walked away)")
 
     session_id = models.CharField(_("session id"), max_length=64, unique=True)
     kiosk = models.ForeignKey(

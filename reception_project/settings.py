@@ -161,6 +161,8 @@ EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.
 KIOSK_PAIRING_LINK_HOURS = env.int("KIOSK_PAIRING_LINK_HOURS", default=24)
 KIOSK_MAX_TEXT_CHARS = 1000
 KIOSK_MAX_FRAME_BYTES = env.int("KIOSK_MAX_FRAME_BYTES", default=256 * 1024)
+# No visitor speech or text this long after a reply: the session ends and the kiosk forgets the visitor.
+KIOSK_IDLE_TIMEOUT_SECONDS = env.float("KIOSK_IDLE_TIMEOUT_SECONDS", default=60.0)
 
 # Logging: one line per event; audio and keys never reach a log.
 FEATURE_ENABLE_DEBUG_LOGGING = env.bool("FEATURE_ENABLE_DEBUG_LOGGING", default=False)
