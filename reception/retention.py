@@ -9,19 +9,32 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from fallback.models import AuditEntry
+
 from . import workflow
 from .models import Visit
 
 
-def purge_visits(older_than_days: int) -> int:
-    """Delete visits older than the given days, with their checkpointed conversations; returns the count."""
+def purge_visits(older_than_days: int, *, actor: str = "system:retention", reason: str = "retention") -> int:
+    """Delete visits older than the given days, with their checkpointed conversations; returns the count.
+
+    Each run leaves an audit entry (who, when, why, how many) in the same transaction as the deletion.
+    """
     visits = Visit.objects.older_than(older_than_days)
     session_ids = list(visits.values_list("session_id", flat=True))
     for session_id in session_ids:
         workflow.forget(session_id)
     with transaction.atomic():
         count, _ = Visit.objects.filter(session_id__in=session_ids).delete()
-    return len(session_ids) if count else 0
+        purged = len(session_ids) if count else 0
+        AuditEntry.objects.create(
+            actor=actor,
+            action="visitors_purged",
+            reason=reason[:500],
+            before={"visits": purged, "older_than_days": older_than_days},
+            after={"visits": 0},
+        )
+    return purged
 
 
 def close_abandoned_visits(older_than_seconds: float) -> int:

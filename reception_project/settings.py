@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "metrics",
+    "simple_history",
 ]
 
 MIDDLEWARE = [
@@ -47,6 +48,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "simple_history.middleware.HistoryRequestMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -150,6 +152,7 @@ ALERT_WEBHOOK_TIMEOUT_SECONDS = env.float("ALERT_WEBHOOK_TIMEOUT_SECONDS", defau
 REALTIME_SESSION_COST_ESTIMATE = env.float("REALTIME_SESSION_COST_ESTIMATE", default=0.5)  # USD, reservation floor
 REALTIME_RESERVATION_TTL_SECONDS = env.int("REALTIME_RESERVATION_TTL_SECONDS", default=1800)
 METRICS_SCRAPE_TOKEN = env("METRICS_SCRAPE_TOKEN", default="")  # Bearer token for /metrics; empty: staff only
+API_TOKEN_TTL_DAYS = env.int("API_TOKEN_TTL_DAYS", default=90)  # REST API tokens expire this long after issue
 
 # Reception behaviour.
 VISITOR_RETENTION_DAYS = env.int("VISITOR_RETENTION_DAYS", default=90)

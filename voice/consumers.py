@@ -43,6 +43,12 @@ class KioskConsumer(AsyncWebsocketConsumer):
     voice_path: HybridVoiceManager | None = None
     idle: IdleWatchdog | None = None
 
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:  # however the connection dies, the watchdog dies with it
+            await self.stop_idle_watchdog()
+
     async def connect(self) -> None:
         if not origin_allowed(self.scope):
             await self.close(code=CLOSE_FORBIDDEN_ORIGIN)
