@@ -14,12 +14,17 @@ from channels.db import database_sync_to_async
 from django.core.management import call_command
 from django.utils import timezone
 
+from fallback.emergency import apply_action
+from realtime.emulator.audio import tone
+from realtime.emulator.reception_brain import build_reception_brain
 from reception import workflow
 from reception.models import Visit
 from tests.kiosk_client import collect_turn, collect_until, connect, last
+from tests.metrics_fixtures import reference_prices  # noqa: F401  (Realtime admission needs prices)
 from voice.idle import IdleWatchdog
 from voice.legacy import LegacyAudioService
 
+pytest_plugins = ["tests.realtime_fixtures"]
 pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.usefixtures("isolated_workflow_state", "demo_directory"),
@@ -66,6 +71,7 @@ async def expect_idle_end(ws) -> dict:
     ended = await ws.receive_json_from(timeout=10)
     assert ended["type"] == "session.ended" and ended["reason"] == "idle", ended
     assert (await ws.receive_output(timeout=10))["type"] == "websocket.close"
+    await ws.disconnect()  # as the browser answers the close
     return ended
 
 
@@ -85,6 +91,25 @@ async def test_a_visitor_who_walks_away_is_forgotten_and_the_visit_abandoned(kio
     assert await visit_status(session_id) == Visit.Status.ABANDONED
     assert ended["visit_id"] == (await database_sync_to_async(Visit.objects.get)(session_id=session_id)).pk
     assert workflow.snapshot(session_id).visit["status"] == Visit.Status.ABANDONED
+
+
+@pytest.mark.asyncio
+async def test_a_realtime_session_is_forgotten_too(realtime_emulator, settings, kiosk_and_key):
+    realtime_emulator.config.accepted_keys = None
+    realtime_emulator.brain = build_reception_brain(
+        transcribe=lambda pcm, language: "", synthesize=lambda text, language: tone(max(200, 20 * len(text)))
+    )
+    settings.REALTIME_API_URL = realtime_emulator.url
+    for action, params in (("enable", {}), ("set_rollout_percentage", {"percent": 100})):
+        await database_sync_to_async(apply_action)(action, actor="test", reason="idle on Realtime", **params)
+    ws = await connect(kiosk_and_key[1])
+    opening = await start(ws, voice=True)
+    assert last(opening, "session.started")["mode"] == "realtime"
+    session_id = last(opening, "session.started")["session_id"]
+    assert "山田" in last(await say(ws, NAME), "visit.updated")["visitor_name"]
+
+    await expect_idle_end(ws)
+    assert await visit_status(session_id) == Visit.Status.ABANDONED
 
 
 @pytest.mark.asyncio
