@@ -15,8 +15,10 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from simple_history.admin import SimpleHistoryAdmin
 
 from fallback.admin import ReadOnlyAdmin
+from fallback.history_admin import AuditedAdmin
 from fallback.models import AuditEntry, FallbackEvent, RoutingDecision
 from reception.workflow.checkpoint import get_checkpointer
 
@@ -116,7 +118,7 @@ class SessionMetricAdmin(ReadOnlyAdmin):
 
 
 @admin.register(ModelPrice)
-class ModelPriceAdmin(admin.ModelAdmin):
+class ModelPriceAdmin(SimpleHistoryAdmin):
     """Each save adds a new version (effective now or later); existing versions are never edited or deleted."""
 
     list_display = (
@@ -147,6 +149,7 @@ class ModelPriceAdmin(admin.ModelAdmin):
         obj.pk, obj._state.adding = None, True  # a change is a new version: history stays as it was
         obj.effective_from = max(obj.effective_from or now, now)
         obj.created_by = f"user:{request.user.get_username()}"
+        obj._change_reason = (obj.note or "price change")[:100]
         obj.save()
         after = {f: str(getattr(obj, f)) for f in form.changed_data if f != "effective_from"}
         AuditEntry.objects.create(
@@ -161,11 +164,11 @@ class ModelPriceAdmin(admin.ModelAdmin):
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
+class ApiTokenAdmin(AuditedAdmin):
     """Tokens are created by `manage.py create_api_token`; here they can be seen and revoked (deleted)."""
 
-    list_display = ("user", "key_prefix", "created_at", "last_used_at")
-    readonly_fields = ("user", "key_prefix", "created_at", "last_used_at")
+    list_display = ("user", "key_prefix", "created_at", "expires_at", "last_used_at")
+    readonly_fields = ("user", "key_prefix", "created_at", "expires_at", "last_used_at")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -12,6 +13,8 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
 
 from .models import ApiToken, hash_token
+
+LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 def bearer_token(request: HttpRequest) -> str | None:
@@ -28,7 +31,7 @@ def bearer_token(request: HttpRequest) -> str | None:
 
 
 class BearerTokenAuthentication(authentication.BaseAuthentication):
-    """A staff user's API token; a wrong or unknown token is a 401, a token of a demoted user a 403."""
+    """A staff user's API token; a wrong, unknown or expired token is a 401, a token of a demoted user a 403."""
 
     def authenticate(self, request: HttpRequest) -> tuple[Any, ApiToken] | None:
         raw = bearer_token(request)
@@ -37,7 +40,11 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         token = ApiToken.objects.select_related("user").filter(key_hash=hash_token(raw)).first()
         if token is None or not token.user.is_active:
             raise exceptions.AuthenticationFailed("Invalid token.")
-        ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
+        now = timezone.now()
+        if token.expires_at <= now:
+            raise exceptions.AuthenticationFailed("This token has expired; ask for a new one.")
+        if token.last_used_at is None or now - token.last_used_at >= LAST_USED_RESOLUTION:
+            ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)  # not a write per request
         return token.user, token
 
     def authenticate_header(self, request: HttpRequest) -> str:

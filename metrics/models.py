@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -13,6 +13,7 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from fallback.history import AuditedHistory
 from fallback.models import Mode
 
 PRICE_FIELD = {"max_digits": 12, "decimal_places": 6, "default": Decimal(0)}
@@ -75,6 +76,7 @@ class ModelPrice(models.Model):
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     objects = ModelPriceQuerySet.as_manager()
+    history = AuditedHistory()
 
     class Meta:
         verbose_name = _("model price")
@@ -201,6 +203,11 @@ def hash_token(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
+def token_expiry() -> datetime:
+    """When a token issued now expires (API_TOKEN_TTL_DAYS)."""
+    return timezone.now() + timedelta(days=settings.API_TOKEN_TTL_DAYS)
+
+
 class ApiToken(models.Model):
     """A REST API token of a staff user; only its SHA-256 is stored (shown once by create_api_token)."""
 
@@ -210,7 +217,12 @@ class ApiToken(models.Model):
     key_prefix = models.CharField(_("key prefix"), max_length=8, editable=False)
     key_hash = models.CharField(_("key hash"), max_length=64, unique=True, editable=False)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
-    last_used_at = models.DateTimeField(_("last used at"), null=True, blank=True)
+    expires_at = models.DateTimeField(_("expires at"), default=token_expiry)
+    last_used_at = models.DateTimeField(
+        _("last used at"), null=True, blank=True, help_text=_("Updated at most once a minute.")
+    )
+
+    history = AuditedHistory(excluded_fields=["key_hash", "last_used_at"])
 
     class Meta:
         verbose_name = _("API token")

@@ -6,6 +6,9 @@ from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
+from fallback.history import audit_context
+from fallback.history_admin import AuditedAdmin
+
 from .models import Appointment, HostNotification, Kiosk, KioskPairing, StaffMember, Visit
 
 
@@ -18,7 +21,7 @@ class KioskPairingInline(admin.TabularInline):
 
 
 @admin.register(Kiosk)
-class KioskAdmin(admin.ModelAdmin):
+class KioskAdmin(AuditedAdmin):
     list_display = ("name", "location", "key_prefix", "is_active", "created_at")
     list_filter = ("is_active",)
     search_fields = ("name", "location")
@@ -39,7 +42,8 @@ class KioskAdmin(admin.ModelAdmin):
     @admin.action(description=_("Create a pairing link (open it on the kiosk's browser)"))
     def create_pairing_link(self, request, queryset) -> None:
         for kiosk in queryset:
-            _pairing, token = KioskPairing.create_link(kiosk, request.user)
+            with audit_context(f"user:{request.user.get_username()}", "pairing link created"):
+                _pairing, token = KioskPairing.create_link(kiosk, request.user)
             url = request.build_absolute_uri(reverse("voice:pair", args=[token]))
             self.message_user(
                 request, _("Pairing link for %(kiosk)s (one use): %(url)s") % {"kiosk": kiosk.name, "url": url}
@@ -49,6 +53,7 @@ class KioskAdmin(admin.ModelAdmin):
     def issue_new_key(self, request, queryset) -> None:
         for kiosk in queryset:
             raw_key = kiosk.set_new_key()
+            kiosk._change_reason = "new key issued"
             kiosk.save(update_fields=["key_prefix", "key_hash"])
             self.message_user(
                 request,
@@ -58,7 +63,7 @@ class KioskAdmin(admin.ModelAdmin):
 
 
 @admin.register(StaffMember)
-class StaffMemberAdmin(admin.ModelAdmin):
+class StaffMemberAdmin(AuditedAdmin):
     list_display = ("name", "reading", "romaji", "department", "notify_via", "is_present", "is_reception_desk")
     list_filter = ("department", "notify_via", "is_present", "is_reception_desk")
     list_editable = ("is_present",)
@@ -66,7 +71,7 @@ class StaffMemberAdmin(admin.ModelAdmin):
 
 
 @admin.register(Appointment)
-class AppointmentAdmin(admin.ModelAdmin):
+class AppointmentAdmin(AuditedAdmin):
     list_display = ("visitor_name", "visitor_company", "host", "start", "end", "location")
     list_filter = ("start", "host__department")
     search_fields = ("visitor_name", "visitor_company", "host__name", "host__reading", "host__romaji")

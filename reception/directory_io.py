@@ -19,6 +19,8 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from fallback.history import bulk_create_audited
+
 from .models import Appointment, StaffMember, Visit
 
 STAFF_COLUMNS = ("name", "reading", "romaji", "department", "email")
@@ -129,7 +131,7 @@ def import_appointments(handle: IO[str]) -> ImportReport:
             )
     if report.problems:
         raise CsvImportError(report.problems)
-    Appointment.objects.bulk_create(appointments)
+    bulk_create_audited(appointments, Appointment)
     report.created = len(appointments)
     return report
 

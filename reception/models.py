@@ -11,6 +11,8 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from fallback.history import AuditedHistory
+
 
 def hash_secret(raw: str) -> str:
     """SHA-256 of a random secret (kiosk keys, pairing and device tokens are 256-bit random)."""
@@ -54,6 +56,7 @@ class Kiosk(models.Model):
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     objects = KioskQuerySet.as_manager()
+    history = AuditedHistory(excluded_fields=["key_hash"])
 
     class Meta:
         verbose_name = _("kiosk")
@@ -88,6 +91,7 @@ class KioskPairing(models.Model):
     revoked = models.BooleanField(
         _("revoked"), default=False, help_text=_("A revoked pairing no longer lets its browser in.")
     )
+    history = AuditedHistory(excluded_fields=["token_hash", "device_token_hash"])
 
     class Meta:
         verbose_name = _("kiosk pairing")
@@ -142,6 +146,7 @@ class StaffMember(models.Model):
     )
     # Part of the directory's version: every process reloads its cached directory when this moves.
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
+    history = AuditedHistory()
 
     class Meta:
         verbose_name = _("staff member")
@@ -161,6 +166,7 @@ class Appointment(models.Model):
     start = models.DateTimeField(_("start"))
     end = models.DateTimeField(_("end"))
     location = models.CharField(_("meeting place"), max_length=200, blank=True, help_text=_("e.g. 会議室A."))
+    history = AuditedHistory()
 
     class Meta:
         verbose_name = _("appointment")
@@ -177,6 +183,9 @@ class Appointment(models.Model):
 class VisitQuerySet(models.QuerySet):
     def older_than(self, days: int) -> VisitQuerySet:
         return self.filter(created_at__lt=timezone.now() - timedelta(days=days))
+
+    def unfinished(self) -> VisitQuerySet:
+        return self.filter(status__in=(Visit.Status.COLLECTING, Visit.Status.CONFIRMING))
 
 
 class Visit(models.Model):
@@ -197,6 +206,7 @@ class Visit(models.Model):
         DECLINED = "declined", _("politely declined")
         DELIVERY_GUIDED = "delivery_guided", _("delivery guided")
         ENDED = "ended", _("ended before completion")
+        ABANDONED = "abandoned", _("abandoned (the visitor walked away)")
 
     session_id = models.CharField(_("session id"), max_length=64, unique=True)
     kiosk = models.ForeignKey(

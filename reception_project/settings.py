@@ -84,6 +84,7 @@ INSTALLED_APPS = [
     "metrics",
     "csp",
     "axes",
+    "simple_history",
 ]
 
 MIDDLEWARE = [
@@ -96,6 +97,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "simple_history.middleware.HistoryRequestMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes asks: it turns a locked-out login into its lockout response.
@@ -214,6 +216,7 @@ ALERT_WEBHOOK_TIMEOUT_SECONDS = env.float("ALERT_WEBHOOK_TIMEOUT_SECONDS", defau
 REALTIME_SESSION_COST_ESTIMATE = env.float("REALTIME_SESSION_COST_ESTIMATE", default=0.5)  # USD, reservation floor
 REALTIME_RESERVATION_TTL_SECONDS = env.int("REALTIME_RESERVATION_TTL_SECONDS", default=1800)
 METRICS_SCRAPE_TOKEN = env("METRICS_SCRAPE_TOKEN", default="")  # Bearer token for /metrics; empty: staff only
+API_TOKEN_TTL_DAYS = env.int("API_TOKEN_TTL_DAYS", default=90)  # REST API tokens expire this long after issue
 
 # Reception behaviour.
 VISITOR_RETENTION_DAYS = env.int("VISITOR_RETENTION_DAYS", default=90)
@@ -228,6 +231,8 @@ EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 KIOSK_PAIRING_LINK_HOURS = env.int("KIOSK_PAIRING_LINK_HOURS", default=24)
 KIOSK_MAX_TEXT_CHARS = 1000
 KIOSK_MAX_FRAME_BYTES = env.int("KIOSK_MAX_FRAME_BYTES", default=256 * 1024)
+# No visitor speech or text this long after a reply: the session ends and the kiosk forgets the visitor.
+KIOSK_IDLE_TIMEOUT_SECONDS = env.float("KIOSK_IDLE_TIMEOUT_SECONDS", default=60.0)
 
 # Rate limits (voice/rate_limits.py; counters in Redis with REDIS_URL, else in the one server process).
 # Per kiosk: frames per second (the kiosk page sends 50 audio frames/s), and audio no faster than

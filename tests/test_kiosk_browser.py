@@ -10,6 +10,8 @@ import json
 import re
 import shutil
 import wave
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -31,10 +33,10 @@ def write_wav(path: Path, pcm16: bytes, rate: int = 24000) -> None:
         out.writeframes(pcm16)
 
 
-@pytest.fixture
-def voice_server(tmp_path):
+@contextmanager
+def demo_server(tmp_path: Path, **env: str) -> Iterator[LiveServer]:
     with throwaway_database("sqlite", tmp_path) as database_url:
-        server = LiveServer(database_url, tmp_path, {"SPEECH_WARM_UP": "true"})
+        server = LiveServer(database_url, tmp_path, {"SPEECH_WARM_UP": "true", **env})
         server.manage("migrate", "--noinput", "--verbosity", "0")
         seeded = server.manage("seed_demo", "--base-url", f"http://127.0.0.1:{server.port}")
         server.pairing_url = re.search(r"(http://\S+/kiosk/pair/\S+/)", seeded).group(1)
@@ -42,6 +44,37 @@ def voice_server(tmp_path):
         yield server
         server.stop()
         print(server.log.read_text()[-4000:])  # shown when the test fails
+
+
+@pytest.fixture
+def voice_server(tmp_path):
+    with demo_server(tmp_path) as server:
+        yield server
+
+
+def launch_chromium(playwright, wav: Path):
+    """Headless Chromium whose microphone plays `wav` once."""
+    return playwright.chromium.launch(
+        executable_path=CHROMIUM,
+        args=[
+            "--no-sandbox",
+            "--disable-gpu",
+            "--use-fake-ui-for-media-stream",
+            "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={wav}%noloop",
+            "--autoplay-policy=no-user-gesture-required",
+            "--disable-background-networking",
+            "--disable-component-update",
+        ],
+    )
+
+
+def open_paired_kiosk(browser, server: LiveServer):
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(server.pairing_url)
+    page.get_by_role("button").click()
+    page.wait_for_url(re.compile(r"/kiosk/$"))
+    return page
 
 
 def test_spoken_name_reaches_the_visit_and_the_page_plays_the_answer(voice_server, tmp_path):
@@ -54,24 +87,9 @@ def test_spoken_name_reaches_the_visit_and_the_page_plays_the_answer(voice_serve
     write_wav(wav, silence * 6 + speech + silence * 30)
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--use-fake-ui-for-media-stream",
-                "--use-fake-device-for-media-stream",
-                f"--use-file-for-fake-audio-capture={wav}%noloop",
-                "--autoplay-policy=no-user-gesture-required",
-                "--disable-background-networking",
-                "--disable-component-update",
-            ],
-        )
+        browser = launch_chromium(playwright, wav)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
-            page.goto(voice_server.pairing_url)
-            page.get_by_role("button").click()
-            page.wait_for_url(re.compile(r"/kiosk/$"))
+            page = open_paired_kiosk(browser, voice_server)
             expect(page.locator("#mode-badge")).not_to_be_empty(timeout=20_000)
             expect(page.locator("#field-visitor_name")).to_contain_text("山田", timeout=90_000)
             page.wait_for_function("KioskAudio.playedSeconds() > 1.0", timeout=30_000)
@@ -84,3 +102,39 @@ def test_spoken_name_reaches_the_visit_and_the_page_plays_the_answer(voice_serve
     visits = json.loads(voice_server.manage("export_visits", "--format", "json"))
     assert len(visits) == 1
     assert visits[0]["visitor_name"].replace(" ", "").startswith("山田")
+
+
+def test_the_page_forgets_a_visitor_who_walked_away_and_starts_fresh(tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    wav = tmp_path / "silence.wav"
+    write_wav(wav, bytes(24000 * 2))
+    with demo_server(tmp_path, KIOSK_IDLE_TIMEOUT_SECONDS="2") as server, sync_playwright() as playwright:
+        browser = launch_chromium(playwright, wav)
+        try:
+            page = open_paired_kiosk(browser, server)
+            expect(page.locator("#send")).to_be_enabled(timeout=30_000)  # the greeting is done
+            first_session = page.evaluate("sessionStorage.getItem('reception-session')")
+            page.locator("#visitor-text").fill("株式会社テストの山田太郎です。")
+            page.locator("#send").click()
+            expect(page.locator("#field-visitor_name")).to_contain_text("山田", timeout=30_000)
+            expect(page.locator("#history")).to_contain_text("山田")
+
+            # The visitor walks away: after the reply and two quiet seconds the screen is cleared.
+            expect(page.locator("#field-visitor_name")).to_have_text("—", timeout=30_000)
+            page.wait_for_function(
+                "(first) => { const now = sessionStorage.getItem('reception-session'); return now && now !== first; }",
+                arg=first_session,
+                timeout=30_000,
+            )
+            expect(page.locator("#history")).not_to_contain_text("山田")
+            expect(page.locator("#field-company_name")).to_have_text("—")
+            expect(page.locator("#send")).to_be_enabled(timeout=30_000)  # the fresh session greeted
+        finally:
+            browser.close()
+        visits = {
+            visit["session_id"]: visit for visit in json.loads(server.manage("export_visits", "--format", "json"))
+        }
+
+    assert visits[first_session]["status"] == "abandoned"
+    assert [visit["status"] for key, visit in visits.items() if key != first_session] == ["collecting"]

@@ -23,6 +23,7 @@ from reception_project.logs import bind_log_context
 
 from .blocking import run_blocking
 from .hybrid import HybridVoiceManager
+from .idle import IdleWatchdog
 from .kiosk_auth import authenticate_kiosk, origin_allowed
 from .legacy import decode_audio_append
 from .protocol import KioskMessage, ProtocolError, parse_text_frame
@@ -51,6 +52,13 @@ class KioskConsumer(AsyncWebsocketConsumer):
     rate_limits: KioskRateLimits | None = None
     connection_cap: ConnectionCap | None = None
     closing = False  # we closed the socket, or the kiosk went away: nothing more is read or sent
+    idle: IdleWatchdog | None = None
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:  # however the connection dies, the watchdog dies with it
+            await self.stop_idle_watchdog()
 
     async def connect(self) -> None:
         if not origin_allowed(self.scope):
@@ -92,6 +100,7 @@ class KioskConsumer(AsyncWebsocketConsumer):
         if self.connection_cap is not None:
             await self.channel_layer.group_discard(kiosk_group(self.kiosk), self.channel_name)
             await self.channel_layer.group_send(kiosk_group(self.kiosk), self.connection_cap.announcement("kiosk.left"))
+        await self.stop_idle_watchdog()
         if self.voice_path is not None:
             await self.voice_path.close("abandoned")
 
@@ -108,6 +117,11 @@ class KioskConsumer(AsyncWebsocketConsumer):
         """Emergency broadcast from `fallback.emergency`: live Realtime sessions move to Legacy."""
         if self.voice_path is not None:
             await self.voice_path.on_emergency(event)
+
+    async def kiosk_idle(self, event: dict) -> None:
+        """From the idle watchdog, through this consumer's queue so it never races a frame being handled."""
+        if self.voice_path is not None and self.idle is not None and self.idle.is_idle():
+            await self.end_session("idle")
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.kiosk is None or self.closing:
@@ -133,10 +147,12 @@ class KioskConsumer(AsyncWebsocketConsumer):
         if self.voice_path is None:
             raise ProtocolError("session_not_started", "Send session.start first.")
         if message.type == "input_text":
+            self.idle.visitor_active(turn=True)
             await self.voice_path.handle_text(message.fields["text"])
         elif message.type == "input_audio.append":
             await self.receive_audio(decode_audio_append(message.fields["audio"]))
         elif message.type == "input_audio.commit":
+            self.idle.visitor_active(turn=True)
             await self.voice_path.commit()
         elif message.type == "response.cancel":
             await self.voice_path.interrupt()
@@ -147,16 +163,29 @@ class KioskConsumer(AsyncWebsocketConsumer):
         """`voice`: the kiosk listens and speaks, so replies are spoken from the greeting on."""
         if self.voice_path is not None:
             raise ProtocolError("session_already_started", "This connection already has a session.")
+        resumed = session_id is not None
         session_id = session_id or uuid.uuid4().hex
         bind_log_context(session_id=session_id, kiosk_id=self.kiosk.pk)
         if await run_blocking(_session_owned_elsewhere)(session_id, self.kiosk.pk):
             raise ProtocolError("session_forbidden", "That session belongs to another kiosk.")
+        # A resumed session may hold a visitor's details: its clock runs from the start.
+        self.idle = IdleWatchdog(settings.KIOSK_IDLE_TIMEOUT_SECONDS, self.report_idle, armed=resumed)
+        self.idle.start()
         self.voice_path = HybridVoiceManager(session_id, language, self, speak=voice)
         await self.voice_path.open(self.kiosk.pk)
 
+    async def report_idle(self) -> None:
+        await self.channel_layer.send(self.channel_name, {"type": "kiosk.idle"})
+
+    async def stop_idle_watchdog(self) -> None:
+        if self.idle is not None:
+            await self.idle.stop()
+
     async def end_session(self, reason: str) -> None:
+        """`idle`: the visitor walked away, so the visit is abandoned; otherwise it is ended."""
         voice_path, self.voice_path = self.voice_path, None
-        await voice_path.close("completed")
+        await self.stop_idle_watchdog()
+        await voice_path.close("abandoned" if reason == "idle" else "completed")
         visit_id = await run_blocking(workflow.end)(voice_path.session_id, reason)
         await self.send_message({"type": "session.ended", "reason": reason, "visit_id": visit_id})
         await self.close_socket()
@@ -177,9 +206,13 @@ class KioskConsumer(AsyncWebsocketConsumer):
         await self.send_message(error.as_message())
 
     async def send_message(self, message: dict) -> None:
+        if self.idle is not None:
+            self.idle.saw_message(message)
         await self._send(text_data=json.dumps(message, ensure_ascii=False))
 
     async def send_audio(self, pcm16: bytes) -> None:
+        if self.idle is not None:
+            self.idle.saw_audio(len(pcm16))
         await self._send(bytes_data=pcm16)
 
     async def close_socket(self, code: int | None = None) -> None:

@@ -26,6 +26,9 @@ from .understanding import LanguageUnderstanding, RuleBasedUnderstanding, Unders
 
 logger = logging.getLogger(__name__)
 
+# Why a session ended when its visitor walked away: the idle timeout, or the clean-up of a crashed server.
+ABANDONING_REASONS = frozenset({"idle", "inactive"})
+
 VISIT_KEYS = ("visitor_name", "company_name", "purpose", "host_name", "visitor_type", "status")
 
 
@@ -124,23 +127,23 @@ class ReceptionWorkflow:
         return self._result(state) if state.get("step") else None
 
     def end(self, session_id: str, reason: str) -> int | None:
-        """Close the session: an unfinished Visit becomes ENDED; returns the visit id (None if there was none)."""
+        """Close the session: an unfinished Visit becomes ENDED, or ABANDONED for the ABANDONING_REASONS.
+
+        Returns the visit id (None if there was none)."""
+        status = Visit.Status.ABANDONED if reason in ABANDONING_REASONS else Visit.Status.ENDED
         with self._session(session_id):
             visit = Visit.objects.filter(session_id=session_id).first()
             if visit is None:
                 return None
-            unfinished = (Visit.Status.COLLECTING, Visit.Status.CONFIRMING)
-            ended = Visit.objects.filter(pk=visit.pk, status__in=unfinished).update(
-                status=Visit.Status.ENDED, completed_at=timezone.now()
-            )
+            ended = Visit.objects.filter(pk=visit.pk).unfinished().update(status=status, completed_at=timezone.now())
             if ended and self._state(session_id).get("step"):
                 self._graph().update_state(
                     self._config(session_id),
-                    {"step": STEP_DONE, "status": Visit.Status.ENDED, "finished": True},
+                    {"step": STEP_DONE, "status": status, "finished": True},
                     as_node="project",
                 )
             logger.info(
-                "session %s ended (%s), visit %s%s", session_id, reason, visit.pk, " marked ENDED" if ended else ""
+                "session %s ended (%s), visit %s%s", session_id, reason, visit.pk, f" marked {status}" if ended else ""
             )
         with self._lock:
             self._session_locks.pop(session_id, None)

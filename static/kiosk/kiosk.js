@@ -77,7 +77,11 @@
       setStatus(strings.connected);
       setEnabled(true);
     },
-    "session.ended": () => { sessionStorage.removeItem(SESSION_KEY); },
+    "session.ended": (message) => {
+      sessionStorage.removeItem(SESSION_KEY);
+      // The visitor walked away: nothing of theirs stays on screen for the next person.
+      if (message.reason === "idle") { forget(); reconnectOnClose(); }
+    },
     "error": (message) => {
       if (message.code === "unauthorized") { setStatus(strings.unauthorized); return; }
       if (message.code === "session_forbidden") sessionStorage.removeItem(SESSION_KEY);
@@ -143,14 +147,24 @@
     });
   }
 
-  function restart() {
+  function forget() {
     clearTimeout(resetTimer);
     KioskAudio.stop();
     sessionStorage.removeItem(SESSION_KEY);
+    el("visitor-text").value = "";
     clearScreen();
+  }
+
+  // The server closes the ended session; then a fresh one starts on a new connection.
+  function reconnectOnClose() {
+    socket.addEventListener("close", () => setTimeout(connect, 100), { once: true });
+  }
+
+  function restart() {
+    forget();
     if (socket && socket.readyState === WebSocket.OPEN) {
-      send({ type: "session.end" });  // the server closes; then a fresh session starts
-      socket.addEventListener("close", () => setTimeout(connect, 100), { once: true });
+      send({ type: "session.end" });
+      reconnectOnClose();
     } else {
       connect();
     }

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import getpass
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from fallback.emergency import Action, ActionError, apply_action
+from fallback.history import cli_actor
 
-
-def cli_actor() -> str:
-    """The audit actor of a command: the OS user, prefixed ``cli:``."""
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):  # no passwd entry, e.g. an arbitrary container uid
-        return "cli:unknown"
+__all__ = ["ActionCommand", "cli_actor"]
 
 
 class ActionCommand(BaseCommand):

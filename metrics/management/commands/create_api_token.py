@@ -7,6 +7,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from fallback.history import audit_context, cli_actor
 from metrics.models import ApiToken
 
 
@@ -15,14 +16,17 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("username", help="An active staff user.")
+        parser.add_argument("--reason", default="create_api_token", help="Why (kept in the change history).")
 
-    def handle(self, *args: Any, username: str, **options: Any) -> None:
+    def handle(self, *args: Any, username: str, reason: str, **options: Any) -> None:
         user = get_user_model().objects.filter(**{get_user_model().USERNAME_FIELD: username}).first()
         if user is None:
             raise CommandError(f"No user named {username!r}.")
         try:
-            _, raw = ApiToken.issue(user)
+            with audit_context(cli_actor(), reason):
+                token, raw = ApiToken.issue(user)
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(f"Created an API token for {username}. Send it as 'Authorization: Bearer <token>':")
+        self.stdout.write(f"It expires at {token.expires_at:%Y-%m-%d %H:%M %Z} (API_TOKEN_TTL_DAYS).")
         self.stdout.write(raw)

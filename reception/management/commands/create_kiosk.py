@@ -2,6 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
+from fallback.history import audit_context, cli_actor
 from reception.models import Kiosk
 
 
@@ -11,12 +12,14 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("name", help="A name staff recognise, e.g. 'Lobby 1F'.")
         parser.add_argument("--location", default="", help="Where visitors wait, told to them at the end.")
+        parser.add_argument("--reason", default="create_kiosk", help="Why (kept in the change history).")
 
-    def handle(self, *args, name: str, location: str, **options):
+    def handle(self, *args, name: str, location: str, reason: str, **options):
         if Kiosk.objects.filter(name=name).exists():
             raise CommandError(f"A kiosk named {name!r} exists already; issue a new key from the admin instead.")
         kiosk = Kiosk(name=name, location=location)
         key = kiosk.set_new_key()
-        kiosk.save()
+        with audit_context(cli_actor(), reason):
+            kiosk.save()
         self.stdout.write(f"Created kiosk {name!r}. Its key is shown only now; keep it safe:")
         self.stdout.write(key)

@@ -4,6 +4,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from fallback.history import audit_context, cli_actor
 from reception.directory_io import CsvImportError, import_appointments
 
 
@@ -16,10 +17,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("file", type=Path)
+        parser.add_argument("--reason", default="import_appointments", help="Why (kept in the change history).")
 
-    def handle(self, *args, file: Path, **options):
+    def handle(self, *args, file: Path, reason: str, **options):
         try:
-            with file.open(encoding="utf-8-sig", newline="") as handle:
+            with file.open(encoding="utf-8-sig", newline="") as handle, audit_context(cli_actor(), reason):
                 report = import_appointments(handle)
         except OSError as error:
             raise CommandError(f"Cannot read {file}: {error.strerror}") from None

@@ -1,0 +1,28 @@
+"""`manage.py close_abandoned_visits [--older-than-seconds N]`: close visits a crashed server left open.
+
+Until a task queue exists, run it from cron or a systemd timer (e.g. every 5 minutes).
+"""
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from reception.retention import close_abandoned_visits
+from voice.idle import TURN_CEILING_SECONDS
+
+
+class Command(BaseCommand):
+    help = (
+        "Mark visits still collecting details with no activity for N seconds as abandoned. The default, "
+        "KIOSK_IDLE_TIMEOUT_SECONDS plus the longest a reply may hold a session, never touches a live session."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--older-than-seconds", type=float, default=None, dest="seconds")
+
+    def handle(self, *args, seconds: float | None, **options):
+        if seconds is None:
+            seconds = settings.KIOSK_IDLE_TIMEOUT_SECONDS + TURN_CEILING_SECONDS
+        if seconds < 0:
+            raise CommandError("--older-than-seconds must be zero or more.")
+        count = close_abandoned_visits(seconds)
+        self.stdout.write(f"Closed {count} abandoned visit(s) inactive for more than {seconds:g} s.")
