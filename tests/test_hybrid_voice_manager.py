@@ -5,6 +5,7 @@ The emergency stop across server processes is in test_emergency_multiprocess.py.
 from __future__ import annotations
 
 import asyncio
+import os
 from decimal import Decimal
 
 import pytest
@@ -172,4 +173,31 @@ async def test_a_reply_in_flight_at_session_end_is_paid_for(emulator, kiosk_and_
     )
     assert await spend() == expected
     await ws.disconnect()
+    await assert_no_leaked_tasks()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("isolated_workflow_state", "demo_directory")
+async def test_kiosks_that_drop_and_come_back_keep_their_path_while_the_rollout_moves(
+    emulator, kiosk_and_key, settings
+):
+    """Kiosks start at 25 %, drop without session.end, the rollout moves to 60 %, they come back with the same
+    session id: none changes path. (RECONNECT_SESSIONS=160 runs the issue's full figure.)"""
+    settings.KIOSK_RATE_CONNECTS_PER_KIOSK_PER_MINUTE = 1000  # one test key stands for many kiosks here
+    _, key = kiosk_and_key
+    count = int(os.environ.get("RECONNECT_SESSIONS", "24"))
+    ids = [f"kiosk-{n:03d}" for n in range(count)]
+    await act("enable", percent=25)
+
+    async def start_and_drop(session_id: str) -> tuple[str, str]:
+        ws, messages = await opening(key, session_id)
+        await ws.disconnect()
+        return messages[0]["mode"], messages[0]["reason"]
+
+    first = [await start_and_drop(sid) for sid in ids]
+    await act("set_rollout_percentage", percent=60)
+    again = [await start_and_drop(sid) for sid in ids]
+    assert [sid for sid, a, b in zip(ids, first, again, strict=True) if a != b] == []
+    assert {mode for mode, _ in first} == {"realtime", "legacy"}
+    assert await RoutingDecision.objects.acount() == count
     await assert_no_leaked_tasks()
