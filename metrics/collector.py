@@ -55,8 +55,8 @@ class TurnRecord:
     ok: bool
     error: str
     event_id: str
-    spend_recorded: bool = False  # its Realtime spend is in the rolling hour already (cost.record_realtime_spend)
     at: datetime = field(default_factory=timezone.now)
+    spend_recorded: bool = False  # its Realtime spend is in the rolling hour already (cost.record_realtime_spend)
 
 
 @dataclass
@@ -130,7 +130,7 @@ class MetricsCollector:
                 ok,
                 error[:200],
                 (response_id or uuid.uuid4().hex)[:64],
-                spend_recorded,
+                spend_recorded=spend_recorded,
             )
         )
 

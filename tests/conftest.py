@@ -32,9 +32,22 @@ def fresh_cache():
     cache.clear()
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
+def kiosk_rate_limits_lifted(request, settings):
+    """Most tests drive many visits through one test kiosk's key from one address, and send recorded speech
+    faster than real time; the kiosk rate limits have their own tests (marked `rate_limits`), which keep them."""
+    if request.node.get_closest_marker("rate_limits") is None:
+        settings.KIOSK_MAX_CONNECTIONS_PER_KIOSK = 10**6
+        settings.KIOSK_RATE_CONNECTS_PER_KIOSK_PER_MINUTE = 10**6
+        settings.KIOSK_RATE_CONNECTS_PER_ADDRESS_PER_MINUTE = 10**6
+        settings.KIOSK_RATE_MESSAGES_PER_SECOND = 10**6
+        settings.KIOSK_RATE_AUDIO_REALTIME_FACTOR = 10.0**6
+
+
+@pytest.fixture(autouse=True)
 def isolated_workflow_state(settings, tmp_path):
-    """Each test gets its own checkpoint database and no notification back-off."""
+    """Each test gets its own checkpoint file and no notification back-off. (Without a path, checkpoints go to the
+    database file, whose write lock a test's open transaction holds; and no test's conversation may reach another.)"""
     from reception.workflow.checkpoint import reset_checkpointer
 
     settings.WORKFLOW_CHECKPOINT_PATH = str(tmp_path / "checkpoints.db")

@@ -28,6 +28,7 @@ def os_user(monkeypatch):
 def boss(client):
     user = get_user_model().objects.create_superuser("boss", "boss@example.com", "pw")
     client.force_login(user)
+    client.defaults["HTTP_ACCEPT_LANGUAGE"] = "en"  # reasons are written in the staff member's language
     return user
 
 

@@ -20,6 +20,8 @@ from reception.models import Kiosk
 from reception_project.asgi import application
 from voice.rate_limits import KioskRateLimits, Limits, RateLimited
 
+pytestmark = pytest.mark.rate_limits  # these tests keep the kiosk rate limits (see tests/conftest.py)
+
 CANCEL = json.dumps({"type": "response.cancel"})  # valid, and answered with nothing: only refusals come back
 CHUNK = b"\x00\x00" * 2400  # 100 ms of silence, PCM16 24 kHz
 
