@@ -67,7 +67,7 @@ format: install-dev
 	$(BIN)/ruff check --fix .
 
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -p randomly
 
 benchmark: install-dev
 	$(BIN)/python benchmarks/text_turn.py

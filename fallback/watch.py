@@ -31,9 +31,12 @@ _watching_sessions = 0
 def watch_emergencies() -> None:
     """A kiosk connected: make sure this process watches (one watch, however many kiosks)."""
     global _watcher, _watching_sessions
+    loop = asyncio.get_running_loop()
+    if _watcher is not None and _watcher.get_loop().is_closed():
+        _watcher, _watching_sessions = None, 0  # the watch and the kiosks of a closed event loop ended with it
     _watching_sessions += 1
     if _watcher is None or _watcher.done():
-        _watcher = asyncio.get_running_loop().create_task(_watch(), name="emergency-watch")
+        _watcher = loop.create_task(_watch(), name="emergency-watch")
 
 
 def stop_watching_emergencies() -> None:

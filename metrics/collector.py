@@ -6,12 +6,14 @@ are safe to call from the event loop. One writer thread per process takes the qu
 session rows, the Realtime spend per minute (fallback's CostBucket, also counted against the session's
 reservation), the latency and session-outcome samples of fallback's guards, then the alert check.
 A failed batch is retried whole (the transaction rolled back, row ids dedupe), so nothing is lost while
-the database is busy; ``flush()`` waits for everything queued so far, and ``atexit`` flushes at shutdown.
+the database is busy; ``flush()`` waits for everything queued so far (the writer then writes what it holds
+at once), and ``atexit`` flushes at shutdown.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import queue
 import threading
@@ -76,6 +78,7 @@ class SessionEnd:
 
 
 Record = TurnRecord | SessionStart | SessionEnd
+_HURRY = object()  # queued by flush() and stop(): the writer writes what it holds without waiting out `interval`
 
 
 class MetricsCollector:
@@ -178,6 +181,7 @@ class MetricsCollector:
         """Wait until every record queued before this call is committed and alert-checked; False on timeout."""
         if self._pending:
             self._ensure_started()
+            self._hurry()
         deadline = time.monotonic() + timeout
         with self._cond:
             while self._pending:
@@ -191,11 +195,17 @@ class MetricsCollector:
         """Flush, then end the writer thread; True if nothing was left unwritten."""
         flushed = self.flush(timeout)
         self._stop.set()
+        self._hurry()
         if self._thread is not None:
             self._thread.join(timeout=max(self.interval * 4, 1.0))
         if not flushed:
             logger.error("metrics: %s records could not be written before shutdown", self._pending)
         return flushed
+
+    def _hurry(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            with contextlib.suppress(queue.Full):
+                self._queue.put_nowait(_HURRY)
 
     @property
     def pending(self) -> int:
@@ -219,13 +229,13 @@ class MetricsCollector:
         except queue.Empty:
             return []
         deadline = time.monotonic() + self.interval
-        while len(batch) < self.batch_size:
+        while len(batch) < self.batch_size and batch[-1] is not _HURRY:
             left = deadline - time.monotonic()
             try:
                 batch.append(self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait())
             except queue.Empty:
                 break
-        return batch
+        return [record for record in batch if record is not _HURRY]
 
     def _write_with_retry(self, batch: list[Record]) -> None:
         delay = 0.05

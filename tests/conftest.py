@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 # Tests load the speech models only where they use them (and the live servers they start, never).
 os.environ.setdefault("SPEECH_WARM_UP", "false")
@@ -72,11 +73,23 @@ def kiosk_and_key(db) -> tuple[Kiosk, str]:
     return kiosk, key
 
 
-@pytest.fixture(scope="session", autouse=True)
-def metrics_written_before_the_database_goes(django_db_setup, django_db_blocker):
-    """The metrics writer thread finishes its queue while the test database still exists."""
-    yield
-    from metrics.collector import collector
+@pytest.fixture(autouse=True)
+def background_work_ends_with_its_test(request):
+    """Nothing a test started in the background reaches the next test.
 
-    with django_db_blocker.unblock():
-        collector.flush()
+    The metrics it queued are written, and the collector's writer thread stopped, while its database and its
+    settings are still there: set up after them, this fixture is torn down before them. By then an async test's
+    event loop is closed (it is set up after this fixture), which cancelled its tasks, the emergency watch
+    included. The speech hint cached from its staff directory is dropped. A test that fails here left metrics
+    that could not be written (e.g. a test without a database).
+    """
+    if "_django_db_helper" in request.fixturenames:  # a database requested as a fixture, not by the marker
+        request.getfixturevalue("_django_db_helper")
+    request.getfixturevalue("settings")
+    yield
+    legacy = sys.modules.get("voice.legacy")
+    if legacy is not None:
+        legacy._hint_cache.clear()  # the speech-recognition hint names the staff of this test's directory
+    collector_module = sys.modules.get("metrics.collector")
+    if collector_module is not None and not collector_module.collector.stop():
+        pytest.fail(f"{collector_module.collector.pending} metrics records of this test were never written")

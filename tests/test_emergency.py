@@ -17,6 +17,7 @@ from django.urls import reverse
 
 from fallback.emergency import CONTROL_GROUP, CONTROL_MESSAGE_TYPE, ActionError, apply_action
 from fallback.models import AppendOnlyError, AuditEntry, EmergencyState, RolloutConfig, RoutingDecision
+from fallback.watch import stop_watching_emergencies, watch_emergencies
 from tests import fallback_harness
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -199,6 +200,20 @@ async def test_broadcast_from_another_process_reaches_a_member_over_redis(settin
     assert (message["action"], message["actor"], message["emergency_stop"]) == ("emergency_stop", "cli:harness", True)
     print(f"\nRedis broadcast delivery (other process -> this one): {delivery * 1000:.2f} ms")
     assert delivery < 1.0
+
+
+def test_a_watch_left_by_a_closed_event_loop_does_not_keep_the_next_loops_watch_running():
+    async def kiosk_that_never_left():  # its event loop closed under it, as each test's loop does
+        watch_emergencies()
+
+    async def kiosk_that_connects_and_leaves():
+        watch_emergencies()
+        stop_watching_emergencies()
+        watches = [task for task in asyncio.all_tasks() if task.get_name() == "emergency-watch"]
+        return [task for task in watches if not task.cancelling()]
+
+    asyncio.run(kiosk_that_never_left())
+    assert asyncio.run(kiosk_that_connects_and_leaves()) == []  # the last kiosk of this loop left: no watch
 
 
 # --- commands ------------------------------------------------------------------------------------------

@@ -142,6 +142,16 @@ def test_retried_batches_do_not_double_count():
     assert sum(CostBucket.objects.values_list("usd", flat=True)) == Decimal("0.036176")
 
 
+def test_flush_and_stop_do_not_wait_out_the_batch_interval():
+    collector = MetricsCollector(interval=60)  # a batch waits up to a minute for more records
+    collector.record_turn("hurried", "legacy", ttfa_ms=1.0)
+    assert collector.flush(timeout=10)
+    assert TurnMetric.objects.filter(session_id="hurried").count() == 1
+    stopped = threading.Event()
+    threading.Thread(target=lambda: collector.stop() and stopped.set(), daemon=True).start()
+    assert stopped.wait(timeout=10)  # the writer thread ended, not at its next poll a minute later
+
+
 def test_module_collector_is_one_per_process():
     assert get_collector() is get_collector()
     assert collector_module.collector.batch_size == get_collector().batch_size
