@@ -11,14 +11,14 @@ LIMITS = ("messages", "audio", "kiosk_connects", "address_connects", "flood_clos
 _KEY = "reception:rate-limited:{}"
 
 
-def count_refusal(limit: str) -> None:
-    """One refusal of `limit` (blocking: a cache round trip). `flood_closed` counts sockets closed with 4429."""
+def count_refusal(limit: str, amount: int = 1) -> None:
+    """`amount` refusals of `limit` (blocking: a cache round trip). `flood_closed` counts sockets closed with 4429."""
     key = _KEY.format(limit)
     cache.add(key, 0, timeout=None)
     try:
-        cache.incr(key)
+        cache.incr(key, amount)
     except ValueError:  # evicted between add and incr
-        cache.add(key, 1, timeout=None)
+        cache.add(key, amount, timeout=None)
 
 
 def refusal_counts() -> dict[str, int]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
+from collections import Counter
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -97,6 +98,8 @@ class KioskRateLimits:
         self.limits = limits or Limits.from_settings()
         self.limiter = SlidingWindowCounterRateLimiter(storage or shared_storage())
         self.kiosk_key = ""
+        self._uncounted: Counter[str] = Counter()
+        self._counting: asyncio.Task | None = None
 
     async def address_connect(self, address: str) -> None:
         """A new connection from `address` (before authentication); raises RateLimited."""
@@ -120,12 +123,33 @@ class KioskRateLimits:
             raise RateLimited("audio", "Audio is arriving faster than real time; this chunk was dropped.")
 
     async def refused(self, refusal: RateLimited) -> bool:
-        """Count a refusal; True when the kiosk keeps flooding and its socket should be closed (4429)."""
-        await asyncio.to_thread(count_refusal, refusal.limit)
+        """Count a refusal; True when the kiosk keeps flooding and its socket should be closed (4429).
+
+        The counts reach the shared cache in the background, in one thread hop for all the refusals that
+        arrive meanwhile (a flood would otherwise cost a hop per frame); `counted()` waits for them.
+        """
+        self._uncounted[refusal.limit] += 1
         flooding = not await self.limiter.hit(self.limits.flood, "kiosk-refusals", self.kiosk_key)
         if flooding:
-            await asyncio.to_thread(count_refusal, "flood_closed")
+            self._uncounted["flood_closed"] += 1
+        if self._counting is None or self._counting.done():
+            self._counting = asyncio.create_task(self._count())
         return flooding
+
+    async def _count(self) -> None:
+        while self._uncounted:
+            batch, self._uncounted = self._uncounted, Counter()
+            await asyncio.to_thread(_count_refusals, batch)
+
+    async def counted(self) -> None:
+        """Until every refusal so far is in the shared counts."""
+        if self._counting is not None:
+            await self._counting
+
+
+def _count_refusals(counts: Counter[str]) -> None:
+    for limit, amount in counts.items():
+        count_refusal(limit, amount)
 
 
 def kiosk_group(kiosk) -> str:
