@@ -14,7 +14,9 @@ Three phases of the same length, in one run:
 
 Prints the calm kiosks' p50/p95 per phase and their ratio to the baseline, the CPU seconds each process
 used per phase, and the flooder's figures: frames sent, frames refused (`rate_limited` answers), closes
-by code.
+by code, connections refused at the handshake (after a 4429 the kiosk is locked out for
+`KIOSK_RATE_FLOOD_WINDOW_SECONDS`, 10 s), and how long its sockets were open. A phase longer than the flood
+window shows the steady state: one flooding socket per window.
 
     python benchmarks/flood.py [--kiosks 5] [--seconds 10]
 """

@@ -115,6 +115,39 @@ async def test_a_text_flood_is_refused_frame_by_frame_then_closed_with_4429(sett
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("isolated_workflow_state", "demo_directory")
+async def test_a_kiosk_closed_for_flooding_is_refused_at_the_handshake_until_the_window_passes(settings):
+    settings.KIOSK_RATE_MESSAGES_PER_SECOND = 5
+    settings.KIOSK_RATE_FLOOD_REFUSALS = 3
+    settings.KIOSK_RATE_FLOOD_WINDOW_SECONDS = 1
+    settings.KIOSK_RATE_CONNECTS_PER_KIOSK_PER_MINUTE = 3
+    key = await new_kiosk("flooder")
+    ws = await started(key)
+    for _ in range(20):
+        await ws.send_to(text_data=CANCEL)
+    assert (await drain_until_close(ws))[1]["code"] == 4429
+    await ws.disconnect()
+    for _ in range(3):  # more attempts than the connection budget: none of them open a socket or spend it
+        again = communicator(key)
+        connected, _ = await again.connect()
+        assert not connected  # closed before accept: Daphne answers the handshake with HTTP 403
+        await again.disconnect()
+    assert await counts_reach("flooding", 3) and refusal_counts()["kiosk_connects"] == 0
+    deadline = asyncio.get_running_loop().time() + 5
+    while True:  # the flood window passes: the kiosk is welcome again
+        again = communicator(key)
+        connected, _ = await again.connect()
+        if connected or asyncio.get_running_loop().time() > deadline:
+            break
+        await again.disconnect()
+        await asyncio.sleep(0.1)
+    assert connected
+    await again.send_json_to({"type": "session.start", "language": "en"})
+    await until(again, lambda m: m.get("type") == "response.done")
+    await again.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("isolated_workflow_state", "demo_directory")
 async def test_audio_faster_than_real_time_is_refused_and_the_socket_stays_usable(settings):
     settings.KIOSK_RATE_MESSAGES_PER_SECOND = 1000  # only the audio pace is under test
     ws = await started(await new_kiosk("fast talker"))

@@ -27,7 +27,15 @@ from .idle import IdleWatchdog
 from .kiosk_auth import authenticate_kiosk, origin_allowed
 from .legacy import decode_audio_append
 from .protocol import KioskMessage, ProtocolError, parse_text_frame
-from .rate_limits import CLOSE_FLOODING, CLOSE_REPLACED, ConnectionCap, KioskRateLimits, RateLimited, kiosk_group
+from .rate_limits import (
+    CLOSE_FLOODING,
+    CLOSE_REPLACED,
+    ConnectionCap,
+    KioskRateLimits,
+    RateLimited,
+    StillFlooding,
+    kiosk_group,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +80,11 @@ class KioskConsumer(AsyncWebsocketConsumer):
             kiosk = await run_blocking(authenticate_kiosk)(self.scope)
             if kiosk is not None:
                 await self.rate_limits.kiosk_connect(kiosk)
+        except StillFlooding as refusal:
+            # Refused at the handshake: the socket never opens, so there is nothing to flood.
+            self.rate_limits.count(refusal.limit)
+            await self.close_socket()
+            return
         except RateLimited as refusal:
             # Accept first so a browser can show why; then close.
             await self.accept()
