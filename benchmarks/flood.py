@@ -1,10 +1,22 @@
-"""Benchmark: other kiosks' turn time while one kiosk floods the server, against the same run without a flood.
+"""Benchmark: other kiosks' turn time while one kiosk floods the server, against a control and no flood.
 
 Starts a real daphne process on 127.0.0.1 (fresh SQLite, rule-based understanding, Legacy path). N calm
-kiosks hold text conversations (`input_text` -> `response.done`, timed). In the flood phase one more kiosk
-sends text and 100 ms audio frames as fast as its socket takes them, reconnecting whenever it is closed
-(4429), for the same duration. Prints the calm kiosks' p50/p95 in both phases and the flooder's figures:
-frames sent, frames refused (`rate_limited` answers), closes with 4429 and refused reconnects.
+kiosks hold text conversations (`input_text` -> `response.done`, timed), one socket each per phase. The
+flooder runs in its own OS process (so its sending does not starve the calm kiosks' event loop) and sends
+text and 100 ms audio frames as fast as its socket takes them, reconnecting whenever it is closed (4429).
+Three phases of the same length, in one run:
+
+- no flood: the calm kiosks alone (the baseline);
+- flood a sink: the same flooder floods a trivial WebSocket server in another process that discards every
+  frame, so the calm kiosks see the CPU contention of the flooding client and of receiving its frames,
+  without our server handling them (the control);
+- flood our server: the flooder floods the kiosk socket with a kiosk key of its own.
+
+Prints the calm kiosks' p50/p95 per phase and their ratio to the baseline, the CPU seconds each process
+used per phase, and the flooder's figures: frames sent, frames refused (`rate_limited` answers), closes
+by code, connections refused at the handshake (after a 4429 the kiosk is locked out for
+`KIOSK_RATE_FLOOD_WINDOW_SECONDS`, 10 s), and how long its sockets were open. A phase longer than the flood
+window shows the steady state: one flooding socket per window.
 
     python benchmarks/flood.py [--kiosks 5] [--seconds 10]
 """
@@ -15,6 +27,8 @@ import argparse
 import asyncio
 import itertools
 import json
+import multiprocessing
+import os
 import sys
 import tempfile
 import time
@@ -24,7 +38,7 @@ from pathlib import Path
 import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.live_server import LiveServer, throwaway_database
+from tests.live_server import LiveServer, free_port, throwaway_database, wait_for_port
 
 TURNS = ["Hi, I'm John Smith from Acme Corp.", "I'm here to see Mr. Tanaka about the contract.", "Yes"]
 CANCEL = json.dumps({"type": "response.cancel"})
@@ -42,7 +56,7 @@ async def until_done(ws) -> None:
             return
 
 
-async def calm_kiosk(url: str, key: str, index: int, seconds: float, turns: list[float]) -> None:
+async def calm_kiosk(url: str, key: str, seconds: float, turns: list[float]) -> None:
     """One socket and one visit for the phase (a real kiosk does not reconnect per turn): turns in a loop."""
     deadline = time.monotonic() + seconds
     async with websockets.connect(url, additional_headers=headers(key)) as ws:
@@ -61,8 +75,11 @@ async def calm_kiosk(url: str, key: str, index: int, seconds: float, turns: list
 async def flooder(url: str, key: str, seconds: float, tally: Counter) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
+        opened = time.monotonic()
         try:
             async with websockets.connect(url, additional_headers=headers(key)) as ws:
+                opened = time.monotonic()
+                tally["connections"] += 1
                 await ws.send(json.dumps({"type": "session.start", "language": "en"}))
 
                 async def read() -> None:
@@ -83,8 +100,40 @@ async def flooder(url: str, key: str, seconds: float, tally: Counter) -> None:
                     await asyncio.wait({reader}, timeout=2)
                     reader.cancel()
         except websockets.ConnectionClosed as closed:
+            tally["open ms"] += round((time.monotonic() - opened) * 1000)
             tally[f"closed {closed.rcvd.code if closed.rcvd else 'abnormally'}"] += 1
             await asyncio.sleep(0.05)
+        except (OSError, websockets.InvalidHandshake):
+            tally["refused connects"] += 1
+            await asyncio.sleep(0.05)
+
+
+def flooder_process(url: str, key: str, seconds: float, go, results) -> None:
+    """The flooder in its own process: waits for `go`, floods for `seconds`, puts its tally on `results`."""
+    go.wait()
+    tally: Counter = Counter()
+    asyncio.run(flooder(url, key, seconds, tally))
+    results.put((dict(tally), cpu_seconds(os.getpid())))
+
+
+def sink_process(port: int) -> None:
+    """A WebSocket server that accepts any connection and discards every frame (the control's target)."""
+
+    async def discard(ws) -> None:
+        async for _ in ws:
+            pass
+
+    async def serve() -> None:
+        async with websockets.serve(discard, "127.0.0.1", port, max_size=None):
+            await asyncio.Future()
+
+    asyncio.run(serve())
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(samples: list[float], fraction: float) -> float:
@@ -92,35 +141,75 @@ def percentile(samples: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))] * 1000
 
 
+async def phase(server: LiveServer, calm: list[str], seconds: float, target: tuple[str, str] | None) -> dict:
+    """One phase: the calm kiosks' turns, with the flooder process on `target` (url, key) when given."""
+    turns: list[float] = []
+    context = multiprocessing.get_context("spawn")
+    go, results = context.Event(), context.Queue()
+    flood = None
+    if target is not None:
+        flood = context.Process(target=flooder_process, args=(*target, seconds, go, results))
+        flood.start()
+        await asyncio.sleep(1.0)  # the process's imports, before the clock starts
+    server_cpu, own_cpu = cpu_seconds(server.process.pid), cpu_seconds(os.getpid())
+    go.set()
+    await asyncio.gather(*(calm_kiosk(server.url, key, seconds, turns) for key in calm))
+    figures = {
+        "turns": turns,
+        "server_cpu": cpu_seconds(server.process.pid) - server_cpu,
+        "calm_cpu": cpu_seconds(os.getpid()) - own_cpu,
+        "tally": {},
+        "flooder_cpu": 0.0,
+    }
+    if flood is not None:
+        figures["tally"], figures["flooder_cpu"] = await asyncio.to_thread(results.get, True, seconds + 30)
+        await asyncio.to_thread(flood.join, 10)
+    return figures
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kiosks", type=int, default=5, help="calm kiosks")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each phase")
     args = parser.parse_args()
+    sink_port = free_port()
+    sink = multiprocessing.get_context("spawn").Process(target=sink_process, args=(sink_port,), daemon=True)
+    sink.start()
     with tempfile.TemporaryDirectory() as directory, throwaway_database("sqlite", Path(directory)) as url:
         server = LiveServer(url, Path(directory), {"SPEECH_WARM_UP": "false"})
         keys = [server.prepare()] + [server.create_kiosk() for _ in range(args.kiosks)]
         server.start()
+        wait_for_port(sink_port)
         try:
             calm, flood_key = keys[: args.kiosks], keys[args.kiosks]
-            await asyncio.gather(*(calm_kiosk(server.url, k, i, 1, []) for i, k in enumerate(calm)))  # warm-up
-            quiet: list[float] = []
-            await asyncio.gather(*(calm_kiosk(server.url, k, i, args.seconds, quiet) for i, k in enumerate(calm)))
-            flooded: list[float] = []
-            tally: Counter = Counter()
-            await asyncio.gather(
-                flooder(server.url, flood_key, args.seconds, tally),
-                *(calm_kiosk(server.url, k, i, args.seconds, flooded) for i, k in enumerate(calm)),
-            )
+            await asyncio.gather(*(calm_kiosk(server.url, k, 1, []) for k in calm))  # warm-up
+            phases = {
+                "no flood": await phase(server, calm, args.seconds, None),
+                "flood a sink": await phase(server, calm, args.seconds, (f"ws://127.0.0.1:{sink_port}/", "")),
+                "flood our server": await phase(server, calm, args.seconds, (server.url, flood_key)),
+            }
         finally:
             server.stop()
-    print(f"calm kiosks={args.kiosks} phase={args.seconds:.0f}s")
-    for name, turns in (("without flood", quiet), ("during flood ", flooded)):
+            sink.terminate()
+            sink.join(10)
+    print(f"calm kiosks={args.kiosks} phase={args.seconds:.0f}s cores={os.cpu_count()}")
+    base = phases["no flood"]["turns"]
+    for name, figures in phases.items():
+        turns, tally = figures["turns"], figures["tally"]
+        p50, p95 = percentile(turns, 0.5), percentile(turns, 0.95)
+        ratio = f"x{p50 / percentile(base, 0.5):.2f}/x{p95 / percentile(base, 0.95):.2f}"
+        closes = {k: v for k, v in tally.items() if k.startswith("closed")}
         print(
-            f"{name} turns={len(turns):4d} p50={percentile(turns, 0.5):6.1f} ms p95={percentile(turns, 0.95):6.1f} ms"
+            f"{name:16s} turns={len(turns):4d} p50={p50:6.1f} ms p95={p95:6.1f} ms ({ratio} of no flood)"
+            f" cpu s: server={figures['server_cpu']:.1f} calm={figures['calm_cpu']:.1f}"
+            f" flooder={figures['flooder_cpu']:.1f}"
         )
-    closes = {k: v for k, v in tally.items() if k.startswith("closed")}
-    print(f"flooder: frames sent={tally['sent']} refused={tally['refused']} closes={closes}")
+        if tally:
+            print(
+                f"{'':16s} flooder: frames sent={tally.get('sent', 0)} refused={tally.get('refused', 0)}"
+                f" closes={closes} refused connects={tally.get('refused connects', 0)}"
+                f" connections={tally.get('connections', 0)} open={tally.get('open ms', 0) / 1000:.1f} s in all"
+            )
 
 
 if __name__ == "__main__":

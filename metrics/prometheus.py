@@ -116,7 +116,8 @@ class DatabaseCollector:
         yield alert
         refused = CounterMetricFamily(
             "reception_kiosk_rate_limited",
-            "Kiosk frames and connections refused by a rate limit, by limit (flood_closed: sockets closed, 4429).",
+            "Kiosk frames and connections refused by a rate limit, by limit (flood_closed: sockets closed, 4429; "
+            "flooding: connections refused at the handshake after a 4429).",
             labels=["limit"],
         )
         for limit, n in refusal_counts().items():

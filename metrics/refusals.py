@@ -7,18 +7,19 @@ from __future__ import annotations
 
 from django.core.cache import cache
 
-LIMITS = ("messages", "audio", "kiosk_connects", "address_connects", "flood_closed")
+LIMITS = ("messages", "audio", "kiosk_connects", "address_connects", "flood_closed", "flooding")
 _KEY = "reception:rate-limited:{}"
 
 
-def count_refusal(limit: str) -> None:
-    """One refusal of `limit` (blocking: a cache round trip). `flood_closed` counts sockets closed with 4429."""
+def count_refusal(limit: str, amount: int = 1) -> None:
+    """`amount` refusals of `limit` (blocking: a cache round trip). `flood_closed` counts sockets closed with 4429,
+    `flooding` new connections refused at the handshake while their kiosk is closed for flooding."""
     key = _KEY.format(limit)
     cache.add(key, 0, timeout=None)
     try:
-        cache.incr(key)
+        cache.incr(key, amount)
     except ValueError:  # evicted between add and incr
-        cache.add(key, 1, timeout=None)
+        cache.add(key, amount, timeout=None)
 
 
 def refusal_counts() -> dict[str, int]:

@@ -83,6 +83,14 @@ async def drain_quiet(ws: WebsocketCommunicator) -> list[dict]:
     return messages
 
 
+async def counts_reach(limit: str, expected: int) -> bool:
+    """Whether the shared count of `limit` reaches `expected` within 5 s (refusals are counted in the background)."""
+    deadline = asyncio.get_running_loop().time() + 5
+    while refusal_counts()[limit] < expected and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110 - a cache count
+        await asyncio.sleep(0.01)
+    return refusal_counts()[limit] == expected
+
+
 async def say(ws: WebsocketCommunicator, text: str) -> list[dict]:
     await ws.send_json_to({"type": "input_text", "text": text})
     return await until(ws, lambda m: m["type"] in ("response.done", "error"))
@@ -109,6 +117,39 @@ async def test_a_text_flood_is_refused_frame_by_frame_then_closed_with_4429(sett
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("isolated_workflow_state", "demo_directory")
+async def test_a_kiosk_closed_for_flooding_is_refused_at_the_handshake_until_the_window_passes(settings):
+    settings.KIOSK_RATE_MESSAGES_PER_SECOND = 5
+    settings.KIOSK_RATE_FLOOD_REFUSALS = 3
+    settings.KIOSK_RATE_FLOOD_WINDOW_SECONDS = 1
+    settings.KIOSK_RATE_CONNECTS_PER_KIOSK_PER_MINUTE = 3
+    key = await new_kiosk("flooder")
+    ws = await started(key)
+    for _ in range(20):
+        await ws.send_to(text_data=CANCEL)
+    assert (await drain_until_close(ws))[1]["code"] == 4429
+    await ws.disconnect()
+    for _ in range(3):  # more attempts than the connection budget: none of them open a socket or spend it
+        again = communicator(key)
+        connected, _ = await again.connect()
+        assert not connected  # closed before accept: Daphne answers the handshake with HTTP 403
+        await again.disconnect()
+    assert await counts_reach("flooding", 3) and refusal_counts()["kiosk_connects"] == 0
+    deadline = asyncio.get_running_loop().time() + 5
+    while True:  # the flood window passes: the kiosk is welcome again
+        again = communicator(key)
+        connected, _ = await again.connect()
+        if connected or asyncio.get_running_loop().time() > deadline:
+            break
+        await again.disconnect()
+        await asyncio.sleep(0.1)
+    assert connected
+    await again.send_json_to({"type": "session.start", "language": "en"})
+    await until(again, lambda m: m.get("type") == "response.done")
+    await again.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("isolated_workflow_state", "demo_directory")
 async def test_audio_faster_than_real_time_is_refused_and_the_socket_stays_usable(settings):
     settings.KIOSK_RATE_MESSAGES_PER_SECOND = 1000  # only the audio pace is under test
     ws = await started(await new_kiosk("fast talker"))
@@ -118,7 +159,7 @@ async def test_audio_faster_than_real_time_is_refused_and_the_socket_stays_usabl
     assert refusals and {(m["type"], m["code"]) for m in refusals} == {("error", "rate_limited")}
     accepted = 100 - len(refusals)
     assert 30 <= accepted <= 45, accepted  # the burst, plus what the sliding window lets in at a boundary
-    assert refusal_counts()["audio"] == len(refusals) and refusal_counts()["flood_closed"] == 0
+    assert await counts_reach("audio", len(refusals)) and refusal_counts()["flood_closed"] == 0
     turn = await say(ws, "My name is Jane Doe")
     assert [m for m in turn if m["type"] == "visit.updated"][-1]["visitor_name"] == "Jane Doe"
     await ws.disconnect()

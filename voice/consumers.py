@@ -27,7 +27,15 @@ from .idle import IdleWatchdog
 from .kiosk_auth import authenticate_kiosk, origin_allowed
 from .legacy import decode_audio_append
 from .protocol import KioskMessage, ProtocolError, parse_text_frame
-from .rate_limits import CLOSE_FLOODING, CLOSE_REPLACED, ConnectionCap, KioskRateLimits, RateLimited, kiosk_group
+from .rate_limits import (
+    CLOSE_FLOODING,
+    CLOSE_REPLACED,
+    ConnectionCap,
+    KioskRateLimits,
+    RateLimited,
+    StillFlooding,
+    kiosk_group,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +65,10 @@ class KioskConsumer(AsyncWebsocketConsumer):
     async def __call__(self, scope, receive, send) -> None:
         try:
             await super().__call__(scope, receive, send)
-        finally:  # however the connection dies, the watchdog dies with it
+        finally:  # however the connection dies, the watchdog dies with it, and its refusals are counted
             await self.stop_idle_watchdog()
+            if self.rate_limits is not None:
+                await self.rate_limits.counted()
 
     async def connect(self) -> None:
         if not origin_allowed(self.scope):
@@ -70,6 +80,11 @@ class KioskConsumer(AsyncWebsocketConsumer):
             kiosk = await run_blocking(authenticate_kiosk)(self.scope)
             if kiosk is not None:
                 await self.rate_limits.kiosk_connect(kiosk)
+        except StillFlooding as refusal:
+            # Refused at the handshake: the socket never opens, so there is nothing to flood.
+            self.rate_limits.count(refusal.limit)
+            await self.close_socket()
+            return
         except RateLimited as refusal:
             # Accept first so a browser can show why; then close.
             await self.accept()
@@ -123,22 +138,43 @@ class KioskConsumer(AsyncWebsocketConsumer):
         if self.voice_path is not None and self.idle is not None and self.idle.is_idle():
             await self.end_session("idle")
 
-    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+    async def dispatch(self, message: dict) -> None:
+        """Frames skip Channels' per-message database tidy-up, a hop to the one sync thread every connection
+        shares (a flood would queue one per frame): every database call of this consumer goes through
+        `database_sync_to_async`, which tidies its own thread. A refused frame costs no thread at all."""
+        if message["type"] != "websocket.receive":
+            await super().dispatch(message)
+        elif await self.admit_frame():
+            await self.websocket_receive(message)
+
+    async def admit_frame(self) -> bool:
+        """Whether a frame from the kiosk is read: not after the close, not over the frame rate."""
         if self.kiosk is None or self.closing:
-            return
+            return False
         try:
             await self.rate_limits.message()
+        except RateLimited as refusal:
+            await self.refuse(refusal)
+            return False
+        return True
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        try:
             if bytes_data is not None:
                 await self.receive_audio(bytes_data)
             else:
                 await self.dispatch_message(parse_text_frame(text_data or ""))
         except RateLimited as refusal:
-            await self.send_error(refusal)
-            if await self.rate_limits.refused(refusal):
-                logger.warning("kiosk %s keeps flooding (%s): closed", self.kiosk.pk, refusal.limit)
-                await self.close_socket(CLOSE_FLOODING)
+            await self.refuse(refusal)
         except ProtocolError as error:
             await self.send_error(error)
+
+    async def refuse(self, refusal: RateLimited) -> None:
+        """`rate_limited` for a refused frame; the socket closes with 4429 once the kiosk keeps flooding."""
+        await self.send_error(refusal)
+        if await self.rate_limits.refused(refusal):
+            logger.warning("kiosk %s keeps flooding (%s): closed", self.kiosk.pk, refusal.limit)
+            await self.close_socket(CLOSE_FLOODING)
 
     async def dispatch_message(self, message: KioskMessage) -> None:
         if message.type == "session.start":
@@ -217,6 +253,8 @@ class KioskConsumer(AsyncWebsocketConsumer):
 
     async def close_socket(self, code: int | None = None) -> None:
         self.closing = True
+        if self.rate_limits is not None:  # the kiosk's refusals are in the shared counts before it sees the close
+            await self.rate_limits.counted()
         await self.close(code=code)
 
     async def _send(self, **frame: str | bytes) -> None:

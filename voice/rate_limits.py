@@ -6,7 +6,10 @@ Per kiosk: frames per second, and audio no faster than `KIOSK_RATE_AUDIO_REALTIM
 averaged over `KIOSK_RATE_AUDIO_BURST_SECONDS` (PCM16 24 kHz mono is 48,000 bytes/s, so a short burst
 passes); new connections per kiosk and per client address. A refused frame gets `error` `rate_limited`
 and the socket stays open; `KIOSK_RATE_FLOOD_REFUSALS` refusals within `KIOSK_RATE_FLOOD_WINDOW_SECONDS`
-close it with 4429. Every refusal is counted (`metrics.refusals`, exported to Prometheus).
+close it with 4429, and for `KIOSK_RATE_FLOOD_WINDOW_SECONDS` after that the kiosk's new connections are
+refused at the handshake (HTTP 403): an open socket would let a flooder fill the server with frames it must
+still read, even after the close.
+Every refusal is counted (`metrics.refusals`, exported to Prometheus).
 
 Concurrent connections per kiosk: the newest win. Each connection announces itself to the kiosk's group
 on the channel layer; a connection that sees `KIOSK_MAX_CONNECTIONS_PER_KIOSK` newer live ones closes
@@ -19,12 +22,13 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
+from collections import Counter
 from dataclasses import dataclass, field
 
 from django.conf import settings
 from limits import RateLimitItem, RateLimitItemPerMinute, RateLimitItemPerSecond
 from limits.aio.storage import MemoryStorage, Storage
-from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from limits.aio.strategies import MovingWindowRateLimiter, SlidingWindowCounterRateLimiter
 from limits.storage import storage_from_string
 
 from metrics.refusals import count_refusal
@@ -62,6 +66,13 @@ class RateLimited(ProtocolError):
         self.limit = limit
 
 
+class StillFlooding(RateLimited):
+    """A new connection of a kiosk whose socket was closed for flooding, within the flood window."""
+
+    def __init__(self) -> None:
+        super().__init__("flooding", "This kiosk was closed for flooding; try again shortly.")
+
+
 @dataclass(frozen=True)
 class Limits:
     """The limits of the settings, read when a connection opens."""
@@ -69,6 +80,7 @@ class Limits:
     messages: RateLimitItem
     audio_bytes: RateLimitItem
     flood: RateLimitItem
+    flood_lockout: RateLimitItem  # one 4429 per window; until it has passed, the kiosk's connections are refused
     kiosk_connects: RateLimitItem
     address_connects: RateLimitItem
 
@@ -80,6 +92,7 @@ class Limits:
             messages=RateLimitItemPerSecond(settings.KIOSK_RATE_MESSAGES_PER_SECOND),
             audio_bytes=RateLimitItemPerSecond(audio_per_burst, burst),
             flood=RateLimitItemPerSecond(settings.KIOSK_RATE_FLOOD_REFUSALS, settings.KIOSK_RATE_FLOOD_WINDOW_SECONDS),
+            flood_lockout=RateLimitItemPerSecond(1, settings.KIOSK_RATE_FLOOD_WINDOW_SECONDS),
             kiosk_connects=RateLimitItemPerMinute(settings.KIOSK_RATE_CONNECTS_PER_KIOSK_PER_MINUTE),
             address_connects=RateLimitItemPerMinute(settings.KIOSK_RATE_CONNECTS_PER_ADDRESS_PER_MINUTE),
         )
@@ -95,8 +108,12 @@ class KioskRateLimits:
 
     def __init__(self, storage: Storage | None = None, limits: Limits | None = None) -> None:
         self.limits = limits or Limits.from_settings()
-        self.limiter = SlidingWindowCounterRateLimiter(storage or shared_storage())
+        storage = storage or shared_storage()
+        self.limiter = SlidingWindowCounterRateLimiter(storage)
+        self.lockout = MovingWindowRateLimiter(storage)  # exact: from the 4429 on, for the whole window
         self.kiosk_key = ""
+        self._uncounted: Counter[str] = Counter()
+        self._counting: asyncio.Task | None = None
 
     async def address_connect(self, address: str) -> None:
         """A new connection from `address` (before authentication); raises RateLimited."""
@@ -104,8 +121,11 @@ class KioskRateLimits:
             raise RateLimited("address_connects", "Too many new connections from this address; try again shortly.")
 
     async def kiosk_connect(self, kiosk) -> None:
-        """A new connection of an authenticated kiosk; raises RateLimited."""
+        """A new connection of an authenticated kiosk; raises StillFlooding (not counted against the kiosk's
+        connection budget) or RateLimited."""
         self.kiosk_key = kiosk_identity(kiosk)
+        if not await self.lockout.test(self.limits.flood_lockout, "kiosk-flood-closed", self.kiosk_key):
+            raise StillFlooding()
         if not await self.limiter.hit(self.limits.kiosk_connects, "kiosk-connects", self.kiosk_key):
             raise RateLimited("kiosk_connects", "This kiosk reconnects too often; try again in a minute.")
 
@@ -120,12 +140,38 @@ class KioskRateLimits:
             raise RateLimited("audio", "Audio is arriving faster than real time; this chunk was dropped.")
 
     async def refused(self, refusal: RateLimited) -> bool:
-        """Count a refusal; True when the kiosk keeps flooding and its socket should be closed (4429)."""
-        await asyncio.to_thread(count_refusal, refusal.limit)
+        """Count a refusal; True when the kiosk keeps flooding and its socket should be closed (4429).
+
+        The counts reach the shared cache in the background, in one thread hop for all the refusals that
+        arrive meanwhile (a flood would otherwise cost a hop per frame); `counted()` waits for them.
+        """
+        self.count(refusal.limit)
         flooding = not await self.limiter.hit(self.limits.flood, "kiosk-refusals", self.kiosk_key)
         if flooding:
-            await asyncio.to_thread(count_refusal, "flood_closed")
+            self.count("flood_closed")
+            await self.lockout.hit(self.limits.flood_lockout, "kiosk-flood-closed", self.kiosk_key)
         return flooding
+
+    def count(self, limit: str) -> None:
+        """Count one refusal of `limit` in the shared counts, in the background."""
+        self._uncounted[limit] += 1
+        if self._counting is None or self._counting.done():
+            self._counting = asyncio.create_task(self._count())
+
+    async def _count(self) -> None:
+        while self._uncounted:
+            batch, self._uncounted = self._uncounted, Counter()
+            await asyncio.to_thread(_count_refusals, batch)
+
+    async def counted(self) -> None:
+        """Until every refusal so far is in the shared counts."""
+        if self._counting is not None:
+            await self._counting
+
+
+def _count_refusals(counts: Counter[str]) -> None:
+    for limit, amount in counts.items():
+        count_refusal(limit, amount)
 
 
 def kiosk_group(kiosk) -> str:
