@@ -359,12 +359,14 @@ class RoutingMachine(RuleBasedStateMachine):
     # -- rules: sessions -------------------------------------------------------------------------
 
     @initialize(
-        enabled=st.sampled_from((None, True, True, False)),
-        percent=st.sampled_from(EDGE_PERCENTS),
-        limit=st.sampled_from(LIMITS),
+        enabled=st.sampled_from((True, True, True, None, False)),
+        percent=st.sampled_from((10000, 10000, 5000, *EDGE_PERCENTS)),
+        limit=st.sampled_from(("1", "1.5", "2", *LIMITS)),
+        sessions=st.integers(0, 3),
     )
-    def configure(self, enabled, percent, limit):
-        """Start from a rollout in some state (most often on), so that sessions reach Realtime early."""
+    def configure(self, enabled, percent, limit, sessions):
+        """Start from a rollout in some state, most often on and with room for a few Realtime sessions, so that
+        live sessions, drops and returns meet stops and the cost limit within an example."""
         if enabled is not None:
             act("enable" if enabled else "disable")
             self.admin_enabled = enabled
@@ -372,6 +374,8 @@ class RoutingMachine(RuleBasedStateMachine):
         act("set_cost_limit", cost_limit=limit)
         self.admin_percent, self.admin_limit = percent, Decimal(limit)
         self.ceiling = self.limit + self.estimate
+        for _ in range(sessions):
+            self.new_session(None)
 
     @rule(edge=st.one_of(st.none(), st.sampled_from(EDGE_BUCKETS)))
     def new_session(self, edge):
@@ -432,8 +436,36 @@ class RoutingMachine(RuleBasedStateMachine):
         self.now += timedelta(minutes=minutes)
 
     # -- rules: admin and emergency actions ------------------------------------------------------
+    # Grouped into few rules (each picks one action), so that session rules get most of the steps.
 
-    @rule(percent=st.one_of(st.none(), st.just(-1), st.sampled_from(EDGE_PERCENTS)))
+    @rule(data=st.data())
+    def admin(self, data):
+        actions = {
+            self.enable_or_disable: {"percent": st.one_of(st.none(), st.just(-1), st.sampled_from(EDGE_PERCENTS))},
+            self.set_percentage: {"percent": st.one_of(st.sampled_from(EDGE_PERCENTS), st.integers(0, BASIS_POINTS))},
+            self.set_stage: {"stage": st.sampled_from(sorted(STAGE_PLAN))},
+            self.allowlist_change: {"data": st.just(data), "add": st.booleans()},
+            self.set_cost_limit: {"limit": st.sampled_from(LIMITS)},
+            self.use_env_defaults: {},
+            self.environment_kill_switch: {"off": st.booleans()},
+        }
+        self.run_one(data, actions)
+
+    @rule(data=st.data())
+    def guard_event(self, data):
+        actions = {
+            self.fatal_upstream_error: {},
+            self.reset_guard: {"name": st.sampled_from((GuardName.COST, GuardName.LATENCY, GuardName.CONNECTION))},
+            self.row_corrupted: {"row": st.sampled_from(("latency guard", "percentage"))},
+        }
+        if self.connection.state == "half_open":
+            actions[self.probe_reports] = {"ok": st.booleans()}
+        self.run_one(data, actions)
+
+    def run_one(self, data, actions) -> None:
+        action = data.draw(st.sampled_from(list(actions)), label="action")
+        action(**{name: data.draw(strategy, label=name) for name, strategy in actions[action].items()})
+
     def enable_or_disable(self, percent):
         """Enable (with a percentage, in one action, or without), or disable (percent -1)."""
         if percent == -1:
@@ -447,13 +479,11 @@ class RoutingMachine(RuleBasedStateMachine):
             self.admin_percent, self.percent_broken = percent, False
         self.admin_enabled = True
 
-    @rule(percent=st.one_of(st.sampled_from(EDGE_PERCENTS), st.integers(0, BASIS_POINTS)))
     def set_percentage(self, percent):
         before = self.explained()
         act("set_rollout_percentage", percent=percent / 100)
         self.check_percentage_move(before, percent)
 
-    @rule(stage=st.sampled_from(sorted(STAGE_PLAN)))
     def set_stage(self, stage):
         before = self.explained()
         apply_action("set_stage", actor="test:state-machine", reason="property test", override=True, stage=stage)
@@ -473,8 +503,7 @@ class RoutingMachine(RuleBasedStateMachine):
         if percent <= old:
             assert now_in <= was_in
 
-    @rule(data=st.data(), add=st.booleans())
-    def allowlist(self, data, add):
+    def allowlist_change(self, data, add):
         candidates = [ids[0] for ids in ids_by_bucket().values()] + [ids_by_bucket()[9999][1], "s-1", "s-2"]
         session_id = data.draw(st.sampled_from(candidates))
         if add:
@@ -487,13 +516,11 @@ class RoutingMachine(RuleBasedStateMachine):
             with pytest.raises(ActionError):
                 act("allowlist_remove", session_id=session_id)
 
-    @rule(limit=st.sampled_from(LIMITS))
     def set_cost_limit(self, limit):
         act("set_cost_limit", cost_limit=limit)
         self.admin_limit, self.cost_stale = Decimal(limit), True
         self.ceiling = max(self.ceiling, self.spend_last_hour() + self.estimate)
 
-    @rule()
     def use_env_defaults(self):
         act("use_env_defaults")
         self.admin_enabled = self.admin_percent = self.admin_limit = None
@@ -513,21 +540,17 @@ class RoutingMachine(RuleBasedStateMachine):
         else:
             self.stop = self.force = False
 
-    @rule(off=st.booleans())
     def environment_kill_switch(self, off):
         self._set_env_switch(off)
 
     # -- rules: guards and doubt -----------------------------------------------------------------
 
-    @rule()
     def fatal_upstream_error(self):
         opened = guards.record_fatal_upstream_error("401 from upstream", now=self.now)
         assert opened == (self.connection.state != "open")
         if opened:
             self.trip_connection()
 
-    @precondition(lambda self: self.connection.state == "half_open")
-    @rule(ok=st.booleans())
     def probe_reports(self, ok):
         guards.record_connection_result(ok, now=self.now)
         if not ok:
@@ -538,7 +561,6 @@ class RoutingMachine(RuleBasedStateMachine):
             self.connection.state = "closed"
             self.connection.half_open_since, self.connection.budget, self.connection.successes = None, 0, 0
 
-    @rule(name=st.sampled_from((GuardName.COST, GuardName.LATENCY, GuardName.CONNECTION)))
     def reset_guard(self, name):
         apply_action("reset_guard", actor="test:state-machine", reason="property test", now=self.now, guard=name)
         if name == GuardName.COST:
@@ -549,7 +571,6 @@ class RoutingMachine(RuleBasedStateMachine):
         else:
             self.connection = Connection()
 
-    @rule(row=st.sampled_from(("latency guard", "percentage")))
     def row_corrupted(self, row):
         """A state no code path writes: the policy must answer Legacy, not guess."""
         if row == "latency guard":
