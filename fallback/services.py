@@ -16,6 +16,7 @@ from metrics.cost import admit_realtime_session
 
 from .config import EmergencySnapshot, load_config, load_emergency
 from .guards import (
+    GuardSnapshot,
     acquire_probe,
     cost_guard_open,
     load_guard_snapshots,
@@ -27,7 +28,7 @@ from .guards import (
     record_turn_latency,
     refresh_cost_guard,
 )
-from .models import FallbackEvent, FallbackReason, GuardName, Mode, RolloutConfig, RoutingDecision
+from .models import FallbackEvent, FallbackReason, GuardName, GuardStatus, Mode, RolloutConfig, RoutingDecision
 from .policy import Decision, decide, legacy
 
 logger = logging.getLogger(__name__)
@@ -48,8 +49,8 @@ def decide_for_session(session_id: str | None, *, now: datetime | None = None, r
     exactly one RoutingDecision is written, whose mode is the path the session gets, in the same transaction
     as the claims, so a refusal or a failed write leaves nothing claimed. A session seen before (a reconnect,
     in any process) gets its first decision again, except that a session that fell back stays on Legacy and
-    a Realtime one moves to Legacy on an emergency stop or when its cost can no longer be admitted (each with
-    one fallback event). ``record=False`` answers the same without writing or claiming anything (the admin's
+    a Realtime one moves to Legacy on an emergency stop, once the hour's spend has passed the limit (the cost
+    guard is open), or when its cost can no longer be admitted (each with one fallback event). ``record=False`` answers the same without writing or claiming anything (the admin's
     simulation).
     """
     now = now or timezone.now()
@@ -95,6 +96,11 @@ def _returning(first: RoutingDecision, now: datetime, record: bool) -> Decision:
     emergency = load_emergency()
     if emergency.emergency_stop:
         return _move_on_return(first, FallbackReason.EMERGENCY_STOP, f"{emergency.actor}: {emergency.reason}", record)
+    # Past the hour's limit, live sessions move at their next turn boundary; a return is one (its own hold
+    # would still admit it, and its next turn would spend past the limit).
+    cost = _guards_now(load_config(emergency).cost_limit_per_hour.value, now, record)[GuardName.COST]
+    if cost.state != GuardStatus.CLOSED:
+        return _move_on_return(first, FallbackReason.COST_LIMIT, cost.last_reason, record)
     admission = admit_realtime_session(first.session_id, now=now, hold=record)
     if not admission.admitted:
         detail = f"{admission.reason}: estimate {admission.estimate_usd} USD, limit {admission.limit_usd} USD"
@@ -113,15 +119,20 @@ def _fresh_decision(session_id: str | None, now: datetime, record: bool) -> Deci
     try:
         emergency = load_emergency()
         config = load_config(emergency)
-        limit = config.cost_limit_per_hour.value
-        if record:
-            refresh_cost_guard(limit, now=now)
-        guards = load_guard_snapshots()
-        if not record:
-            guards[GuardName.COST] = projected_cost_guard(guards[GuardName.COST], limit, now=now)
+        guards = _guards_now(config.cost_limit_per_hour.value, now, record)
     except ValueError as exc:  # an out-of-range environment value
         return legacy("config_invalid", _current_version(), str(exc))
     return decide(config, guards, emergency, session_id, now=now)
+
+
+def _guards_now(limit: float, now: datetime, record: bool) -> dict[str, GuardSnapshot]:
+    """Every guard, the cost guard brought up to the hour's spend (refreshed when recording, else projected)."""
+    if record:
+        refresh_cost_guard(limit, now=now)
+    guards = load_guard_snapshots()
+    if not record:
+        guards[GuardName.COST] = projected_cost_guard(guards[GuardName.COST], limit, now=now)
+    return guards
 
 
 def _record_first(session_id: str, decision: Decision, now: datetime) -> Decision:
