@@ -50,8 +50,8 @@ def decide_for_session(session_id: str | None, *, now: datetime | None = None, r
     as the claims, so a refusal or a failed write leaves nothing claimed. A session seen before (a reconnect,
     in any process) gets its first decision again, except that a session that fell back stays on Legacy and
     a Realtime one moves to Legacy on an emergency stop, once the hour's spend has passed the limit (the cost
-    guard is open), or when its cost can no longer be admitted (each with one fallback event). ``record=False`` answers the same without writing or claiming anything (the admin's
-    simulation).
+    guard is open), or when its cost can no longer be admitted (each with one fallback event).
+    ``record=False`` answers the same without writing or claiming anything (the admin's simulation).
     """
     now = now or timezone.now()
     try:
