@@ -150,6 +150,34 @@ async def test_a_kiosk_closed_for_flooding_is_refused_at_the_handshake_until_the
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("isolated_workflow_state", "demo_directory")
+async def test_a_locked_out_flooder_does_not_use_up_the_budget_of_its_neighbours(settings):
+    """Kiosks behind one NAT address share its connection budget; a flooder's refused retries spend none of it."""
+    settings.KIOSK_RATE_MESSAGES_PER_SECOND = 5
+    settings.KIOSK_RATE_FLOOD_REFUSALS = 3
+    settings.KIOSK_RATE_FLOOD_WINDOW_SECONDS = 60
+    settings.KIOSK_RATE_CONNECTS_PER_ADDRESS_PER_MINUTE = 4
+    flooder, neighbour = await new_kiosk("flooder"), await new_kiosk("neighbour")
+    ws = await started(flooder)  # 1 of the address's 4
+    for _ in range(20):
+        await ws.send_to(text_data=CANCEL)
+    assert (await drain_until_close(ws))[1]["code"] == 4429
+    await ws.disconnect()
+    for _ in range(10):  # locked out: refused at the handshake, the address's budget untouched
+        again = communicator(flooder)
+        assert not (await again.connect())[0]
+        await again.disconnect()
+    for _ in range(3):  # the other kiosks behind the address still get its 3 remaining connections
+        await (await started(neighbour)).disconnect()
+    refused = communicator(neighbour)
+    connected, _ = await refused.connect()
+    assert connected  # accepted to say why, then closed
+    assert (await drain_until_close(refused))[1]["code"] == 4429
+    assert await counts_reach("address_connects", 1)
+    await refused.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("isolated_workflow_state", "demo_directory")
 async def test_audio_faster_than_real_time_is_refused_and_the_socket_stays_usable(settings):
     settings.KIOSK_RATE_MESSAGES_PER_SECOND = 1000  # only the audio pace is under test
     ws = await started(await new_kiosk("fast talker"))

@@ -75,11 +75,13 @@ class KioskConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_FORBIDDEN_ORIGIN)
             return
         self.rate_limits = KioskRateLimits()
+        address = _client_address(self.scope)
         try:
-            await self.rate_limits.address_connect(_client_address(self.scope))
+            await self.rate_limits.address_open(address)
             kiosk = await run_blocking(authenticate_kiosk)(self.scope)
             if kiosk is not None:
                 await self.rate_limits.kiosk_connect(kiosk)
+            await self.rate_limits.address_connected(address)
         except StillFlooding as refusal:
             # Refused at the handshake: the socket never opens, so there is nothing to flood.
             self.rate_limits.count(refusal.limit)

@@ -115,10 +115,15 @@ class KioskRateLimits:
         self._uncounted: Counter[str] = Counter()
         self._counting: asyncio.Task | None = None
 
-    async def address_connect(self, address: str) -> None:
-        """A new connection from `address` (before authentication); raises RateLimited."""
-        if not await self.limiter.hit(self.limits.address_connects, "kiosk-address", address):
+    async def address_open(self, address: str) -> None:
+        """Before authentication: refuse `address` once it used up its budget of new connections (RateLimited)."""
+        if not await self.limiter.test(self.limits.address_connects, "kiosk-address", address):
             raise RateLimited("address_connects", "Too many new connections from this address; try again shortly.")
+
+    async def address_connected(self, address: str) -> None:
+        """Spend one of `address`'s new connections: an unknown key or an admitted kiosk does; a kiosk locked out
+        for flooding does not, so it cannot use up the budget of the other kiosks behind the same address."""
+        await self.limiter.hit(self.limits.address_connects, "kiosk-address", address)
 
     async def kiosk_connect(self, kiosk) -> None:
         """A new connection of an authenticated kiosk; raises StillFlooding (not counted against the kiosk's
