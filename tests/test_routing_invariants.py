@@ -13,6 +13,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.urls import reverse
 from django.utils import timezone
 
 from fallback import guards, services
@@ -192,3 +193,40 @@ def test_environment_kill_switch_in_a_restarted_server_process(tmp_path):
         text=True,
     ).stdout
     assert "held off by FEATURE_REALTIME_MODE_ENABLED=false" in status
+
+
+# --- what staff see ------------------------------------------------------------------------------------------
+
+
+def test_staff_see_the_environment_holding_realtime_off(admin_client, settings):
+    act("enable", percent=100)
+    page = admin_client.get(reverse("admin:fallback_control"), HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert 'id="environment-kill-switch"' not in page
+    status = admin_client.get("/api/v1/realtime/status").json()
+    assert (status["enabled"], status["disabled_by_environment"]) == (True, False)
+    settings.REALTIME_DISABLED_BY_ENVIRONMENT = True
+    page = admin_client.get(reverse("admin:fallback_control"), HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert 'id="environment-kill-switch"' in page and "FEATURE_REALTIME_MODE_ENABLED=false" in page
+    status = admin_client.get("/api/v1/realtime/status").json()
+    assert (status["enabled"], status["disabled_by_environment"]) == (False, True)
+
+
+def test_the_control_page_warns_when_no_session_could_ever_be_admitted(admin_client, settings):
+    settings.REALTIME_SESSION_COST_ESTIMATE = 0.5
+    act("set_cost_limit", cost_limit=1.0)
+    assert 'id="cost-limit-warning"' not in admin_client.get(reverse("admin:fallback_control")).content.decode()
+    act("set_cost_limit", cost_limit=0.4)
+    page = admin_client.get(reverse("admin:fallback_control"), HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert 'id="cost-limit-warning"' in page and "below one session's reservation (0.5" in page
+
+
+def test_the_simulate_box_says_when_a_session_was_decided_before(admin_client):
+    act("enable", percent=100)
+    url = reverse("admin:fallback_control")
+    assert (
+        "decided before"
+        not in admin_client.get(url, {"session_id": "fresh"}, HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    )
+    decide_for_session("fresh")
+    page = admin_client.get(url, {"session_id": "fresh"}, HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "decided before" in page
