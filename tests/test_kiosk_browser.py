@@ -7,21 +7,17 @@ the assistant's voice must come back to the page. A screenshot is kept in test-a
 from __future__ import annotations
 
 import json
-import re
-import shutil
 import wave
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from tests.live_server import REPO, LiveServer, throwaway_database
+from tests.kiosk_browser import demo_server, launch_chromium, open_paired_kiosk
+from tests.live_server import REPO
 from voice.legacy import legacy_engines
 
 pytestmark = [pytest.mark.browser, pytest.mark.speech]
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = REPO / "test-artifacts"
 
 
@@ -33,48 +29,10 @@ def write_wav(path: Path, pcm16: bytes, rate: int = 24000) -> None:
         out.writeframes(pcm16)
 
 
-@contextmanager
-def demo_server(tmp_path: Path, **env: str) -> Iterator[LiveServer]:
-    with throwaway_database("sqlite", tmp_path) as database_url:
-        server = LiveServer(database_url, tmp_path, {"SPEECH_WARM_UP": "true", **env})
-        server.manage("migrate", "--noinput", "--verbosity", "0")
-        seeded = server.manage("seed_demo", "--base-url", f"http://127.0.0.1:{server.port}")
-        server.pairing_url = re.search(r"(http://\S+/kiosk/pair/\S+/)", seeded).group(1)
-        server.start()
-        yield server
-        server.stop()
-        print(server.log.read_text()[-4000:])  # shown when the test fails
-
-
 @pytest.fixture
 def voice_server(tmp_path):
     with demo_server(tmp_path) as server:
         yield server
-
-
-def launch_chromium(playwright, wav: Path):
-    """Headless Chromium whose microphone plays `wav` once."""
-    return playwright.chromium.launch(
-        executable_path=CHROMIUM,
-        args=[
-            "--no-sandbox",
-            "--disable-gpu",
-            "--use-fake-ui-for-media-stream",
-            "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-audio-capture={wav}%noloop",
-            "--autoplay-policy=no-user-gesture-required",
-            "--disable-background-networking",
-            "--disable-component-update",
-        ],
-    )
-
-
-def open_paired_kiosk(browser, server: LiveServer):
-    page = browser.new_page(viewport={"width": 1280, "height": 800})
-    page.goto(server.pairing_url)
-    page.get_by_role("button").click()
-    page.wait_for_url(re.compile(r"/kiosk/$"))
-    return page
 
 
 def test_spoken_name_reaches_the_visit_and_the_page_plays_the_answer(voice_server, tmp_path):

@@ -7,7 +7,6 @@ import hashlib
 import json
 import re
 import secrets
-import shutil
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -20,7 +19,8 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from reception.models import KioskPairing
-from tests.live_server import REPO, LiveServer, throwaway_database
+from tests.kiosk_browser import demo_server, launch_chromium
+from tests.live_server import REPO
 from voice.kiosk_auth import DEVICE_COOKIE
 
 PRODUCTION = {
@@ -155,20 +155,10 @@ def test_admin_inline_style_hash_matches_the_installed_django():
     assert hashes and hashes <= set(django_settings.CONTENT_SECURITY_POLICY["DIRECTIVES"]["style-src"])
 
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
-
 @pytest.fixture
 def kiosk_server(tmp_path):
-    with throwaway_database("sqlite", tmp_path) as database_url:
-        server = LiveServer(database_url, tmp_path)
-        server.manage("migrate", "--noinput", "--verbosity", "0")
-        seeded = server.manage("seed_demo", "--base-url", f"http://127.0.0.1:{server.port}")
-        server.pairing_url = re.search(r"(http://\S+/kiosk/pair/\S+/)", seeded).group(1)
-        server.start()
+    with demo_server(tmp_path, SPEECH_WARM_UP="false") as server:
         yield server
-        server.stop()
-        print(server.log.read_text()[-4000:])  # shown when the test fails
 
 
 @pytest.mark.browser
@@ -177,16 +167,7 @@ def test_kiosk_page_works_under_its_csp_in_chromium(kiosk_server):
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--use-fake-ui-for-media-stream",
-                "--use-fake-device-for-media-stream",
-                "--disable-background-networking",
-            ],
-        )
+        browser = launch_chromium(playwright)
         try:
             page = browser.new_page()
             console: list[str] = []
