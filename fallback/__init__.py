@@ -5,7 +5,8 @@ Entry points for the voice session manager (sync; ``a``-prefixed async twins liv
 - ``services.record_fallback_event(session_id, reason, detail)``: before moving a live session to Legacy.
 - ``guards.record_connection_result / record_fatal_upstream_error / record_session_outcome /
   record_turn_latency`` and ``services.record_realtime_cost``: the samples the guards live on.
-- ``services.emergency_status()``; live sessions join ``emergency.CONTROL_GROUP`` and handle
-  ``control.emergency`` messages (a consumer method ``control_emergency``).
+- ``services.control_state()``: the emergency flags, and whether the hour's cost limit is passed; live sessions
+  join ``emergency.CONTROL_GROUP`` and handle ``control.emergency`` messages (a consumer method
+  ``control_emergency``): an emergency stop, or the cost limit (``emergency.COST_LIMIT_ACTION``).
 - ``emergency.apply_action(action, actor=..., reason=..., **params)``: every manual or emergency change.
 """

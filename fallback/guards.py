@@ -282,11 +282,6 @@ def acquire_probe(name: str, *, now: datetime | None = None) -> bool:
         )
 
 
-def release_probe(name: str) -> None:
-    """Give back a probe slot claimed for a session that will not use it."""
-    GuardState.objects.filter(name=name, state=GuardStatus.HALF_OPEN).update(probe_budget=F("probe_budget") + 1)
-
-
 def spend_last_hour(*, now: datetime | None = None) -> Decimal:
     """Realtime spend (USD) in the rolling hour ending now."""
     now = now or timezone.now()

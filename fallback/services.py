@@ -78,7 +78,7 @@ def explain_session(session_id: str | None, *, now: datetime | None = None) -> D
 def _first_decision(session_id: str | None) -> RoutingDecision | None:
     if not session_id:
         return None
-    return RoutingDecision.objects.filter(session_id=session_id[:64]).order_by("decided_at", "pk").first()
+    return RoutingDecision.objects.filter(session_id=session_id[:64]).first()  # unique: one row at most
 
 
 def _pinned(row: RoutingDecision) -> Decision:
@@ -192,11 +192,6 @@ def record_fallback_event(session_id: str, reason: FallbackReason | str, detail:
     return FallbackEvent.objects.create(session_id=session_id[:64], reason=reason, detail=detail[:500])
 
 
-def emergency_status() -> EmergencySnapshot:
-    """The emergency flags as they are in the database now (for sessions that start or reconnect)."""
-    return load_emergency()
-
-
 def control_state() -> tuple[EmergencySnapshot, bool]:
     """What live sessions must follow: the emergency flags, and whether the hour's cost limit is passed."""
     return load_emergency(), cost_guard_open()
@@ -209,7 +204,6 @@ def record_realtime_cost(usd: float) -> str | None:
 
 adecide_for_session = database_sync_to_async(decide_for_session)
 arecord_fallback_event = database_sync_to_async(record_fallback_event)
-aemergency_status = database_sync_to_async(emergency_status)
 arecord_session_outcome = database_sync_to_async(record_session_outcome)
 arecord_turn_latency = database_sync_to_async(record_turn_latency)
 arecord_connection_result = database_sync_to_async(record_connection_result)

@@ -72,6 +72,14 @@ async def drain_until_close(ws: WebsocketCommunicator) -> tuple[list[dict], dict
             messages.append(json.loads(output["text"]))
 
 
+async def flood_until_closed(ws: WebsocketCommunicator) -> None:
+    """Send frames past the (lowered) limits until the kiosk is closed with 4429."""
+    for _ in range(20):
+        await ws.send_to(text_data=CANCEL)
+    assert (await drain_until_close(ws))[1]["code"] == 4429
+    await ws.disconnect()
+
+
 async def drain_quiet(ws: WebsocketCommunicator) -> list[dict]:
     """Every text message until nothing more comes (the frames were all answered)."""
     messages = []
@@ -124,10 +132,7 @@ async def test_a_kiosk_closed_for_flooding_is_refused_at_the_handshake_until_the
     settings.KIOSK_RATE_CONNECTS_PER_KIOSK_PER_MINUTE = 3
     key = await new_kiosk("flooder")
     ws = await started(key)
-    for _ in range(20):
-        await ws.send_to(text_data=CANCEL)
-    assert (await drain_until_close(ws))[1]["code"] == 4429
-    await ws.disconnect()
+    await flood_until_closed(ws)
     for _ in range(3):  # more attempts than the connection budget: none of them open a socket or spend it
         again = communicator(key)
         connected, _ = await again.connect()
@@ -158,10 +163,7 @@ async def test_a_locked_out_flooder_does_not_use_up_the_budget_of_its_neighbours
     settings.KIOSK_RATE_CONNECTS_PER_ADDRESS_PER_MINUTE = 4
     flooder, neighbour = await new_kiosk("flooder"), await new_kiosk("neighbour")
     ws = await started(flooder)  # 1 of the address's 4
-    for _ in range(20):
-        await ws.send_to(text_data=CANCEL)
-    assert (await drain_until_close(ws))[1]["code"] == 4429
-    await ws.disconnect()
+    await flood_until_closed(ws)
     for _ in range(10):  # locked out: refused at the handshake, the address's budget untouched
         again = communicator(flooder)
         assert not (await again.connect())[0]
