@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from voice.speech.audio import (  # noqa: E402
+from speech.audio import (  # noqa: E402
     KIOSK_SAMPLE_RATE,
     RECOGNITION_SAMPLE_RATE,
     float32_to_pcm16,
@@ -61,7 +61,7 @@ def median_time(fn, n: int = 3) -> tuple[float, object]:
 
 def piper_in_process_probe() -> None:
     """Child process: the cost of importing/loading piper in-process."""
-    from voice.speech.tts import PiperTTS
+    from speech.tts import PiperTTS
 
     before = rss_mb()
     t = time.perf_counter()
@@ -75,8 +75,8 @@ def piper_in_process_probe() -> None:
 
 def main() -> None:
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores; RSS at start {rss_mb():.0f} MB")
-    from voice.speech.engines import get_speech_engines
-    from voice.speech.tts import split_sentences
+    from speech.engines import get_speech_engines
+    from speech.tts import split_sentences
 
     t0 = time.perf_counter()
     engines = get_speech_engines("local")

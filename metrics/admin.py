@@ -17,8 +17,8 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from simple_history.admin import SimpleHistoryAdmin
 
+from core.history_admin import AuditedAdmin
 from fallback.admin import ReadOnlyAdmin
-from fallback.history_admin import AuditedAdmin
 from fallback.models import AuditEntry, FallbackEvent, RoutingDecision
 from reception.workflow.checkpoint import get_checkpointer
 

@@ -13,7 +13,7 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from fallback.history import AuditedHistory
+from core.history import AuditedHistory
 from fallback.models import Mode
 
 PRICE_FIELD = {"max_digits": 12, "decimal_places": 6, "default": Decimal(0)}

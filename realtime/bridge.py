@@ -12,9 +12,9 @@ import json
 import logging
 from typing import Any
 
+from core.blocking import run_blocking
 from reception import workflow
 from reception.workflow.graph import missing_fields
-from voice.blocking import run_blocking
 from voice.legacy import KioskOutput
 
 from .client import RealtimeClient

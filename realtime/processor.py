@@ -21,9 +21,9 @@ from typing import Any
 
 from django.conf import settings
 
-from metrics.timing import TurnTiming
+from core.blocking import run_blocking
+from core.timing import TurnTiming
 from reception import workflow
-from voice.blocking import run_blocking
 from voice.legacy import KioskOutput
 from voice.protocol import ProtocolError
 

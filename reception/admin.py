@@ -6,8 +6,8 @@ from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
-from fallback.history import audit_context
-from fallback.history_admin import AuditedAdmin
+from core.history import audit_context
+from core.history_admin import AuditedAdmin
 
 from .models import Appointment, HostNotification, Kiosk, KioskPairing, StaffMember, Visit
 

@@ -19,7 +19,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from fallback.history import bulk_create_audited
+from core.history import bulk_create_audited
 
 from .models import Appointment, StaffMember, Visit
 

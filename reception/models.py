@@ -11,7 +11,7 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from fallback.history import AuditedHistory
+from core.history import AuditedHistory
 
 
 def hash_secret(raw: str) -> str:

@@ -90,7 +90,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
-    "reception_project.security.PermissionsPolicyMiddleware",
+    "core.permissions_policy.PermissionsPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -266,7 +266,7 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 
 # Logging: one JSON line per event (LOG_FORMAT=plain for a terminal), tagged with session_id and kiosk_id;
-# reception_project.logs.SafeLogFilter on every handler keeps keys, tokens and audio out, and visitor names and
+# core.logs.SafeLogFilter on every handler keeps keys, tokens and audio out, and visitor names and
 # transcripts too unless REALTIME_ENABLE_DETAILED_LOGGING is on. LOG_FILE adds a rotating file.
 FEATURE_ENABLE_DEBUG_LOGGING = env.bool("FEATURE_ENABLE_DEBUG_LOGGING", default=False)
 REALTIME_ENABLE_DETAILED_LOGGING = env.bool("REALTIME_ENABLE_DETAILED_LOGGING", default=False)
@@ -276,7 +276,7 @@ LOG_FILE = env_path("LOG_FILE")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"safe": {"()": "reception_project.logs.SafeLogFilter"}},
+    "filters": {"safe": {"()": "core.logs.SafeLogFilter"}},
     "formatters": {
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",

@@ -10,7 +10,7 @@ from autobahn.exception import Disconnected
 from channels.testing import WebsocketCommunicator
 
 from reception_project.asgi import application
-from voice.speech.engines import SpeechEngines
+from speech.engines import SpeechEngines
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("isolated_workflow_state")]
 

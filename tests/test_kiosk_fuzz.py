@@ -18,9 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reception_project.asgi import application
+from speech.engines import SpeechEngines
 from voice.hybrid import HybridVoiceManager
 from voice.protocol import CLIENT_MESSAGE_TYPES
-from voice.speech.engines import SpeechEngines
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("isolated_workflow_state")]
 

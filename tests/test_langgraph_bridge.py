@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
+from core.blocking import run_blocking
 from realtime.bridge import LangGraphBridge, build_instructions, say_exactly, text_to_say
 from realtime.client import RealtimeClient
 from realtime.emulator import CallFunction, EmulatorServer, Say, ScriptedBrain
 from reception import workflow
 from tests.realtime_support import TEST_KEY, TIMEOUT, FakeKiosk
-from voice.blocking import run_blocking
 
 pytest_plugins = ["tests.realtime_fixtures"]
 pytestmark = [

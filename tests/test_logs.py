@@ -10,8 +10,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
 
+from core.logs import SafeLogFilter, redact
 from reception.models import Kiosk, KioskPairing
-from reception_project.logs import SafeLogFilter, redact
 from tests.kiosk_client import collect_turn, connect
 
 SENTINEL_KEY = "sk-proj-SENTINELkey0123456789abcdefXYZ"

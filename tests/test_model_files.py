@@ -6,8 +6,8 @@ import shutil
 
 import pytest
 
-from voice.speech import model_files as mf
-from voice.speech.model_files import ModelFileError
+from speech import model_files as mf
+from speech.model_files import ModelFileError
 
 SMALL = mf.WHISPER_SIDE_FILES[0]  # config.json, 2309 bytes
 

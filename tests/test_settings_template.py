@@ -15,7 +15,7 @@ from django.db import connection
 from tests.live_server import REPO
 
 TEMPLATE = REPO / ".env.realtime.template"
-SOURCE_DIRS = ("reception_project", "reception", "voice", "realtime", "fallback", "metrics")
+SOURCE_DIRS = ("reception_project", "core", "speech", "reception", "voice", "realtime", "fallback", "metrics")
 # env("X"), env.int("X", ...), env_path("X") in the settings; os.environ.get("X") / os.getenv("X") / a module's
 # `..._ENV = "X"` constant anywhere in the project's code.
 READS = [

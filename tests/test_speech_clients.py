@@ -7,9 +7,9 @@ import json
 import httpx
 import pytest
 
-from voice.speech.engines import get_speech_engines, reset_speech_engines
-from voice.speech.stt import OpenAISTT, SpeechEngineError
-from voice.speech.tts import OpenAITTS, split_sentences
+from speech.engines import get_speech_engines, reset_speech_engines
+from speech.stt import OpenAISTT, SpeechEngineError
+from speech.tts import OpenAITTS, split_sentences
 
 KEY = "sk-test-SECRET-123"
 

@@ -7,6 +7,10 @@ import threading
 
 import pytest
 
+from speech.audio import KIOSK_SAMPLE_RATE, RECOGNITION_SAMPLE_RATE, resample_pcm16
+from speech.engines import get_speech_engines
+from speech.stt import SpeechToText, Transcript
+from speech.tts import TextToSpeech, synthesize_sentences
 from tests.speech_text import (
     EN_SENTENCES,
     JA_SENTENCES,
@@ -15,10 +19,6 @@ from tests.speech_text import (
     cer_ja,
     wer_en,
 )
-from voice.speech.audio import KIOSK_SAMPLE_RATE, RECOGNITION_SAMPLE_RATE, resample_pcm16
-from voice.speech.engines import get_speech_engines
-from voice.speech.stt import SpeechToText, Transcript
-from voice.speech.tts import TextToSpeech, synthesize_sentences
 
 pytestmark = pytest.mark.speech
 

@@ -17,10 +17,10 @@ import httpx
 import pytest
 from channels.db import database_sync_to_async
 
+from core.timing import TurnTiming
 from fallback.emergency import apply_action
 from metrics.collector import collector
 from metrics.models import TurnMetric
-from metrics.timing import TurnTiming
 from realtime.client import RealtimeClient
 from realtime.emulator import BrainContext, CallFunction, Reply, Say, ScriptedBrain
 from realtime.emulator.audio import silence, tone

@@ -10,7 +10,7 @@ import functools
 import numpy as np
 import pytest
 
-from voice.speech.audio import (
+from speech.audio import (
     KIOSK_SAMPLE_RATE,
     RECOGNITION_SAMPLE_RATE,
     Resampler,
@@ -18,7 +18,7 @@ from voice.speech.audio import (
     pcm16_to_float32,
     resample,
 )
-from voice.speech.vad import SileroVAD, SpeechStarted, Utterance, UtteranceSegmenter, pcm16_frames
+from speech.vad import SileroVAD, SpeechStarted, Utterance, UtteranceSegmenter, pcm16_frames
 
 SR = KIOSK_SAMPLE_RATE
 
@@ -26,7 +26,7 @@ SR = KIOSK_SAMPLE_RATE
 @functools.cache
 def speech(text: str, language: str) -> np.ndarray:
     """Synthesized speech, 24 kHz float32, trimmed to its audible part."""
-    from voice.speech.tts import OpenJTalkTTS, PiperTTS
+    from speech.tts import OpenJTalkTTS, PiperTTS
 
     engine = OpenJTalkTTS() if language == "ja" else PiperTTS()
     try:

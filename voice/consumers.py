@@ -15,13 +15,13 @@ from autobahn.exception import Disconnected
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from core.blocking import run_blocking
+from core.logs import bind_log_context
 from fallback.emergency import CONTROL_GROUP
 from fallback.watch import stop_watching_emergencies, watch_emergencies
 from reception import workflow
 from reception.models import Visit
-from reception_project.logs import bind_log_context
 
-from .blocking import run_blocking
 from .hybrid import HybridVoiceManager
 from .idle import IdleWatchdog
 from .kiosk_auth import authenticate_kiosk, origin_allowed

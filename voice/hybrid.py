@@ -19,17 +19,17 @@ from typing import Any
 
 from django.conf import settings
 
+from core.blocking import run_blocking
+from core.timing import TurnTiming
 from fallback import guards
 from fallback.emergency import COST_LIMIT_ACTION
 from fallback.models import FallbackReason
 from fallback.services import decide_for_session, record_fallback_event
 from metrics.collector import collector
 from metrics.cost import record_realtime_spend
-from metrics.timing import TurnTiming
 from realtime.client import RealtimeError
 from realtime.processor import RealtimeAudioProcessor
 
-from .blocking import run_blocking
 from .legacy import KioskOutput, LegacyAudioService
 
 logger = logging.getLogger(__name__)

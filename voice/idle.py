@@ -25,7 +25,7 @@ import time
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 
-from .speech.audio import KIOSK_SAMPLE_RATE
+from speech.audio import KIOSK_SAMPLE_RATE
 
 TURN_CEILING_SECONDS = 120.0
 PLAYBACK_BYTES_PER_SECOND = KIOSK_SAMPLE_RATE * 2  # PCM16 mono

@@ -20,16 +20,16 @@ from typing import Protocol, TypeVar
 
 from django.conf import settings
 
-from metrics.timing import TurnTiming, upstream_call, upstream_clock, upstream_seconds
+from core.blocking import run_blocking
+from core.timing import TurnTiming, upstream_call, upstream_clock, upstream_seconds
 from reception import workflow
 from reception.models import StaffMember
+from speech.audio import KIOSK_SAMPLE_RATE, RECOGNITION_SAMPLE_RATE, resample_pcm16
+from speech.engines import SpeechEngines, get_speech_engines
+from speech.tts import split_sentences
+from speech.vad import SpeechStarted, Utterance, UtteranceSegmenter
 
-from .blocking import run_blocking
 from .protocol import ProtocolError
-from .speech.audio import KIOSK_SAMPLE_RATE, RECOGNITION_SAMPLE_RATE, resample_pcm16
-from .speech.engines import SpeechEngines, get_speech_engines
-from .speech.tts import split_sentences
-from .speech.vad import SpeechStarted, Utterance, UtteranceSegmenter
 
 logger = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ from django.utils.translation import gettext as _
 from django.utils.translation import pgettext
 from django.views.decorators.http import require_http_methods
 
+from core.permissions_policy import HEADER as PERMISSIONS_POLICY
+from core.permissions_policy import permissions_policy
 from reception.models import Kiosk, KioskPairing, Visit
-from reception_project.security import HEADER as PERMISSIONS_POLICY
-from reception_project.security import permissions_policy
 
 from .kiosk_auth import DEVICE_COOKIE
 

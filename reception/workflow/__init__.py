@@ -87,7 +87,7 @@ class ReceptionWorkflow:
         with self._session(session_id):
             given = self._turn_input(session_id, {"kind": "text", "text": text})
             result = self._result(self._invoke(session_id, given))
-        # What was said is shown only with REALTIME_ENABLE_DETAILED_LOGGING (reception_project.logs).
+        # What was said is shown only with REALTIME_ENABLE_DETAILED_LOGGING (core.logs).
         logger.debug("visitor turn", extra={"transcript": text, "reply": result.reply, "visit": result.visit})
         return result
 

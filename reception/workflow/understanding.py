@@ -21,8 +21,8 @@ import jaconv
 from django.conf import settings
 from janome.tokenizer import Tokenizer
 
-from metrics.timing import upstream_call
-from reception_project.logs import adopt_loggers
+from core.logs import adopt_loggers
+from core.timing import upstream_call
 
 from .names import Person, find_in_text, staff_directory, strip_honorifics
 

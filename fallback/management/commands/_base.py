@@ -6,8 +6,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from core.history import cli_actor
 from fallback.emergency import Action, ActionError, apply_action
-from fallback.history import cli_actor
 
 __all__ = ["ActionCommand", "cli_actor"]
 

@@ -7,7 +7,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from fallback.history import audit_context, cli_actor
+from core.history import audit_context, cli_actor
 from metrics.models import ApiToken
 
 

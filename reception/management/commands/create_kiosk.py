@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from fallback.history import audit_context, cli_actor
+from core.history import audit_context, cli_actor
 from reception.models import Kiosk
 
 

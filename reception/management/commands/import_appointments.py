@@ -4,7 +4,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from fallback.history import audit_context, cli_actor
+from core.history import audit_context, cli_actor
 from reception.directory_io import CsvImportError, import_appointments
 
 

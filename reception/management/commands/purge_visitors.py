@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from fallback.history import cli_actor
+from core.history import cli_actor
 from reception.retention import purge_visits
 
 

@@ -4,6 +4,6 @@ Everything here is plain, blocking Python (no Django, no asyncio): the consumer 
 engines off the event loop (``asyncio.to_thread`` or an executor). Nothing downloads at run
 time: model files come from pinned PyPI packages and are sha256-verified before use.
 
-Import the submodules directly (``from voice.speech.engines import get_speech_engines``);
+Import the submodules directly (``from speech.engines import get_speech_engines``);
 this package ``__init__`` imports nothing heavy on purpose.
 """

@@ -17,7 +17,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_WHISPER_DIR = REPO_ROOT / "data" / "models" / "whisper-base"
 WHISPER_DIR_ENV = "SPEECH_WHISPER_MODEL_DIR"
 
