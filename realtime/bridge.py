@@ -15,6 +15,7 @@ from typing import Any
 from core.blocking import run_blocking
 from reception import workflow
 from reception.workflow.graph import missing_fields
+from reception.workflow.state import VISIT_FIELDS
 from voice.legacy import KioskOutput
 
 from .client import RealtimeClient
@@ -22,12 +23,10 @@ from .client import RealtimeClient
 logger = logging.getLogger(__name__)
 
 SAY_EXACTLY = "Now say exactly this to the visitor, word for word, and nothing else:"
-_FIELD_NAMES = {
-    "company_name": "company",
-    "visitor_name": "visitor's name",
-    "purpose": "purpose of the visit",
-    "host_name": "person visited",
-}
+# How the instructions name each of the visitor's fields (company_name, visitor_name, purpose, host_name).
+_FIELD_NAMES = dict(
+    zip(VISIT_FIELDS, ("company", "visitor's name", "purpose of the visit", "person visited"), strict=True)
+)
 _ROLE = """You are the voice of the reception kiosk in an office lobby. {speak}
 The reception workflow decides what to ask and what happens next; you are its voice and its ears.
 - Whenever the visitor gives their company, their name, the purpose of the visit or the person they are visiting,

@@ -182,7 +182,6 @@ def test_instructions_say_what_is_collected_missing_and_pending():
             "visitor_type": "unknown",
             "status": "collecting",
         },
-        visit_id=None,
         finished=False,
     )
     text = build_instructions(snapshot, "en")

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from reception import workflow
 from reception.models import StaffMember
 from reception.workflow import names
+from reception.workflow.chat import OpenAIChatUnderstanding
 from reception.workflow.names import (
     Person,
     choose_by_department,
@@ -21,7 +22,6 @@ from reception.workflow.names import (
     staff_directory,
     strip_honorifics,
 )
-from reception.workflow.understanding import OpenAIChatUnderstanding
 
 STAFF = [
     Person(1, "田中 一郎", "たなか いちろう", "Ichiro Tanaka", "営業部 (Sales)"),

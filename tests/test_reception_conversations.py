@@ -445,7 +445,6 @@ def test_conversation(workflow, kiosk, directory, language, turns, after):
             result.visit["visitor_name"],
             result.visit["visitor_type"],
         ), context
-        assert result.visit_id == visit.pk
 
     recipients = sorted(address for message in mail.outbox for address in message.to)
     assert recipients == sorted(after["notified"])
@@ -562,9 +561,8 @@ def test_a_visit_row_deleted_mid_conversation_is_written_again(workflow, kiosk):
     workflow.start("purged", "ja", kiosk.pk)
     workflow.handle_text("purged", "テスト株式会社の山田です")
     Visit.objects.filter(session_id="purged").delete()  # e.g. an over-eager purge
-    result = workflow.handle_text("purged", "打ち合わせです")
+    workflow.handle_text("purged", "打ち合わせです")
     visit = Visit.objects.get(session_id="purged")
-    assert result.visit_id == visit.pk
     assert (visit.visitor_name, visit.company_name, visit.purpose) == ("山田", "テスト株式会社", "打ち合わせ")
 
 

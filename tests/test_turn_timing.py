@@ -26,7 +26,7 @@ from realtime.emulator import BrainContext, CallFunction, Reply, Say, ScriptedBr
 from realtime.emulator.audio import silence, tone
 from realtime.emulator.reception_brain import build_reception_brain
 from realtime.processor import RealtimeAudioProcessor
-from reception.workflow.understanding import OpenAIChatUnderstanding
+from reception.workflow.chat import OpenAIChatUnderstanding
 from tests.kiosk_client import collect_turn, connect
 from tests.metrics_fixtures import reference_prices  # noqa: F401  (Realtime admission needs prices)
 from tests.realtime_fixtures import assert_no_leaked_tasks

@@ -7,13 +7,10 @@ import json
 import httpx
 import pytest
 
+from reception.workflow.chat import OpenAIChatUnderstanding, get_understanding
 from reception.workflow.names import Person
-from reception.workflow.understanding import (
-    OpenAIChatUnderstanding,
-    RuleBasedUnderstanding,
-    Understanding,
-    get_understanding,
-)
+from reception.workflow.rules import RuleBasedUnderstanding
+from reception.workflow.understanding import Understanding
 
 STAFF = [
     Person(1, "田中 一郎", "たなか いちろう", "Ichiro Tanaka", "営業部"),
@@ -119,8 +116,8 @@ def test_english(rules, text, expecting, expected):
 
 
 def test_empty_input_is_empty(rules):
-    assert rules.understand("   ", "ja").is_empty
-    assert rules.understand("", "en").is_empty
+    assert rules.understand("   ", "ja") == Understanding()
+    assert rules.understand("", "en") == Understanding()
 
 
 def test_found_lists_only_given_fields():
@@ -204,8 +201,6 @@ def test_get_understanding_picks_by_settings(settings):
 
 
 def test_brackets_from_speech_recognition_do_not_reach_the_name():
-    from reception.workflow.understanding import RuleBasedUnderstanding
-
     understood = RuleBasedUnderstanding(directory=list).understand("株式会社テストの山田太郎（です。", "ja")
     assert understood.visitor_name.replace(" ", "") == "山田太郎"
     assert understood.company_name == "株式会社テスト"

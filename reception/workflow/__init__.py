@@ -18,27 +18,29 @@ from langgraph.graph.state import CompiledStateGraph
 
 from reception.models import Visit
 
+from .chat import get_understanding
 from .checkpoint import get_checkpointer, reset_checkpointer
-from .graph import STEP_CHOOSE_HOST, STEP_CONFIRM, STEP_DONE, build_graph, missing_fields
-from .state import ReceptionState
+from .graph import build_graph, missing_fields
+from .rules import RuleBasedUnderstanding
+from .state import STEP_CHOOSE_HOST, STEP_CONFIRM, STEP_DONE, VISIT_FIELDS, ReceptionState
 from .tools import TOOLS, validate_arguments
-from .understanding import LanguageUnderstanding, RuleBasedUnderstanding, Understanding, get_understanding
+from .understanding import LanguageUnderstanding, Understanding
 
 logger = logging.getLogger(__name__)
 
 # Why a session ended when its visitor walked away: the idle timeout, or the clean-up of a crashed server.
 ABANDONING_REASONS = frozenset({"idle", "inactive"})
 
-VISIT_KEYS = ("visitor_name", "company_name", "purpose", "host_name", "visitor_type", "status")
+# The keys of `visit.updated`: the visitor's fields, then what the workflow made of the visit.
+VISIT_KEYS = (*VISIT_FIELDS, "visitor_type", "status")
 
 
 @dataclass
 class TurnResult:
-    """What one turn produced: the reply to speak, the contract's `visit.updated` fields, and the outcome."""
+    """What one turn produced: the reply to speak, the `visit.updated` fields, and the outcome."""
 
     reply: str
     visit: dict[str, str]
-    visit_id: int | None
     finished: bool
     resumed: bool = False
 
@@ -52,7 +54,7 @@ class ToolCallResult:
 
 
 def visit_fields(state: ReceptionState) -> dict[str, str]:
-    """Exactly the contract keys of `visit.updated`, as strings."""
+    """Exactly the keys of `visit.updated`, as strings."""
     values = {key: str(state.get(key) or "") for key in VISIT_KEYS}
     values["visitor_type"] = values["visitor_type"] or Visit.VisitorType.UNKNOWN
     values["status"] = values["status"] or Visit.Status.COLLECTING
@@ -196,7 +198,7 @@ class ReceptionWorkflow:
             "ok": False,
             "error": "not_expected",
             "message": message,
-            "missing": missing_fields(state) if state else ["company_name", "visitor_name", "purpose", "host_name"],
+            "missing": missing_fields(state),
             "awaiting": state.get("expecting", ""),
         }
 
@@ -205,7 +207,6 @@ class ReceptionWorkflow:
         return TurnResult(
             reply=state.get("reply", ""),
             visit=visit_fields(state),
-            visit_id=state.get("visit_id"),
             finished=bool(state.get("finished")),
             resumed=resumed,
         )

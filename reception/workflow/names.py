@@ -28,6 +28,10 @@ _EN_TITLE = re.compile(r"^(?:mr|mrs|ms|miss|dr|prof)\.?\s+", re.IGNORECASE)
 _EN_SUFFIX = re.compile(r"[\s-]+(?:san|sama|sensei|kun)$", re.IGNORECASE)
 _SEPARATORS = re.compile(r"[\s・･,、.]+")
 _WORD = re.compile(r"\w+")
+# The legal form around a Japanese company name (株式会社テスト, テスト(株)), and with the English ones, what a
+# company name is compared without.
+JA_LEGAL_FORMS = r"株式会社|有限会社|合同会社|\(株\)|\(有\)"
+_LEGAL_FORMS = re.compile(rf"{JA_LEGAL_FORMS}|inc\.?|corp\.?|co\.?,? ltd\.?|\s", re.IGNORECASE)
 
 EXACT = 100.0
 PARTIAL = 92.0
@@ -265,6 +269,11 @@ def choose_by_department(answer: str, candidates: Sequence[Person]) -> Person | 
         return fitting[0]
     by_name = match_name(answer, candidates)
     return by_name.person if by_name.score == EXACT else None
+
+
+def company_key(company: str) -> str:
+    """A company name as compared: without legal forms and spaces, lower-case (株式会社テスト → テスト)."""
+    return _LEGAL_FORMS.sub("", company).lower()
 
 
 def find_in_text(text: str, people: Sequence[Person]) -> list[Person]:

@@ -5,6 +5,15 @@ from __future__ import annotations
 import operator
 from typing import Annotated, TypedDict
 
+# What the visitor tells us, in the order the workflow asks for it.
+VISIT_FIELDS = ("company_name", "visitor_name", "purpose", "host_name")
+
+# Where the conversation stands (`step`); a new session has none yet.
+STEP_COLLECT = "collect"
+STEP_CONFIRM = "confirm"
+STEP_CHOOSE_HOST = "choose_host"
+STEP_DONE = "done"
+
 
 class Message(TypedDict):
     """One line of the conversation."""

@@ -1,0 +1,411 @@
+"""Rule-based language understanding of one visitor utterance, Japanese and English, offline.
+
+janome and patterns for Japanese, regular expressions for English; the staff directory is the gazetteer of hosts.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import jaconv
+from janome.tokenizer import Tokenizer
+
+from core.logs import adopt_loggers
+
+from .names import JA_LEGAL_FORMS, Person, find_in_text, staff_directory, strip_honorifics
+from .state import VISIT_FIELDS
+from .understanding import EXPECT_CONFIRMATION, EXPECT_HOST_CHOICE, LanguageUnderstanding, Understanding
+
+adopt_loggers("janome")  # janome gives its loggers handlers of their own at import
+
+
+_JA_YES = re.compile(
+    r"^(?:はい|ええ|うん|そうです|その通り|そのとおり|合って|あって|大丈夫|間違いない|間違いありません|問題ありません|OK|オーケー)"
+)
+_JA_NO = re.compile(r"^(?:いいえ|いえ|違います|ちがいます|違う|ちがう|間違って|まちがって|いや)")
+_JA_CORRECTION = re.compile(r"ではなく|じゃなくて|でなくて|ではありません|訂正|言い間違え|間違えました")
+_JA_DELIVERY = re.compile(r"お届け|届け物|宅配|配達|荷物|郵便|宅急便|ゆうパック|納品|配送|集荷|お荷物")
+_JA_SIGNATURE = re.compile(r"印鑑|ハンコ|はんこ|判子|サイン|署名|受領印|受け取りの?確認")
+_JA_SALES = re.compile(r"営業に|ご紹介|ご案内|ご提案|売り込み|新商品|新サービス|セールス|飛び込み|営業で|商品の")
+_JA_APPOINTMENT = re.compile(r"約束|アポ|予約|お待ち合わせ|面接|面談|打ち合わせ|打合せ|会議|ミーティング")
+_JA_PURPOSE_WORDS = re.compile(
+    r"約束|アポ|予約|打ち合わせ|打合せ|ミーティング|会議|面接|面談|商談|相談|件|紹介|案内|提案|挨拶|"
+    r"営業|見学|説明|契約|修理|点検|納品|訪問|取材|セミナー|研修|用事|届け|配達|宅配|荷物|打診|見積"
+)
+_JA_COMPANY_PREFIX = rf"(?:{JA_LEGAL_FORMS}|一般社団法人)"
+_JA_COMPANY_SUFFIX = (
+    rf"(?:{JA_LEGAL_FORMS}|商事|工業|銀行|物産|産業|電機|製作所|運輸|急便|通運|"
+    r"ホールディングス|システムズ|(?<![御弊貴当会])社)"
+)
+_JA_AFTER_COMPANY = r"(?=の|から|より|で|、|。|\s|です|でございます|と申|$)"
+_JA_NAME_END = r"(?:と申します|ともうします|と申す者です|と言います|といいます|でございます|です)"
+_JA_SELF = re.compile(
+    r"^(?:会社名は|社名は|会社は|私は|わたくしは|わたしは|私|わたくし|わたし|僕は|ぼくは|こちらは|名前は|お名前は)"
+)
+_JA_NOT_NAMES = (
+    "そう",
+    "大丈夫",
+    "以上",
+    "結構",
+    "それ",
+    "これ",
+    "了解",
+    "お願い",
+    "宜しく",
+    "よろしく",
+    "ここ",
+    "個人",
+)
+_JA_HONORIFIC = r"(?:さん|様|さま|氏|殿|くん|君)"
+_JA_HONORIFIC_AT = re.compile(rf"(?={_JA_HONORIFIC})")
+_JA_DEPT = re.compile(
+    r"([^\s、。,のとにをは]{1,12}?(?:部|課|室|センター|チーム|グループ))(?:の|にいる|にいらっしゃる|)"
+)
+_JA_VERB_TAIL = re.compile(
+    r"(?:をしています|しています|しております|をしております|でお伺いしました|で伺いました|で参りました|で来ました|"
+    r"に参りました|に来ました|に伺いました|にまいりました|にきました|をお願いします|をお願いしたい|があります|がございます|"
+    r"をいただいています|をいただいております|いただいています|で|です|に|を|が|のため)$"
+)
+
+_EN_YES = re.compile(
+    r"^(?:yes|yeah|yep|yup|correct|that's right|that is right|right|sure|ok|okay|exactly|all correct|perfect)\b",
+    re.I,
+)
+_EN_NO = re.compile(r"^(?:no|nope|wrong|incorrect|not quite|that's wrong|that is wrong|that's not right)\b", re.I)
+_EN_CORRECTION = re.compile(r"^(?:no|nope|actually|sorry|i mean|correction|wait)\b|\bnot\b.+\bbut\b", re.I)
+_EN_DELIVERY = re.compile(r"\b(?:deliver(?:y|ies|ing)?|package|parcel|courier|shipment|mail)\b", re.I)
+_EN_SIGNATURE = re.compile(r"\b(?:sign(?:ature|ed)?|stamp)\b", re.I)
+_EN_SALES = re.compile(
+    r"\b(?:sales|introduce|our (?:new )?(?:product|service)s?|demo|promotion|proposal|pitch|sell)\b", re.I
+)
+_EN_APPOINTMENT = re.compile(r"\b(?:appointment|scheduled|expecting me|meeting|interview)\b", re.I)
+_EN_STOP = (
+    "from|with|of|and|here|to|for|at|the|a|an|about|regarding|delivering|looking|calling|visiting|"
+    "i|i'm|im|who|is|am|are|today|please|in|on|my|just|coming|came|have|has|expected"
+)
+_EN_NAME_WORD = r"(?:[A-Za-z][A-Za-z'\-]*\.?)"
+_EN_NAME = re.compile(
+    rf"\b(?:my name is|my name's|name is|i am|i'm|im|this is|it's|call me)\s+((?!(?:{_EN_STOP})\b){_EN_NAME_WORD}"
+    rf"(?:\s+(?!(?:{_EN_STOP})\b){_EN_NAME_WORD}){{0,2}})",
+    re.I,
+)
+_EN_COMPANY = re.compile(
+    rf"\b(?:from|with|representing|work for|work at|company is)\s+((?!(?:{_EN_STOP}|mr|ms|mrs|dr)\b)"
+    rf"[A-Za-z0-9&][\w&.'\-]*(?:\s+(?!(?:{_EN_STOP})\b)[A-Za-z0-9&][\w&.'\-]*){{0,4}})",
+    re.I,
+)
+_EN_TITLE = r"(?:(?:mr|mrs|ms|miss|dr|prof)\.?\s+)"
+_EN_HOST = re.compile(
+    rf"\b(?:to see|to meet|meeting with|meet with|appointment with|meeting|visiting|visit|looking for|ask for|"
+    rf"asking for|speak to|speak with|talk to|here for|call|with)\s+({_EN_TITLE}?(?!(?:{_EN_STOP})\b)"
+    rf"[A-Za-z][\w'\-]*(?:[\s\-]+(?!(?:{_EN_STOP})\b)[A-Za-z][\w'\-]*)?)",
+    re.I,
+)
+_EN_DEPT = re.compile(r"\b(?:in |of |from )?(?:the )?([A-Za-z]+) (?:department|dept|team|division)\b", re.I)
+_EN_PURPOSE = re.compile(
+    r"\b(?:about|regarding|concerning|to discuss|for)\s+((?:the |a |an |our |my )?(?!(?:mr|ms|mrs|dr)\b)[^.,!?]+?)"
+    r"(?=[.,!?]|$| and | with )",
+    re.I,
+)
+_EN_PURPOSE_NOUN = re.compile(
+    r"\b(a |an |the |my |our )?((?:\d{1,2}(?::\d\d)?\s*(?:am|pm|o'clock)?\s*)?"
+    r"(?:meeting|interview|appointment|presentation|demo|delivery|job interview))\b",
+    re.I,
+)
+_EN_WISH = re.compile(
+    r"\b(?:i'd like to|i would like to|i want to|we'd like to|i'm here to|i am here to|here to)\s+"
+    r"(?!see\b|meet\b|visit\b)([^.,!?]+)",
+    re.I,
+)
+_EN_COMPANY_NONE = re.compile(r"\b(?:no company|none|individual|myself|personal|private|not with a company)\b", re.I)
+_FILLERS = re.compile(r"^(?:えー+と?|ええと|えっと|あの+ー*|あー+|うーん|んー|um+|uh+|er+|hmm+|well)[、,.\s]*", re.I)
+_JA_COMPANY_NONE = re.compile(r"^(?:個人|なし|ありません|特にありません|無所属|フリー)")
+
+
+@lru_cache(maxsize=1)
+def _tokenizer() -> Tokenizer:
+    return Tokenizer()
+
+
+_BRACKETS = str.maketrans("", "", '()[]{}「」『』【】〈〉《》"')
+
+
+@dataclass(frozen=True)
+class _NameParts:
+    hiragana: frozenset[str]
+    longest: int
+
+
+@lru_cache(maxsize=8)
+def _ja_name_parts(names: tuple[tuple[str, str], ...]) -> _NameParts:
+    """The staff's names and readings, whole and by word, in hiragana: what may stand before さん or 様."""
+    parts = set()
+    for sources in names:
+        for source in sources:
+            words = [jaconv.kata2hira(w) for w in re.split(r"[\s・]+", source) if w]
+            parts.update(["".join(words), *words])
+    parts.discard("")
+    return _NameParts(frozenset(parts), max(map(len, parts), default=0))
+
+
+def _clean(text: str) -> str:
+    """NFKC, without brackets and quotes: speech recognition sprinkles them, and no field needs them."""
+    return unicodedata.normalize("NFKC", text).translate(_BRACKETS).strip()
+
+
+def _title(name: str) -> str:
+    return " ".join(w if w.isupper() and len(w) > 1 else w[:1].upper() + w[1:] for w in name.split())
+
+
+def _trim_en(phrase: str) -> str:
+    words = phrase.strip(" .,!?").split()
+    stop = set(_EN_STOP.split("|"))
+    while words and words[-1].lower().strip(".") in stop:
+        words.pop()
+    return " ".join(words).strip(" .,!?")
+
+
+class RuleBasedUnderstanding(LanguageUnderstanding):
+    """Patterns plus janome for Japanese, regular expressions for English; the staff directory is the gazetteer."""
+
+    def __init__(self, directory: Callable[[], Sequence[Person]] = staff_directory) -> None:
+        self._directory = directory
+
+    def understand(self, text: str, language: str, expecting: str = "") -> Understanding:
+        """Fields, yes/no, correction and delivery hints of one utterance; unknown parts stay empty."""
+        text = _FILLERS.sub("", _clean(text)).strip()
+        if not text:
+            return Understanding()
+        japanese = language == "ja" or bool(re.search(r"[぀-ヿ一-鿿]", text))
+        result = self._japanese(text, expecting) if japanese else self._english(text, expecting)
+        if result.host_name and result.host_name == result.visitor_name:
+            result.host_name = ""
+        return result
+
+    # --- Japanese --------------------------------------------------------------------------------------------
+
+    def _japanese(self, text: str, expecting: str) -> Understanding:
+        u = Understanding()
+        if _JA_YES.match(text):
+            u.answer = True
+        elif _JA_NO.match(text):
+            u.answer = False
+        u.is_correction = u.answer is False or bool(_JA_CORRECTION.search(text))
+        if _JA_DELIVERY.search(text):
+            u.visitor_type = "delivery"
+            u.needs_signature = bool(_JA_SIGNATURE.search(text))
+            u.purpose = "お届け物（受領サインが必要）" if u.needs_signature else "お届け物"
+        elif _JA_SALES.search(text):
+            u.visitor_type = "sales"
+        elif _JA_APPOINTMENT.search(text):
+            u.visitor_type = "appointment"
+
+        body = _JA_YES.sub("", _JA_NO.sub("", text)).lstrip("、。, ")
+        u.host_name, u.host_department = self._ja_host(body)
+        # 「違います、山川です」 at confirmation is a new name; 「はい、そうです」 is not.
+        bare_name = expecting in ("", "visitor_name") or (expecting == EXPECT_CONFIRMATION and u.answer is False)
+        u.visitor_name = self._ja_visitor_name(body, u.host_name, bare_name)
+        u.company_name = self._ja_company(body, u.visitor_name)
+        if not u.purpose:
+            u.purpose = self._ja_purpose(body)
+
+        if expecting in VISIT_FIELDS and not getattr(u, expecting) and body:
+            bare = self._ja_bare(body)
+            if expecting == "company_name" and _JA_COMPANY_NONE.match(body):
+                u.company_name = "個人"
+            elif bare and not (u.found() and expecting != "host_name"):
+                setattr(u, expecting, strip_honorifics(bare) if expecting in ("host_name", "visitor_name") else bare)
+        if expecting == EXPECT_HOST_CHOICE and not u.host_department:
+            dept = _JA_DEPT.search(body)
+            u.host_department = dept.group(1) if dept else self._ja_bare(body)
+        return u
+
+    def _ja_host(self, text: str) -> tuple[str, str]:
+        host = self._ja_known_host(text)
+        tokens = [] if host else list(_tokenizer().tokenize(text))
+        for i, tok in enumerate(tokens):
+            if tok.part_of_speech.startswith("名詞,接尾,人名") and tok.surface in {
+                "さん",
+                "様",
+                "さま",
+                "氏",
+                "殿",
+                "くん",
+                "君",
+            }:
+                j = i
+                while j > 0 and tokens[j - 1].part_of_speech.startswith("名詞") and i - j < 3:
+                    j -= 1
+                host = "".join(t.surface for t in tokens[j:i])
+                if host:
+                    break
+        if not host:
+            match = re.search(rf"([ぁ-んァ-ヶー一-龥々]{{1,8}}?){_JA_HONORIFIC}(?:に|と|へ|を|は|の|、|。|で|$)", text)
+            if match and match.group(1) not in ("皆", "お客"):
+                host = re.sub(r"^.*[のとにをはが]", "", match.group(1)) or match.group(1)
+        if not host:
+            context = re.search(
+                r"(\S{1,12}?)(?:に会い|にお会い|に面会|を呼んで|をお願い|とお約束|と約束|はいらっしゃいますか)", text
+            )
+            if context:
+                people = find_in_text(context.group(1), self._directory())
+                if people:
+                    host = re.sub(r"^.*[のとにをはが]", "", context.group(1))
+        department = ""
+        if host:
+            dept = re.search(
+                rf"([^\s、。,のとにをは]{{1,12}}?(?:部|課|室|センター|チーム|グループ))の?{re.escape(host)}", text
+            )
+            department = dept.group(1) if dept else ""
+            host = re.sub(rf"^{re.escape(department)}の?", "", host) if department else host
+        return strip_honorifics(host), department
+
+    def _ja_known_host(self, text: str) -> str:
+        """A staff name part (kanji or kana, full name first) written with an honorific."""
+        hira = jaconv.kata2hira(text)
+        honorifics = [m.start() for m in _JA_HONORIFIC_AT.finditer(hira)]
+        if not honorifics:
+            return ""
+        parts = _ja_name_parts(tuple((p.name, p.reading) for p in self._directory()))
+        said = [
+            (length, at - length)
+            for at in honorifics
+            for length in range(min(at, parts.longest), 0, -1)
+            if hira[at - length : at] in parts.hiragana
+        ]
+        if not said:
+            return ""
+        # The longest name part said right before an honorific; on a tie, the one said first.
+        length, start = max(said, key=lambda found: (found[0], -found[1]))
+        return text[start : start + length]
+
+    def _ja_visitor_name(self, text: str, host: str, bare_allowed: bool) -> str:
+        tokens = list(_tokenizer().tokenize(text))
+        for i, tok in enumerate(tokens):
+            if not tok.part_of_speech.startswith("名詞,固有名詞,人名"):
+                continue
+            j = i
+            while j + 1 < len(tokens) and tokens[j + 1].part_of_speech.startswith("名詞,固有名詞,人名"):
+                j += 1
+            name = "".join(t.surface for t in tokens[i : j + 1])
+            rest = "".join(t.surface for t in tokens[j + 1 :])
+            if name != host and re.match(_JA_NAME_END, rest):
+                return name
+        start = "^|私は|わたくしは|わたしは|名前は|の" if bare_allowed else "私は|わたくしは|わたしは|名前は|の"
+        match = re.search(rf"(?:{start})([^\s、。,!?のはがをにとでから]{{1,10}}?){_JA_NAME_END}", text)
+        if match and not _JA_PURPOSE_WORDS.search(match.group(1)) and match.group(1) not in (host, *_JA_NOT_NAMES):
+            name = match.group(1)
+            return "" if re.search(_JA_COMPANY_SUFFIX + "$", name) else name
+        return ""
+
+    def _ja_company(self, text: str, visitor_name: str) -> str:
+        body = _JA_SELF.sub("", text)
+        for pattern in (
+            rf"({_JA_COMPANY_PREFIX}\s*[^\s、。,のからより]+?){_JA_AFTER_COMPANY}",
+            rf"([^\s、。,]+?{_JA_COMPANY_SUFFIX}){_JA_AFTER_COMPANY}",
+            r"([^\s、。,]+?)から(?:参りました|まいりました|来ました|きました|伺いました|うかがいました|の)",
+        ):
+            match = re.search(pattern, body)
+            if match and not re.search(r"\d|時", match.group(1)):
+                return _JA_SELF.sub("", match.group(1))
+        if visitor_name:
+            match = re.search(rf"([^\s、。,]+?)の{re.escape(visitor_name)}", body)
+            if match and not re.search(r"部|課|室", match.group(1)):
+                return _JA_SELF.sub("", match.group(1))
+        return ""
+
+    def _ja_purpose(self, text: str) -> str:
+        for clause in re.split(r"[。、,!?！？]", text):
+            if not _JA_PURPOSE_WORDS.search(clause):
+                continue
+            # Drop the host and company mentions in front of the purpose itself.
+            clause = re.sub(rf"^.*?{_JA_HONORIFIC}(?:との|と|に|へ|を)?", "", clause)
+            clause = re.sub(r"^.*?(?:から|より)(?:参りました|来ました|伺いました)?", "", clause) or clause
+            for _ in range(3):
+                clause = _JA_VERB_TAIL.sub("", clause)
+            clause = re.sub(r"^(?:本日は|今日は|きょうは)", "", clause).strip()
+            if clause:
+                return clause
+        return ""
+
+    @staticmethod
+    def _ja_bare(text: str) -> str:
+        bare = _JA_SELF.sub("", text.strip("。、,.!?！？ "))
+        bare = re.sub(
+            rf"(?:{_JA_NAME_END}|から(?:参りました|来ました|伺いました)|です|でお願いします|をお願いします)$", "", bare
+        )
+        return bare.strip("。、,.!?！？ ")[:100]
+
+    # --- English ---------------------------------------------------------------------------------------------
+
+    def _english(self, text: str, expecting: str) -> Understanding:
+        u = Understanding()
+        if _EN_YES.match(text):
+            u.answer = True
+        elif _EN_NO.match(text):
+            u.answer = False
+        u.is_correction = bool(_EN_CORRECTION.search(text))
+        if _EN_DELIVERY.search(text):
+            u.visitor_type = "delivery"
+            u.needs_signature = bool(_EN_SIGNATURE.search(text))
+            u.purpose = "delivery (signature needed)" if u.needs_signature else "delivery"
+        elif _EN_SALES.search(text):
+            u.visitor_type = "sales"
+        elif _EN_APPOINTMENT.search(text):
+            u.visitor_type = "appointment"
+
+        name = _EN_NAME.search(text)
+        if name:
+            u.visitor_name = _title(_trim_en(name.group(1)))
+        company = _EN_COMPANY.search(text)
+        if company and not re.match(rf"{_EN_TITLE}", company.group(1), re.I):
+            u.company_name = _trim_en(company.group(1))
+        u.host_name = self._en_host(text, u.visitor_name)
+        if u.company_name and u.host_name and u.company_name.lower() in u.host_name.lower():
+            u.company_name = ""
+        dept = _EN_DEPT.search(text)
+        u.host_department = dept.group(1) if dept else ""
+        if not u.purpose:
+            purpose = _EN_PURPOSE.search(text)
+            noun = _EN_PURPOSE_NOUN.search(text)
+            if purpose and not re.match(_EN_TITLE, purpose.group(1), re.I):
+                u.purpose = re.sub(r"^(?:the|a|an|our|my)\s+", "", _trim_en(purpose.group(1)), flags=re.I)
+            elif noun:
+                u.purpose = noun.group(2)
+            elif wish := _EN_WISH.search(text):
+                u.purpose = _trim_en(wish.group(1))
+
+        if expecting in VISIT_FIELDS and not getattr(u, expecting):
+            bare = re.sub(
+                r"^(?:it's|it is|i'm|i am|my name is|we are|we're|from|with|to see|i'm here to see|here to see|"
+                r"i'd like to see|for|about)\s+",
+                "",
+                text.strip(" .!?"),
+                flags=re.I,
+            )
+            if expecting == "company_name" and _EN_COMPANY_NONE.search(text):
+                u.company_name = "Individual"
+            elif bare and len(bare.split()) <= 8 and u.answer is None and not (u.found() and expecting != "host_name"):
+                value = _title(bare) if expecting in ("visitor_name", "host_name", "company_name") else bare
+                setattr(u, expecting, strip_honorifics(value) if expecting != "company_name" else value)
+        if expecting == EXPECT_HOST_CHOICE and not u.host_department:
+            u.host_department = text.strip(" .!?")
+        return u
+
+    def _en_host(self, text: str, visitor_name: str) -> str:
+        for match in _EN_HOST.finditer(text):
+            candidate = _trim_en(match.group(1))
+            titled = re.match(_EN_TITLE, candidate, re.I)
+            if titled or find_in_text(candidate, self._directory()) or candidate[:1].isupper():
+                name = strip_honorifics(candidate)
+                if name and name.lower() not in {"appointment", "meeting", "delivery"}:
+                    return name
+        for person in find_in_text(text, self._directory()):
+            for token in (person.romaji or "").split():
+                if re.search(rf"\b{re.escape(token)}\b", text, re.I) and token.lower() not in visitor_name.lower():
+                    return token
+        return ""
