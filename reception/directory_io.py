@@ -137,7 +137,7 @@ def import_appointments(handle: IO[str]) -> ImportReport:
 
 
 def visit_records(visits: Iterable[Visit]) -> Iterator[dict[str, object]]:
-    """The export's record of each visit: the contract's columns plus kiosk and language."""
+    """The export's record of each visit: the EXPORT_COLUMNS plus kiosk and language."""
     for visit in visits:
         record = {column: getattr(visit, column) for column in EXPORT_COLUMNS}
         record["created_at"] = visit.created_at.isoformat()

@@ -24,7 +24,8 @@ from rapidfuzz import fuzz
 
 # Honorifics removed before matching: Japanese suffixes and English titles.
 _JA_SUFFIXES = ("さん", "さま", "様", "氏", "殿", "くん", "君", "ちゃん", "先生", "サン", "サマ")
-_EN_TITLE = re.compile(r"^(?:mr|mrs|ms|miss|dr|prof)\.?\s+", re.IGNORECASE)
+EN_TITLE = r"(?:mr|mrs|ms|miss|dr|prof)\.?\s+"
+_EN_TITLE_FIRST = re.compile(rf"^{EN_TITLE}", re.IGNORECASE)
 _EN_SUFFIX = re.compile(r"[\s-]+(?:san|sama|sensei|kun)$", re.IGNORECASE)
 _SEPARATORS = re.compile(r"[\s・･,、.]+")
 _WORD = re.compile(r"\w+")
@@ -97,7 +98,7 @@ def strip_honorifics(text: str) -> str:
     previous = None
     while name != previous:
         previous = name
-        name = _EN_SUFFIX.sub("", _EN_TITLE.sub("", name)).strip()
+        name = _EN_SUFFIX.sub("", _EN_TITLE_FIRST.sub("", name)).strip()
         for suffix in _JA_SUFFIXES:
             if name.endswith(suffix) and len(name) > len(suffix):
                 name = name[: -len(suffix)].rstrip()

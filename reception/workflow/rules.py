@@ -16,7 +16,7 @@ from janome.tokenizer import Tokenizer
 
 from core.logs import adopt_loggers
 
-from .names import JA_LEGAL_FORMS, Person, find_in_text, staff_directory, strip_honorifics
+from .names import EN_TITLE, JA_LEGAL_FORMS, Person, find_in_text, staff_directory, strip_honorifics
 from .state import VISIT_FIELDS
 from .understanding import EXPECT_CONFIRMATION, EXPECT_HOST_CHOICE, LanguageUnderstanding, Understanding
 
@@ -60,7 +60,9 @@ _JA_NOT_NAMES = (
     "ここ",
     "個人",
 )
-_JA_HONORIFIC = r"(?:さん|様|さま|氏|殿|くん|君)"
+# The honorifics a visitor puts after the name of the person visited.
+_JA_HONORIFICS = ("さん", "様", "さま", "氏", "殿", "くん", "君")
+_JA_HONORIFIC = rf"(?:{'|'.join(_JA_HONORIFICS)})"
 _JA_HONORIFIC_AT = re.compile(rf"(?={_JA_HONORIFIC})")
 _JA_DEPT = re.compile(
     r"([^\s、。,のとにをは]{1,12}?(?:部|課|室|センター|チーム|グループ))(?:の|にいる|にいらっしゃる|)"
@@ -98,7 +100,7 @@ _EN_COMPANY = re.compile(
     rf"[A-Za-z0-9&][\w&.'\-]*(?:\s+(?!(?:{_EN_STOP})\b)[A-Za-z0-9&][\w&.'\-]*){{0,4}})",
     re.I,
 )
-_EN_TITLE = r"(?:(?:mr|mrs|ms|miss|dr|prof)\.?\s+)"
+_EN_TITLE = rf"(?:{EN_TITLE})"
 _EN_HOST = re.compile(
     rf"\b(?:to see|to meet|meeting with|meet with|appointment with|meeting|visiting|visit|looking for|ask for|"
     rf"asking for|speak to|speak with|talk to|here for|call|with)\s+({_EN_TITLE}?(?!(?:{_EN_STOP})\b)"
@@ -228,15 +230,7 @@ class RuleBasedUnderstanding(LanguageUnderstanding):
         host = self._ja_known_host(text)
         tokens = [] if host else list(_tokenizer().tokenize(text))
         for i, tok in enumerate(tokens):
-            if tok.part_of_speech.startswith("名詞,接尾,人名") and tok.surface in {
-                "さん",
-                "様",
-                "さま",
-                "氏",
-                "殿",
-                "くん",
-                "君",
-            }:
+            if tok.part_of_speech.startswith("名詞,接尾,人名") and tok.surface in _JA_HONORIFICS:
                 j = i
                 while j > 0 and tokens[j - 1].part_of_speech.startswith("名詞") and i - j < 3:
                     j -= 1
