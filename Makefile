@@ -6,8 +6,9 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 REALTIME_EMULATOR_PORT ?= 8765
 export REALTIME_EMULATOR_PORT
+WORKERS ?= 2
 
-.PHONY: run test lint security audit format install install-dev benchmark clean
+.PHONY: run serve serve-reload test lint security audit format install install-dev benchmark clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +33,8 @@ $(SECRET_KEY_FILE): | $(BIN)/python
 	mkdir -p $(dir $@)
 	umask 077 && $(BIN)/python -c "import secrets; print(secrets.token_urlsafe(50))" > $@.tmp && mv $@.tmp $@
 ifeq ($(DJANGO_SECRET_KEY)$(shell grep -s '^DJANGO_SECRET_KEY=.' .env),)
-run benchmark: export DJANGO_SECRET_KEY = $(shell cat $(SECRET_KEY_FILE))
-run benchmark: $(SECRET_KEY_FILE)
+run serve benchmark: export DJANGO_SECRET_KEY = $(shell cat $(SECRET_KEY_FILE))
+run serve benchmark: $(SECRET_KEY_FILE)
 endif
 
 run: install
@@ -49,6 +50,18 @@ run: install
 	fi; \
 	trap '[ -n "$$emulator" ] && kill $$emulator 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/daphne -b $(HOST) -p $(PORT) reception_project.asgi:application
+
+# WORKERS daphne workers behind nginx with TLS on https://$(HOST):$(PORT)/ (docs/deployment.md). More than one
+# worker needs DATABASE_URL (PostgreSQL) and REDIS_URL; nginx comes from Debian (apt-get install nginx-light).
+serve: install
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
+	$(BIN)/python manage.py seed_demo --base-url https://$(HOST):$(PORT)
+	$(BIN)/python deploy/serve.py --workers $(WORKERS) --host $(HOST) --port $(PORT) $(if $(OPENAI_API_KEY),,--emulator)
+
+# Restart the workers of a running `make serve` one at a time; nginx keeps serving through the others.
+serve-reload:
+	kill -HUP $$(cat data/serve/serve.pid)
 
 lint: install-dev security
 	$(BIN)/ruff check .

@@ -2,7 +2,8 @@
 
 Auth: a staff user, by ``Authorization: Bearer <token>`` or by the admin session (then POST needs CSRF);
 POST also needs ``fallback.change_rolloutconfig``. Every change goes through ``fallback.emergency.apply_action``
-with the actor ``api:<username>``. The health check needs no login and says only healthy or degraded.
+with the actor ``api:<username>``. The no-login health check joins them under /api/v1/ from
+reception_project/health.py, since it checks every app.
 """
 
 from __future__ import annotations
@@ -11,14 +12,12 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError
 from django.db.models import Count
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.parsers import JSONParser
-from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -26,10 +25,10 @@ from rest_framework.views import APIView
 from fallback.config import load_config, load_emergency
 from fallback.emergency import Action, ActionError, apply_action
 from fallback.guards import load_guard_snapshots
-from fallback.models import FallbackEvent, GuardName, GuardStatus, Mode, RoutingDecision
+from fallback.models import FallbackEvent, GuardName, Mode, RoutingDecision
 
 from . import serializers as s
-from .alerts import active_alerts, evaluate_alerts
+from .alerts import evaluate_alerts
 from .authentication import BearerTokenAuthentication, IsStaff
 from .cost import cost_status
 from .models import AlertName, AlertState, ModelPrice
@@ -165,27 +164,6 @@ class ResumeView(ActionView):
     """Undo force fallback and emergency stop."""
 
     action = Action.RESUME
-
-
-class HealthCheckView(APIView):
-    """No login. Healthy: the database answers, no emergency, no guard open and no alert raised."""
-
-    authentication_classes: list = []
-    permission_classes = [AllowAny]
-
-    @extend_schema(
-        summary="healthy or degraded (no login)",
-        responses={200: s.HealthSerializer, 429: s.ErrorSerializer, 503: s.HealthSerializer},
-    )
-    def get(self, request: Request) -> Response:
-        try:
-            emergency = load_emergency()
-            guards = load_guard_snapshots().values()
-            alerts = active_alerts()
-        except DatabaseError:
-            return Response({"status": "degraded"}, status=503)
-        degraded = emergency.active or alerts or any(g.state != GuardStatus.CLOSED for g in guards)
-        return Response({"status": "degraded" if degraded else "healthy"})
 
 
 class CostStatusView(StaffAPIView):

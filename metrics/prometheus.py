@@ -2,6 +2,8 @@
 
 Every server process answers a scrape with the same totals, because the numbers are read from the
 database that all of them write, not from per-process counters (no multiprocess directory to manage).
+The ``process_*`` series (resident and virtual memory, CPU seconds, open files, start time; Linux) are the
+exception: they describe the one process that answered the scrape, so scrape each worker's own port for them.
 Auth: ``Authorization: Bearer <METRICS_SCRAPE_TOKEN>`` when that setting is set, or a staff user
 (API token or admin session).
 """
@@ -13,7 +15,7 @@ from collections.abc import Iterator
 from django.db.models import Count, Q, Sum
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from rest_framework import exceptions
@@ -128,6 +130,7 @@ class DatabaseCollector:
 def exposition() -> bytes:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(DatabaseCollector())
+    ProcessCollector(registry=registry)
     return generate_latest(registry)
 
 

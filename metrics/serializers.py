@@ -182,9 +182,5 @@ class CostStatusSerializer(serializers.Serializer):
     prices = PriceSerializer(many=True)
 
 
-class HealthSerializer(serializers.Serializer):
-    status = serializers.ChoiceField(choices=["healthy", "degraded"])
-
-
 class ErrorSerializer(serializers.Serializer):
     detail = serializers.CharField()

@@ -17,7 +17,6 @@ urlpatterns = [
     path("realtime/force-fallback", api.ForceFallbackView.as_view(), name="force-fallback"),
     path("realtime/emergency-stop", api.EmergencyStopView.as_view(), name="emergency-stop"),
     path("realtime/resume", api.ResumeView.as_view(), name="resume"),
-    path("realtime/health-check", api.HealthCheckView.as_view(), name="health-check"),
     path("realtime/cost-status", api.CostStatusView.as_view(), name="cost-status"),
     path("realtime/performance-stats", api.PerformanceStatsView.as_view(), name="performance-stats"),
 ]

@@ -34,6 +34,11 @@ class SpeechEngines:
     _warm_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _warm: bool = field(default=False, repr=False)
 
+    @property
+    def warm(self) -> bool:
+        """Whether ``warm_up()`` has finished: every model is loaded."""
+        return self._warm
+
     def new_segmenter(self, **kwargs) -> UtteranceSegmenter:
         """A fresh segmenter (own VAD state) for one session; kwargs as UtteranceSegmenter."""
         return UtteranceSegmenter(self.vad_factory(), **kwargs)

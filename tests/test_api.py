@@ -109,13 +109,14 @@ def test_staff_without_the_control_permission_may_read_but_not_post(client):
     assert client.post(API + "force-fallback", {"reason": "x"}, "application/json").status_code == 403
 
 
-def test_health_check_needs_no_login_and_says_only_healthy_or_degraded(client, staff):
+def test_health_check_needs_no_login_and_says_healthy_or_degraded(client, staff):
     response = client.get(API + "health-check")
-    assert response.status_code == 200 and response.json() == {"status": "healthy"}
+    assert response.status_code == 200 and response.json()["status"] == "healthy"
+    assert set(response.json()) == {"status", "ready", "checks", "upstream"}  # tests/test_health.py: the rest
     from fallback.emergency import apply_action
 
     apply_action("emergency_stop", actor="cli:test", reason="drill")
-    assert client.get(API + "health-check").json() == {"status": "degraded"}
+    assert client.get(API + "health-check").json()["status"] == "degraded"
 
 
 # --- POSTs: validation and audit ------------------------------------------------------------------------
@@ -250,7 +251,11 @@ def test_two_server_processes_would_report_the_same_totals(client, token, record
     # Each scrape reads the shared database, so any process (here: two separate clients) returns the same text.
     first = client.get("/metrics", **bearer(token)).content
     second = Client().get("/metrics", **bearer(token)).content
-    assert samples(first.decode()) == samples(second.decode())
+
+    def totals(text: str) -> dict:  # process_* describe the answering process (memory, CPU): not shared
+        return {key: value for key, value in samples(text).items() if not key[0].startswith("process_")}
+
+    assert totals(first.decode()) == totals(second.decode())
 
 
 # --- schemathesis ---------------------------------------------------------------------------------------

@@ -1,0 +1,234 @@
+"""`make serve`: N daphne workers behind nginx (TLS, the kiosk socket's upgrade, /health), one command.
+
+    deploy/serve.py --workers 2 --host 127.0.0.1 --port 8000 [--emulator]
+
+Each worker is daphne on its own 127.0.0.1 port; several workers share their state through PostgreSQL
+(DATABASE_URL) and Redis (REDIS_URL), which this script insists on for more than one. nginx listens on
+HOST:PORT with a self-signed certificate made once into the run folder (data/serve/ unless --run-dir), from
+deploy/nginx.conf.template. A worker that exits is started again. SIGHUP (`make serve-reload`) restarts the
+workers one at a time, each new one ready (/health/ready) before the next goes, while nginx sends requests to
+the others. SIGINT (Ctrl-C) or SIGTERM stops nginx, the workers and the emulator, and this script ends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess  # nosec B404  # only our own interpreter, daphne, openssl and nginx, fixed argv
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+TEMPLATE = Path(__file__).with_name("nginx.conf.template")
+READY_TIMEOUT_SECONDS = 180.0
+STOP_TIMEOUT_SECONDS = 10.0
+
+
+def log(message: str) -> None:
+    print(f"serve: {message}", flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def stop(process: subprocess.Popen | None, sig: int = signal.SIGTERM) -> None:
+    """Signal `process` and wait for it; SIGKILL after STOP_TIMEOUT_SECONDS."""
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(sig)
+    try:
+        process.wait(STOP_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+class Worker:
+    """One daphne process on 127.0.0.1:port; its output goes to the run folder's worker-N.log."""
+
+    def __init__(self, number: int, port: int, run_dir: Path) -> None:
+        self.number, self.port, self.log = number, port, run_dir / f"worker-{number}.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        command = [sys.executable, "-m", "daphne", "--proxy-headers", "-b", "127.0.0.1", "-p", str(self.port)]
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(  # noqa: S603  # nosec B603  # our own interpreter, fixed argv
+                [*command, "reception_project.asgi:application"], cwd=REPO, stdout=out, stderr=subprocess.STDOUT
+            )
+
+    def ready(self) -> bool:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/health/ready", headers={"X-Forwarded-Proto": "https"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310  # nosec B310  # http://127.0.0.1
+                return response.status == 200
+        except (OSError, urllib.error.URLError):
+            return False
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        while not self.ready():
+            if self.process is None or self.process.poll() is not None:
+                raise RuntimeError(f"worker {self.number} exited; see {self.log}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"worker {self.number} not ready after {READY_TIMEOUT_SECONDS:.0f} s; see {self.log}"
+                )
+            time.sleep(0.5)
+
+    def restart(self) -> None:
+        stop(self.process)
+        self.start()
+        self.wait_ready()
+
+
+def check_shared_state(workers: int) -> None:
+    """More than one worker needs PostgreSQL and Redis: flags, guards, stops, counters and the channel layer."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "reception_project.settings")
+    sys.path.insert(0, str(REPO))
+    from django.conf import settings  # the project's settings, read as the workers will read them
+
+    sqlite = settings.DATABASES["default"]["ENGINE"].endswith("sqlite3")
+    if workers > 1 and (sqlite or not settings.REDIS_URL):
+        sys.exit("serve: several workers share PostgreSQL and Redis: set DATABASE_URL=postgres://... and REDIS_URL")
+
+
+def make_certificate(run_dir: Path, host: str) -> None:
+    """A self-signed certificate for HOST, 127.0.0.1 and localhost, made once (the key readable by us only)."""
+    if (run_dir / "tls.crt").exists() and (run_dir / "tls.key").exists():
+        return
+    names = {"IP:127.0.0.1", "DNS:localhost"}
+    names.add(f"IP:{host}" if host.replace(".", "").isdigit() or ":" in host else f"DNS:{host}")
+    command = ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    command += ["-days", "825", "-subj", f"/CN={host}", "-addext", f"subjectAltName={','.join(sorted(names))}"]
+    old_umask = os.umask(0o077)
+    try:
+        subprocess.run(  # noqa: S603  # nosec B603  # openssl, fixed argv
+            [*command, "-keyout", str(run_dir / "tls.key"), "-out", str(run_dir / "tls.crt")],
+            check=True,
+            capture_output=True,
+        )
+    finally:
+        os.umask(old_umask)
+    log(f"made a self-signed certificate: {run_dir / 'tls.crt'}")
+
+
+def write_nginx_conf(run_dir: Path, host: str, port: int, workers: list[Worker]) -> Path:
+    servers = "\n".join(f"        server 127.0.0.1:{w.port} max_fails=1 fail_timeout=5s;" for w in workers)
+    text = TEMPLATE.read_text()
+    for name, value in {"RUN_DIR": str(run_dir), "HOST": host, "PORT": str(port), "UPSTREAM_SERVERS": servers}.items():
+        text = text.replace(f"@{name}@", value)
+    (run_dir / "nginx-temp").mkdir(exist_ok=True)
+    path = run_dir / "nginx.conf"
+    path.write_text(text)
+    return path
+
+
+class Stop(Exception):
+    """SIGINT or SIGTERM: leave what we are doing and stop everything."""
+
+
+reload_requested = False
+
+
+def on_signal(signum: int, _frame: object) -> None:
+    global reload_requested
+    if signum == signal.SIGHUP:
+        reload_requested = True
+    else:
+        raise Stop
+
+
+def rolling_restart(workers: list[Worker]) -> None:
+    """One worker at a time, the next only once the new one is ready: the others serve meanwhile."""
+    for worker in workers:
+        log(f"restarting worker {worker.number} (127.0.0.1:{worker.port})")
+        try:
+            worker.restart()
+        except RuntimeError as exc:
+            log(f"{exc}; the other workers keep their processes")
+            return
+    log("every worker restarted")
+
+
+def supervise(workers: list[Worker], nginx: subprocess.Popen) -> None:
+    """Until SIGINT/SIGTERM: restart a worker that exited, and all of them one by one on SIGHUP."""
+    global reload_requested
+    while True:
+        if nginx.poll() is not None:
+            raise RuntimeError(f"nginx exited ({nginx.returncode}); see nginx-error.log")
+        if reload_requested:
+            reload_requested = False
+            rolling_restart(workers)
+        for worker in workers:
+            if worker.process is not None and worker.process.poll() is not None:
+                log(f"worker {worker.number} exited ({worker.process.returncode}); starting it again")
+                worker.start()
+        time.sleep(1.0)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--host", default="127.0.0.1", help="where nginx listens (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="nginx's HTTPS port")
+    parser.add_argument("--worker-port-base", type=int, default=8001, help="workers on BASE+0..N-1; 0: free ports")
+    parser.add_argument("--run-dir", type=Path, default=REPO / "data" / "serve")
+    parser.add_argument("--emulator", action="store_true", help="also run the bundled Realtime emulator")
+    args = parser.parse_args()
+    if shutil.which("nginx") is None:
+        sys.exit("serve: nginx is not installed (Debian: apt-get install nginx-light)")
+    check_shared_state(args.workers)
+    for signum in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, on_signal)
+    run_dir = args.run_dir.resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    make_certificate(run_dir, args.host)
+    ports = [args.worker_port_base + i if args.worker_port_base else free_port() for i in range(args.workers)]
+    workers = [Worker(number, port, run_dir) for number, port in enumerate(ports, 1)]
+    conf = write_nginx_conf(run_dir, args.host, args.port, workers)
+    (run_dir / "serve.pid").write_text(f"{os.getpid()}\n")
+    emulator = nginx = None
+    try:
+        if args.emulator:
+            port = os.environ.get("REALTIME_EMULATOR_PORT", "8765")
+            command = [sys.executable, "manage.py", "realtime_emulator", "--port", port, "--brain", "reception"]
+            with (run_dir / "emulator.log").open("ab") as out:
+                emulator = subprocess.Popen(  # noqa: S603  # nosec B603  # our manage.py, fixed argv
+                    command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT
+                )
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.wait_ready()
+        command = ["nginx", "-p", str(run_dir), "-e", str(run_dir / "nginx-error.log"), "-c", str(conf)]
+        nginx = subprocess.Popen(command)  # noqa: S603  # nosec B603  # nginx, fixed argv
+        log(f"https://{args.host}:{args.port}/kiosk/ -> workers on 127.0.0.1:{', '.join(map(str, ports))}")
+        log(f"logs in {run_dir}; `make serve-reload` (SIGHUP) restarts the workers one at a time; Ctrl-C stops")
+        supervise(workers, nginx)
+    except Stop:
+        log("stopping")
+    except RuntimeError as exc:
+        log(str(exc))
+        return 1
+    finally:
+        stop(nginx, signal.SIGQUIT)  # graceful: finish the requests in flight
+        for process in [w.process for w in workers] + [emulator]:
+            stop(process)
+        (run_dir / "serve.pid").unlink(missing_ok=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
