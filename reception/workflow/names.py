@@ -405,5 +405,5 @@ def recognition_vocabulary(language: str) -> list[str]:
         words = [p.name for p in staff] + [a.name for a in expected] + [a.department for a in expected]
     else:
         words = [p.romaji for p in staff] + [w for a in expected for w in (a.name, a.department) if w.isascii()]
-    unique = dict.fromkeys(w.replace(" ", "").replace("\u3000", "") if language == "ja" else w for w in words if w)
+    unique = dict.fromkeys(w if w.isascii() else _SEPARATORS.sub("", w) for w in words if w)
     return list(unique)[:RECOGNITION_WORDS]
