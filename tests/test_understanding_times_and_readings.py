@@ -151,6 +151,7 @@ def test_a_time_not_understood_takes_the_hosts_one_appointment():
     # 佐藤 has two appointments today: nothing to choose from.
     assert _reconciled(host_name="佐藤", purpose="充実にお約束").purpose == "充実にお約束"
     assert _reconciled(host_name="鈴木", purpose="打ち合わせ").purpose == "打ち合わせ"
+    assert _reconciled(host_name="鈴木", purpose="会議室の予約について").purpose == "会議室の予約について"
 
 
 def test_polite_words_given_as_fields_are_dropped():

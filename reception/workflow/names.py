@@ -3,7 +3,7 @@
 A name said at the kiosk may be kanji (田中), kana (たなか, タナカ), romaji in either order
 (Tanaka Ichiro, Ichiro Tanaka), carry an honorific (田中さん, Ms. Tanaka, Tanaka-san), be only the
 surname, be full- or half-width, or have a small speech-recognition typo (Tanka). Everything here is
-a pure function over plain dataclasses except the two loaders at the bottom.
+a pure function over plain dataclasses except the loaders at the bottom.
 
 A lookup must stay cheap for a directory of hundreds: the staff directory and each staff name's forms are
 cached per process (the directory under its version in the database); visitors' names are never cached.

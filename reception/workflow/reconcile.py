@@ -20,6 +20,11 @@ from .times import APPOINTMENT_STATEMENT, appointment_purpose, spoken_time, star
 from .understanding import Understanding, is_polite_only
 
 _PARTS = re.compile(r"[\s\u3000・]+")
+# An appointment and nothing else, its time perhaps misheard: 「充実にお約束」, "my appointment".
+_ONLY_AN_APPOINTMENT = re.compile(
+    r"^(?:[^、。\s]{0,6}?[にのと])?お?(?:約束|アポイント|アポ|予約)$|^(?:(?:an?|my|the)\s+)?(?:\S+\s+)?appointment$",
+    re.I,
+)
 
 
 @lru_cache(maxsize=4096)
@@ -63,7 +68,7 @@ def _purpose(
     if not APPOINTMENT_STATEMENT.search(purpose):
         return purpose
     timed = appointment_purpose(purpose, language)
-    if timed or not host_name:
+    if timed or not host_name or not _ONLY_AN_APPOINTMENT.match(purpose):
         return timed or purpose
     hosts = {p.id for p in match_name(host_name, staff).candidates}
     theirs = [a for a in appointments if a.extra.get("host_id") in hosts]
