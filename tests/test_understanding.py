@@ -35,7 +35,7 @@ def rules():
                 "company_name": "株式会社テスト",
                 "host_name": "田中",
                 "host_department": "営業部",
-                "purpose": "10時にお約束",
+                "purpose": "10時のお約束",
                 "visitor_type": "appointment",
             },
         ),

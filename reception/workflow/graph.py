@@ -23,6 +23,7 @@ from reception.models import Visit
 from .chat import get_understanding
 from .outcome import ask, check, choose_host, delivery, language_of, notify, save_visit, to_desk, understood
 from .prompts import field_list, say
+from .reconcile import reconcile_with_today
 from .state import STEP_CHOOSE_HOST, STEP_COLLECT, STEP_CONFIRM, STEP_DONE, VISIT_FIELDS, ReceptionState
 from .understanding import EXPECT_CONFIRMATION, LanguageUnderstanding, Understanding
 
@@ -103,7 +104,10 @@ def _read(given: dict, state: ReceptionState, understanding: LanguageUnderstandi
 
 def interpret(state: ReceptionState, understanding: LanguageUnderstanding | None = None) -> Command:
     """Read this turn's input (utterance or tool-call fields) into an Understanding."""
-    u, said = _read(state.get("input") or {}, state, understanding)
+    given = state.get("input") or {}
+    u, said = _read(given, state, understanding)
+    if given.get("kind") in ("text", "fields"):
+        u = reconcile_with_today(u, state, language_of(state))
     step = state.get("step") or STEP_COLLECT
     goto = {STEP_CONFIRM: "confirm", STEP_CHOOSE_HOST: "choose_host"}.get(step, "collect")
     return Command(

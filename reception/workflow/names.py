@@ -3,7 +3,7 @@
 A name said at the kiosk may be kanji (田中), kana (たなか, タナカ), romaji in either order
 (Tanaka Ichiro, Ichiro Tanaka), carry an honorific (田中さん, Ms. Tanaka, Tanaka-san), be only the
 surname, be full- or half-width, or have a small speech-recognition typo (Tanka). Everything here is
-a pure function over plain dataclasses except the two loaders at the bottom.
+a pure function over plain dataclasses except the loaders at the bottom.
 
 A lookup must stay cheap for a directory of hundreds: the staff directory and each staff name's forms are
 cached per process (the directory under its version in the database); visitors' names are never cached.
@@ -20,6 +20,7 @@ from functools import lru_cache
 
 import jaconv
 import pykakasi
+from pykakasi.kanji import Kanwa
 from rapidfuzz import fuzz
 
 # Honorifics removed before matching: Japanese suffixes and English titles.
@@ -120,6 +121,43 @@ def _to_hiragana(text: str) -> str:
 
 def _romaji_of(text: str) -> str:
     return "".join(part["hepburn"] for part in _kakasi().convert(text))
+
+
+def reading_of(text: str) -> str:
+    """The usual reading of a written name in hiragana, without spaces: さくら精機 → さくらせいき."""
+    return "".join(part["hira"] for part in _kakasi().convert(_SEPARATORS.sub("", text)))
+
+
+@lru_cache(maxsize=256)
+def _readings_at(written: str) -> tuple[tuple[tuple[int, str], ...], ...]:
+    """For each position of `written`: every (length, hiragana) it may be read as, from the same kanji
+    dictionary the romaji come from (作 → さく, つくる…; 星 → ほし, せい…); kana stand for themselves."""
+    _kakasi()  # loads the dictionaries
+    options = []
+    for i, ch in enumerate(written):
+        table = Kanwa().load(ch) if not ("\u3040" <= ch <= "\u30ff") else None
+        found = {
+            (len(word), yomi)
+            for word, yomis in (table or {}).items()
+            if written.startswith(word, i)
+            for yomi, _ in yomis
+        }
+        options.append(tuple(found) or ((1, _to_hiragana(ch)),))
+    return tuple(options)
+
+
+def reads_as(written: str, reading: str) -> bool:
+    """Whether `written` (kanji and kana, as heard) may be read `reading`: 作ら星期 may be read さくらせいき,
+    仲村 なかむら."""
+    written, target = _SEPARATORS.sub("", written), _to_hiragana(_SEPARATORS.sub("", reading))
+    if not written or not target or written.isascii():
+        return False
+    options = _readings_at(written)
+    reachable = {(0, 0)}  # (position in written, position in reading)
+    for i in range(len(written)):
+        for _, j in sorted(p for p in reachable if p[0] == i):
+            reachable.update((i + n, j + len(yomi)) for n, yomi in options[i] if target.startswith(yomi, j))
+    return (len(written), len(target)) in reachable
 
 
 def name_keys(text: str) -> tuple[str, ...]:
@@ -348,3 +386,24 @@ def todays_appointments() -> list[Person]:
         )
         for a in rows
     ]
+
+
+# The words a speech-recognition prompt may carry: the first 40 staff, then today's visitors and their companies.
+RECOGNITION_STAFF = 40
+RECOGNITION_WORDS = 60
+
+
+def recognition_vocabulary(language: str) -> list[str]:
+    """The names recognition must get right: staff (not the desk), today's expected visitors and their companies.
+
+    Japanese: names as written, without spaces (adding kana readings made Whisper write visitors' names in
+    katakana). English: the staff's romaji and the visitors' names and companies written in Latin letters.
+    """
+    staff = [p for p in staff_directory() if not p.extra.get("is_reception_desk")][:RECOGNITION_STAFF]
+    expected = todays_appointments()
+    if language == "ja":
+        words = [p.name for p in staff] + [a.name for a in expected] + [a.department for a in expected]
+    else:
+        words = [p.romaji for p in staff] + [w for a in expected for w in (a.name, a.department) if w.isascii()]
+    unique = dict.fromkeys(w if w.isascii() else _SEPARATORS.sub("", w) for w in words if w)
+    return list(unique)[:RECOGNITION_WORDS]

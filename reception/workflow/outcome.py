@@ -18,6 +18,7 @@ from reception.notifications import notify_with_fallback
 from .names import Person, choose_by_department, company_key, match_name, staff_directory, todays_appointments
 from .prompts import place, say
 from .state import STEP_CHOOSE_HOST, STEP_DONE, ReceptionState
+from .times import parse_time, starts_at
 from .understanding import EXPECT_HOST_CHOICE, Understanding
 
 # Asking "which 田中?" more than twice helps nobody: the desk sorts it out.
@@ -104,14 +105,18 @@ def _host_label(host: StaffMember, language: str) -> str:
 
 
 def find_appointment(
-    visitor_name: str, company_name: str, host_ids: set[int], appointments: list[Person]
+    visitor_name: str, company_name: str, host_ids: set[int], appointments: list[Person], purpose: str = ""
 ) -> Person | None:
-    """Today's appointment of this visitor: tolerant name match, narrowed by host, then company, then time."""
+    """Today's appointment of this visitor: tolerant name match, narrowed by host, the time said in the purpose
+    (「10時のお約束」), company, then the time nearest now."""
     if not visitor_name or not appointments:
         return None
+    time = parse_time(purpose)
     candidates = list(match_name(visitor_name, appointments).candidates)
     if host_ids:
         candidates = [a for a in candidates if a.extra.get("host_id") in host_ids]
+    if len(candidates) > 1 and time:
+        candidates = [a for a in candidates if starts_at(a) == time] or candidates
     if len(candidates) > 1 and company_name:
         key = company_key(company_name)
         same = [a for a in candidates if key and key in company_key(a.department)]
@@ -133,7 +138,11 @@ def check(state: ReceptionState) -> Command:
         host_match = match_name(state["host_name"], staff, state.get("host_department", ""))
         host_ids = {p.id for p in host_match.candidates}
     appointment = find_appointment(
-        state.get("visitor_name", ""), state.get("company_name", ""), host_ids, todays_appointments()
+        state.get("visitor_name", ""),
+        state.get("company_name", ""),
+        host_ids,
+        todays_appointments(),
+        state.get("purpose", ""),
     )
     update: dict = {"unclear_count": 0}
     if appointment is not None:

@@ -89,6 +89,7 @@ _PROMPTS: dict[str, dict[str, str]] = {
         "en": "Thank you for the delivery. As a signature is needed, please ring the bell at the reception desk; "
         "I have also let the staff know.",
     },
+    "appointment_at": {"ja": "{time}のお約束", "en": "appointment at {time}"},
     "delivery_purpose": {"ja": "お届け物", "en": "delivery"},
     "delivery_purpose_signature": {"ja": "お届け物（受領サインが必要）", "en": "delivery (signature needed)"},
     "finished": {

@@ -18,7 +18,14 @@ from core.logs import adopt_loggers
 
 from .names import EN_TITLE, JA_LEGAL_FORMS, Person, find_in_text, staff_directory, strip_honorifics
 from .state import VISIT_FIELDS
-from .understanding import EXPECT_CONFIRMATION, EXPECT_HOST_CHOICE, LanguageUnderstanding, Understanding
+from .times import APPOINTMENT_STATEMENT, appointment_purpose
+from .understanding import (
+    EXPECT_CONFIRMATION,
+    EXPECT_HOST_CHOICE,
+    LanguageUnderstanding,
+    Understanding,
+    is_polite_only,
+)
 
 adopt_loggers("janome")  # janome gives its loggers handlers of their own at import
 
@@ -213,13 +220,13 @@ class RuleBasedUnderstanding(LanguageUnderstanding):
         u.visitor_name = self._ja_visitor_name(body, u.host_name, bare_name)
         u.company_name = self._ja_company(body, u.visitor_name)
         if not u.purpose:
-            u.purpose = self._ja_purpose(body)
+            u.purpose = appointment_purpose(body, "ja") or self._ja_purpose(body)
 
         if expecting in VISIT_FIELDS and not getattr(u, expecting) and body:
             bare = self._ja_bare(body)
             if expecting == "company_name" and _JA_COMPANY_NONE.match(body):
                 u.company_name = "個人"
-            elif bare and not (u.found() and expecting != "host_name"):
+            elif bare and not is_polite_only(bare) and not (u.found() and expecting != "host_name"):
                 setattr(u, expecting, strip_honorifics(bare) if expecting in ("host_name", "visitor_name") else bare)
         if expecting == EXPECT_HOST_CHOICE and not u.host_department:
             dept = _JA_DEPT.search(body)
@@ -291,12 +298,23 @@ class RuleBasedUnderstanding(LanguageUnderstanding):
                 return name
         start = "^|私は|わたくしは|わたしは|名前は|の" if bare_allowed else "私は|わたくしは|わたしは|名前は|の"
         match = re.search(rf"(?:{start})([^\s、。,!?のはがをにとでから]{{1,10}}?){_JA_NAME_END}", text)
-        if match and not _JA_PURPOSE_WORDS.search(match.group(1)) and match.group(1) not in (host, *_JA_NOT_NAMES):
+        said = match.group(1) if match else ""
+        if (
+            said
+            and not _JA_PURPOSE_WORDS.search(said)
+            and said not in (host, *_JA_NOT_NAMES)
+            and not is_polite_only(said)
+        ):
             name = match.group(1)
             return "" if re.search(_JA_COMPANY_SUFFIX + "$", name) else name
         return ""
 
     def _ja_company(self, text: str, visitor_name: str) -> str:
+        company = self._ja_company_said(text, visitor_name)
+        return "" if is_polite_only(company) else company
+
+    @staticmethod
+    def _ja_company_said(text: str, visitor_name: str) -> str:
         body = _JA_SELF.sub("", text)
         for pattern in (
             rf"({_JA_COMPANY_PREFIX}\s*[^\s、。,のからより]+?){_JA_AFTER_COMPANY}",
@@ -363,15 +381,7 @@ class RuleBasedUnderstanding(LanguageUnderstanding):
             u.company_name = ""
         dept = _EN_DEPT.search(text)
         u.host_department = dept.group(1) if dept else ""
-        if not u.purpose:
-            purpose = _EN_PURPOSE.search(text)
-            noun = _EN_PURPOSE_NOUN.search(text)
-            if purpose and not re.match(_EN_TITLE, purpose.group(1), re.I):
-                u.purpose = re.sub(r"^(?:the|a|an|our|my)\s+", "", _trim_en(purpose.group(1)), flags=re.I)
-            elif noun:
-                u.purpose = noun.group(2)
-            elif wish := _EN_WISH.search(text):
-                u.purpose = _trim_en(wish.group(1))
+        u.purpose = u.purpose or self._en_purpose(text)
 
         if expecting in VISIT_FIELDS and not getattr(u, expecting):
             bare = re.sub(
@@ -383,12 +393,35 @@ class RuleBasedUnderstanding(LanguageUnderstanding):
             )
             if expecting == "company_name" and _EN_COMPANY_NONE.search(text):
                 u.company_name = "Individual"
-            elif bare and len(bare.split()) <= 8 and u.answer is None and not (u.found() and expecting != "host_name"):
+            elif (
+                bare
+                and len(bare.split()) <= 8
+                and u.answer is None
+                and not is_polite_only(bare)
+                and not (u.found() and expecting != "host_name")
+            ):
                 value = _title(bare) if expecting in ("visitor_name", "host_name", "company_name") else bare
                 setattr(u, expecting, strip_honorifics(value) if expecting != "company_name" else value)
         if expecting == EXPECT_HOST_CHOICE and not u.host_department:
             u.host_department = text.strip(" .!?")
         return u
+
+    @staticmethod
+    def _en_purpose(text: str) -> str:
+        """About what, else an appointment at a time ("appointment at 14:00"), else the meeting or the wish."""
+        about = _EN_PURPOSE.search(text)
+        if about and re.match(_EN_TITLE, about.group(1), re.I):
+            about = None
+        timed = appointment_purpose(text, "en")
+        if timed and not (about and not APPOINTMENT_STATEMENT.search(about.group(1))):
+            return timed
+        if about:
+            return re.sub(r"^(?:the|a|an|our|my)\s+", "", _trim_en(about.group(1)), flags=re.I)
+        if noun := _EN_PURPOSE_NOUN.search(text):
+            return noun.group(2)
+        if wish := _EN_WISH.search(text):
+            return _trim_en(wish.group(1))
+        return ""
 
     def _en_host(self, text: str, visitor_name: str) -> str:
         for match in _EN_HOST.finditer(text):

@@ -8,6 +8,7 @@ visitor fields the utterance gives, yes/no, a correction, a delivery. The reader
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from .state import VISIT_FIELDS
@@ -15,6 +16,20 @@ from .state import VISIT_FIELDS
 # What the assistant last asked for, passed as `expecting`: a bare answer fills that field.
 EXPECT_CONFIRMATION = "confirmation"
 EXPECT_HOST_CHOICE = "host_choice"
+
+# Answers and polite words, never a name, a company or a purpose: 「はい、お願いします」, 「そうです」, "yes please".
+_POLITE = re.compile(
+    r"はい|ええ|うん|いいえ|その通り|そのとおり|そうですね|そうです|そう|よろしく|宜しく|お願い|おねがい|いたします|"
+    r"致します|します|ございます|ありがとう|どうも|どうぞ|です|"
+    r"\b(?:yes|yeah|yep|please|thank you|thanks|that's right|that is right|right|correct|okay|ok|sure|no|"
+    r"go ahead|that's it|that's all)\b|[、。,.!?！？\s]",
+    re.I,
+)
+
+
+def is_polite_only(text: str) -> bool:
+    """Whether `text` says nothing but yes, no and polite words."""
+    return bool(text.strip()) and not _POLITE.sub("", text)
 
 
 @dataclass

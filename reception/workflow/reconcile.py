@@ -1,0 +1,105 @@
+"""What was heard, reconciled with what the reception expects today: the staff directory and today's appointments.
+
+Speech recognition mishears names it has never seen: 株式会社さくら精機 as 「株式会社作ら星期」, 中村 as 仲村, and
+times: 「十時」 as 「充実」. A visitor's name or company heard is replaced by an expected visitor's when it may be read
+the same and exactly one of them reads so; a host's name likewise with the staff; an appointment stated without a
+time understood takes the time of the named host's one appointment today. Polite words never fill a field.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import replace
+from functools import lru_cache
+
+from .names import Person, company_key, match_name, reading_of, reads_as, staff_directory, todays_appointments
+from .prompts import say
+from .state import ReceptionState
+from .times import APPOINTMENT_STATEMENT, appointment_purpose, spoken_time, starts_at
+from .understanding import Understanding, is_polite_only
+
+_PARTS = re.compile(r"[\s\u3000・]+")
+# An appointment and nothing else, its time perhaps misheard: 「充実にお約束」, "my appointment".
+_ONLY_AN_APPOINTMENT = re.compile(
+    r"^(?:[^、。\s]{0,6}?[にのと])?お?(?:約束|アポイント|アポ|予約)$|^(?:(?:an?|my|the)\s+)?(?:\S+\s+)?appointment$",
+    re.I,
+)
+
+
+@lru_cache(maxsize=4096)
+def _forms(name: str, reading: str = "") -> tuple[tuple[str, frozenset[str]], ...]:
+    """A name as written (whole, and each part of a full name) with the readings each may have."""
+    parts = [p for p in _PARTS.split(name) if p]
+    readings = [r for r in _PARTS.split(reading) if r]
+    forms = [("".join(parts), frozenset({reading_of(name), "".join(readings)} - {""}))]
+    if len(parts) > 1:
+        for k, part in enumerate(parts):
+            said = {reading_of(part)} | ({readings[k]} if len(readings) == len(parts) else set())
+            forms.append((part, frozenset(said)))
+    return tuple(forms)
+
+
+def _by_reading(heard: str, forms: Sequence[tuple[str, frozenset[str]]]) -> str:
+    """The one expected writing that `heard` may be read as; `heard` itself when it is expected, or none or
+    several fit."""
+    plain = _PARTS.sub("", heard)
+    if not plain or plain.isascii() or any(plain == written for written, _ in forms):
+        return heard
+    fitting = {written for written, readings in forms if any(reads_as(plain, r) for r in readings)}
+    return fitting.pop() if len(fitting) == 1 else heard
+
+
+def _company(heard: str, appointments: Sequence[Person]) -> str:
+    """The expected company (an appointment's) that the company heard reads as, if exactly one does."""
+    key = company_key(heard)
+    expected = {a.department for a in appointments if a.department}
+    if not key or key.isascii() or any(company_key(c) == key for c in expected):
+        return heard
+    fitting = {c for c in expected if reads_as(key, reading_of(company_key(c)))}
+    return fitting.pop() if len(fitting) == 1 else heard
+
+
+def _purpose(
+    purpose: str, host_name: str, language: str, staff: Sequence[Person], appointments: Sequence[Person]
+) -> str:
+    """An appointment stated at a time → 「10時のお約束」; stated without a time understood (「充実にお約束」) → the
+    time of the host's one appointment today; anything else as said."""
+    if not APPOINTMENT_STATEMENT.search(purpose):
+        return purpose
+    timed = appointment_purpose(purpose, language)
+    if timed or not host_name or not _ONLY_AN_APPOINTMENT.match(purpose):
+        return timed or purpose
+    hosts = {p.id for p in match_name(host_name, staff).candidates}
+    theirs = [a for a in appointments if a.extra.get("host_id") in hosts]
+    if len(theirs) != 1:
+        return purpose
+    return say("appointment_at", language, time=spoken_time(*starts_at(theirs[0]), language))
+
+
+def reconcile(
+    u: Understanding, state: ReceptionState, language: str, staff: Sequence[Person], appointments: Sequence[Person]
+) -> Understanding:
+    """`u` with polite words dropped and names, company and appointment time reconciled with what is expected."""
+    u = replace(u)
+    for name in ("visitor_name", "company_name", "host_name", "purpose"):
+        if is_polite_only(getattr(u, name)):
+            setattr(u, name, "")
+    if u.visitor_name:
+        u.visitor_name = _by_reading(u.visitor_name, [f for a in appointments for f in _forms(a.name)])
+    if u.company_name:
+        u.company_name = _company(u.company_name, appointments)
+    if u.host_name:
+        u.host_name = _by_reading(u.host_name, [f for p in staff for f in _forms(p.name, p.reading)])
+    if u.purpose:
+        host = u.host_name or state.get("host_name") or ""
+        u.purpose = _purpose(u.purpose, host, language, staff, appointments)
+    return u
+
+
+def reconcile_with_today(u: Understanding, state: ReceptionState, language: str) -> Understanding:
+    """`reconcile` against the staff directory (without the desk) and today's appointments, from the database."""
+    if not u.found():
+        return u
+    staff = [p for p in staff_directory() if not p.extra.get("is_reception_desk")]
+    return reconcile(u, state, language, staff, todays_appointments())
