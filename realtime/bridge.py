@@ -15,9 +15,9 @@ from typing import Any
 from core.blocking import run_blocking
 from reception import workflow
 from reception.workflow.graph import missing_fields
-from voice.legacy import KioskOutput
 
 from .client import RealtimeClient
+from .kiosk import KioskOutput
 
 logger = logging.getLogger(__name__)
 

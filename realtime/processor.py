@@ -24,11 +24,10 @@ from django.conf import settings
 from core.blocking import run_blocking
 from core.timing import TurnTiming
 from reception import workflow
-from voice.legacy import KioskOutput
-from voice.protocol import ProtocolError
 
 from .bridge import LangGraphBridge, build_instructions, say_exactly
 from .client import SERVER_VAD, RealtimeClient, RealtimeConnectionError, RealtimeError, RealtimeUpstreamError, _call
+from .kiosk import KioskOutput, ProtocolError
 
 logger = logging.getLogger(__name__)
 

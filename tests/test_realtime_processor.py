@@ -14,10 +14,10 @@ from realtime.bridge import text_to_say
 from realtime.client import RealtimeClient, RealtimeConnectionError, RealtimeHandshakeError
 from realtime.emulator import BrainContext, CallFunction, EmulatorServer, Reply, Say, ScriptedBrain
 from realtime.emulator.audio import silence, tone
+from realtime.kiosk import ProtocolError
 from realtime.processor import EMULATOR_API_KEY, RealtimeAudioProcessor
 from reception import workflow
 from tests.realtime_support import TEST_KEY, TIMEOUT, FakeKiosk
-from voice.protocol import ProtocolError
 
 pytest_plugins = ["tests.realtime_fixtures"]
 pytestmark = [

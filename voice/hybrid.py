@@ -28,9 +28,10 @@ from fallback.services import decide_for_session, record_fallback_event
 from metrics.collector import collector
 from metrics.cost import record_realtime_spend
 from realtime.client import RealtimeError
+from realtime.kiosk import KioskOutput
 from realtime.processor import RealtimeAudioProcessor
 
-from .legacy import KioskOutput, LegacyAudioService
+from .legacy import LegacyAudioService
 
 logger = logging.getLogger(__name__)
 

@@ -14,9 +14,10 @@ from typing import Any
 
 from reception.workflow import Understanding, get_understanding
 from reception.workflow.graph import COLLECT_ORDER
+from reception.workflow.names import recognition_hint
 from reception.workflow.prompts import field_list, say
 from speech.audio import KIOSK_SAMPLE_RATE, RECOGNITION_SAMPLE_RATE, resample_pcm16
-from voice.legacy import legacy_engines, recognition_hint
+from speech.engines import legacy_engines
 
 from ..bridge import text_to_say
 from .brain import BrainContext, ReceptionBrain, Reply, Say

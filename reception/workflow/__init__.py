@@ -1,7 +1,7 @@
 """The reception workflow's public API, shared by both voice paths (Legacy text and Realtime tool calls).
 
 All calls are synchronous and touch the database and the checkpointer: call them from a worker thread
-(`sync_to_async(..., thread_sensitive=False)`), never from the event loop. Calls for one session are
+(`core.blocking.run_blocking`), never from the event loop. Calls for one session are
 serialised by a per-session lock; different sessions run in parallel.
 """
 

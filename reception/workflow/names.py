@@ -3,7 +3,7 @@
 A name said at the kiosk may be kanji (田中), kana (たなか, タナカ), romaji in either order
 (Tanaka Ichiro, Ichiro Tanaka), carry an honorific (田中さん, Ms. Tanaka, Tanaka-san), be only the
 surname, be full- or half-width, or have a small speech-recognition typo (Tanka). Everything here is
-a pure function over plain dataclasses except the two loaders at the bottom.
+a pure function over plain dataclasses except the loaders at the bottom.
 
 A lookup must stay cheap for a directory of hundreds: the staff directory and each staff name's forms are
 cached per process (the directory under its version in the database); visitors' names are never cached.
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -338,3 +339,24 @@ def todays_appointments() -> list[Person]:
         )
         for a in rows
     ]
+
+
+HINT_TTL_SECONDS = 60.0
+_hint_cache: dict[str, tuple[float, str]] = {}
+
+
+def recognition_hint(language: str) -> str:
+    """A short speech-recognition prompt naming the staff: hosts' names are what must be right (reads the database)."""
+    from reception.models import StaffMember
+
+    cached = _hint_cache.get(language)
+    if cached and time.monotonic() - cached[0] < HINT_TTL_SECONDS:
+        return cached[1]
+    staff = StaffMember.objects.exclude(is_reception_desk=True).values_list("name", "reading", "romaji")[:40]
+    if language == "ja":
+        # Names as written: adding the kana readings made Whisper write visitors' names in katakana.
+        hint = "受付です。" + "、".join(name.replace(" ", "") for name, _, _ in staff) + "。お約束、お届け物。"
+    else:
+        hint = "Reception. " + ", ".join(romaji for _, _, romaji in staff if romaji) + ". Appointment, delivery."
+    _hint_cache[language] = (time.monotonic(), hint)
+    return hint
