@@ -154,9 +154,14 @@ async def direct_path(server: EmulatorServer, turns: int, frame_interval: float)
     audio_times: list[float] = []
     figures = Figures()
     client = RealtimeClient(api_key=TEST_KEY, base_url=server.base_url)
-    client.on("response.output_audio.delta", lambda event: audio_times.append(time.perf_counter()))
+
+    async def read_events() -> None:
+        async for event in client.events():
+            if event["type"] == "response.output_audio.delta":
+                audio_times.append(time.perf_counter())
+
     await client.connect()
-    pump = asyncio.create_task(client.run())
+    pump = asyncio.create_task(read_events())
     for _ in range(turns):
         await turn(server, client.append_audio, audio_times, figures, frame_interval)
     await client.close()

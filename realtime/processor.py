@@ -26,7 +26,8 @@ from core.timing import TurnTiming
 from reception import workflow
 
 from .bridge import LangGraphBridge, build_instructions, say_exactly
-from .client import SERVER_VAD, RealtimeClient, RealtimeConnectionError, RealtimeError, RealtimeUpstreamError, _call
+from .client import SERVER_VAD, RealtimeClient, invoke
+from .errors import RealtimeConnectionError, RealtimeError, RealtimeUpstreamError
 from .kiosk import KioskOutput, ProtocolError
 
 logger = logging.getLogger(__name__)
@@ -473,7 +474,7 @@ class RealtimeAudioProcessor:
         self._response_id = None
         timing = self._timings.pop(response_id, None)
         if response.get("usage") and self.on_response is not None:
-            await _call(self.on_response, response, timing)
+            await invoke(self.on_response, response, timing)
         self._response_settled.set()
         if self._detached:
             return
@@ -554,7 +555,7 @@ class RealtimeAudioProcessor:
             return
         self.failed = True
         logger.warning("session %s: Realtime path failed (%s): %s", self.session_id, reason, error)
-        await _call(self.on_failure, reason, error)
+        await invoke(self.on_failure, reason, error)
 
     def _spawn(self, coroutine: Awaitable[None], name: str) -> asyncio.Task[None]:
         task = asyncio.ensure_future(coroutine)

@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 
 from realtime.bridge import text_to_say
-from realtime.client import RealtimeClient, RealtimeConnectionError, RealtimeHandshakeError
+from realtime.client import RealtimeClient
 from realtime.emulator import BrainContext, CallFunction, EmulatorServer, Reply, Say, ScriptedBrain
 from realtime.emulator.audio import silence, tone
+from realtime.errors import RealtimeConnectionError, RealtimeHandshakeError
 from realtime.kiosk import ProtocolError
 from realtime.processor import EMULATOR_API_KEY, RealtimeAudioProcessor
 from reception import workflow

@@ -27,7 +27,7 @@ from fallback.models import FallbackReason
 from fallback.services import decide_for_session, record_fallback_event
 from metrics.collector import collector
 from metrics.cost import record_realtime_spend
-from realtime.client import RealtimeError
+from realtime.errors import RealtimeError
 from realtime.kiosk import KioskOutput
 from realtime.processor import RealtimeAudioProcessor
 
