@@ -142,7 +142,7 @@ async def relay_path(server: EmulatorServer, turns: int, frame_interval: float) 
     await processor.open(None)
     await until(lambda: bool(kiosk.audio_times) and not processor._client.response_active)
     for _ in range(turns):
-        playback = processor._playback  # let the kiosk finish playing, or the next turn is a barge-in
+        playback = processor.replies.playback  # let the kiosk finish playing, or the next turn is a barge-in
         if playback is not None:
             await asyncio.sleep(max(0.0, playback.ends_at() - time.monotonic()))
         await turn(server, processor.feed_audio, kiosk.audio_times, figures, frame_interval)

@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
+from django.conf import settings
 from openai import AsyncOpenAI
 from websockets.exceptions import ConnectionClosed
 
@@ -44,6 +45,7 @@ SERVER_VAD: dict[str, Any] = {
     "interrupt_response": True,
 }
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+EMULATOR_API_KEY = "sk-test-emulator-key"  # what the bundled emulator is given when no OpenAI key is configured
 # Every server event type of the GA protocol (the SDK's RealtimeServerEvent union). The client acts on some of them
 # and passes all of them on; anything else is logged once per type and dropped.
 SERVER_EVENT_TYPES = frozenset(
@@ -416,6 +418,25 @@ def session_config(
         "tools": list(tools),
         "tool_choice": tool_choice,
     }
+
+
+def settings_client_factory(**options: Any) -> RealtimeClient:
+    """A RealtimeClient for REALTIME_API_URL / OPENAI_API_KEY / REALTIME_MODEL (the emulator key without a key)."""
+    url = settings.REALTIME_API_URL
+    if not url:
+        raise RealtimeConnectionError("REALTIME_API_URL is not configured", reason="refused", retryable=False)
+    return RealtimeClient(
+        api_key=settings.OPENAI_API_KEY or EMULATOR_API_KEY,
+        model=settings.REALTIME_MODEL,
+        base_url=url.rstrip("/").removesuffix("/realtime"),
+        **options,
+    )
+
+
+def message_item(role: str, text: str) -> dict[str, Any]:
+    """A conversation message item: user text in, assistant text as the transcript of what was said."""
+    kind = "output_text" if role == "assistant" else "input_text"
+    return {"type": "message", "role": role, "content": [{"type": kind, "text": text}]}
 
 
 class _ClosedByUs(Exception):

@@ -126,7 +126,7 @@ async def test_realtime_a_slow_model_is_upstream_and_a_slow_kiosk_link_is_ours(r
     timing = assert_split(run.timings[1])
     assert timing.upstream_ms >= DELAY * 1000  # the model's thinking
     assert timing.server_ms >= DELAY * 1000  # the kiosk link's
-    assert run.processor.last_latency * 1000 == pytest.approx(timing.ttfa_ms)
+    assert run.processor.clock.last_latency * 1000 == pytest.approx(timing.ttfa_ms)
 
 
 async def test_realtime_spoken_turn_starts_at_speech_stopped_and_is_split(realtime_emulator):

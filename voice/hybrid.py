@@ -92,7 +92,6 @@ class HybridVoiceManager:
                 speak=self.speak,
                 on_failure=self._on_failure,
                 on_response=self._realtime_response,
-                latency_budget_seconds=settings.REALTIME_FIRST_AUDIO_DEADLINE_SECONDS,
             )
         else:
             self.path = self._new_legacy(self.speak)
