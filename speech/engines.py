@@ -143,11 +143,3 @@ def legacy_engines() -> SpeechEngines:
         openai_api_key=settings.OPENAI_API_KEY or None,
         openai_base_url=settings.OPENAI_BASE_URL,
     )
-
-
-def reset_speech_engines() -> None:
-    """Close and forget every engine set (tests, settings reload)."""
-    with _lock:
-        for engines in _instances.values():
-            engines.close()
-        _instances.clear()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -56,15 +55,11 @@ class HybridVoiceManager:
         output: KioskOutput,
         *,
         speak: bool = False,
-        realtime_factory: Callable[..., RealtimeAudioProcessor] = RealtimeAudioProcessor,
-        legacy_factory: Callable[..., LegacyAudioService] = LegacyAudioService,
     ) -> None:
         self.session_id = session_id
         self.language = language
         self.output = output
         self.speak = speak
-        self.realtime_factory = realtime_factory
-        self.legacy_factory = legacy_factory
         self.path: VoicePath | None = None
         self.decision = None
         self._kiosk_id: int | None = None
@@ -85,7 +80,7 @@ class HybridVoiceManager:
             }
         )
         if self.decision.realtime:
-            self.path = self.realtime_factory(
+            self.path = RealtimeAudioProcessor(
                 self.session_id,
                 self.language,
                 self.output,
@@ -156,7 +151,7 @@ class HybridVoiceManager:
         task.add_done_callback(self._tasks.discard)
 
     def _new_legacy(self, speak: bool) -> LegacyAudioService:
-        return self.legacy_factory(self.session_id, self.language, self.output, speak=speak, on_turn=self._legacy_turn)
+        return LegacyAudioService(self.session_id, self.language, self.output, speak=speak, on_turn=self._legacy_turn)
 
     def _legacy_turn(self, **turn: Any) -> None:
         collector.record_turn(self.session_id, "legacy", **turn)

@@ -77,7 +77,6 @@ class LegacyAudioService:
         language: str,
         output: KioskOutput,
         *,
-        engines: Callable[[], SpeechEngines] = legacy_engines,
         speak: bool = False,
         on_turn: TurnCallback | None = None,
     ) -> None:
@@ -86,7 +85,6 @@ class LegacyAudioService:
         self.output = output
         self.speak = speak  # set once the visitor talks: a talking visitor hears the answers
         self.on_turn = on_turn  # on_turn(ttfa_ms=, upstream_ms=, server_ms=, usage=, ok=) after each answered turn
-        self._engines_factory = engines
         self._engines: SpeechEngines | None = None
         self._segmenter: UtteranceSegmenter | None = None
         self._turn_lock = asyncio.Lock()
@@ -152,7 +150,7 @@ class LegacyAudioService:
 
     async def _get_engines(self) -> SpeechEngines:
         if self._engines is None:
-            self._engines = await asyncio.to_thread(self._engines_factory)
+            self._engines = await asyncio.to_thread(legacy_engines)
         return self._engines
 
     def _spawn(self, coroutine: Awaitable[None]) -> None:

@@ -103,7 +103,7 @@ class EmulatorServer:
         await self.start()
         return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
+    async def __aexit__(self, *_exc_info: object) -> None:
         await self.stop()
 
     def set_faults(self, **changes: Any) -> None:
