@@ -34,7 +34,7 @@ from .legacy import LegacyAudioService
 
 logger = logging.getLogger(__name__)
 
-# What the Realtime processor reports, as the fallback reasons of the contract.
+# What the Realtime processor reports, as the fallback reasons recorded for the session.
 FAILURE_REASONS = {
     "connection_error": FallbackReason.CONNECTION_ERROR,
     "upstream_error": FallbackReason.UPSTREAM_ERROR,

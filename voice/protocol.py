@@ -1,4 +1,4 @@
-"""The kiosk socket's message format (contract section 3): parsing and validation of frames.
+"""The kiosk socket's message format: parsing and validation of the frames a kiosk sends.
 
 Everything here is pure: a frame goes in, a `KioskMessage` or a `ProtocolError` comes out.
 """
