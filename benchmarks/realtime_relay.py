@@ -142,7 +142,7 @@ async def relay_path(server: EmulatorServer, turns: int, frame_interval: float) 
     await processor.open(None)
     await until(lambda: bool(kiosk.audio_times) and not processor._client.response_active)
     for _ in range(turns):
-        playback = processor._playback  # let the kiosk finish playing, or the next turn is a barge-in
+        playback = processor.replies.playback  # let the kiosk finish playing, or the next turn is a barge-in
         if playback is not None:
             await asyncio.sleep(max(0.0, playback.ends_at() - time.monotonic()))
         await turn(server, processor.feed_audio, kiosk.audio_times, figures, frame_interval)
@@ -154,9 +154,14 @@ async def direct_path(server: EmulatorServer, turns: int, frame_interval: float)
     audio_times: list[float] = []
     figures = Figures()
     client = RealtimeClient(api_key=TEST_KEY, base_url=server.base_url)
-    client.on("response.output_audio.delta", lambda event: audio_times.append(time.perf_counter()))
+
+    async def read_events() -> None:
+        async for event in client.events():
+            if event["type"] == "response.output_audio.delta":
+                audio_times.append(time.perf_counter())
+
     await client.connect()
-    pump = asyncio.create_task(client.run())
+    pump = asyncio.create_task(read_events())
     for _ in range(turns):
         await turn(server, client.append_audio, audio_times, figures, frame_interval)
     await client.close()

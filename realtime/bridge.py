@@ -16,9 +16,9 @@ from core.blocking import run_blocking
 from reception import workflow
 from reception.workflow.graph import missing_fields
 from reception.workflow.state import VISIT_FIELDS
-from voice.legacy import KioskOutput
 
 from .client import RealtimeClient
+from .kiosk import KioskOutput
 
 logger = logging.getLogger(__name__)
 

@@ -11,16 +11,23 @@ import base64
 import inspect
 import json
 import logging
-import ssl
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
+from django.conf import settings
 from openai import AsyncOpenAI
-from openai.types.websocket_reconnection import is_recoverable_close
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed
 
+from .errors import (
+    RealtimeClosedError,
+    RealtimeConnectionError,
+    RealtimeError,
+    RealtimeUpstreamError,
+    connect_error,
+    upstream_error,
+)
 from .redact import redacted_logger
 
 logger = logging.getLogger(__name__)
@@ -38,6 +45,7 @@ SERVER_VAD: dict[str, Any] = {
     "interrupt_response": True,
 }
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+EMULATOR_API_KEY = "sk-test-emulator-key"  # what the bundled emulator is given when no OpenAI key is configured
 # Every server event type of the GA protocol (the SDK's RealtimeServerEvent union). The client acts on some of them
 # and passes all of them on; anything else is logged once per type and dropped.
 SERVER_EVENT_TYPES = frozenset(
@@ -90,84 +98,15 @@ SERVER_EVENT_TYPES = frozenset(
         "session.updated",
     }
 )
-# Error codes after which the service closes the session.
-FATAL_ERROR_CODES = frozenset({"session_expired", "beta_api_shape_disabled"})
-NOT_RETRYABLE_STATUS = frozenset({400, 401, 403, 404})
-
-Handler = Callable[[dict[str, Any]], Any]
-
-
-class RealtimeError(Exception):
-    """Base class. `fatal`: this session cannot go on. `retryable`: a new session may well succeed."""
-
-    fatal: bool = True
-    retryable: bool = True
-
-
-class RealtimeConnectionError(RealtimeError):
-    """No usable connection. `reason`: refused, timeout, tls, reset, handshake, closed or stalled."""
-
-    def __init__(self, message: str, *, reason: str, retryable: bool = True) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.retryable = retryable
-
-
-class RealtimeHandshakeError(RealtimeConnectionError):
-    """The HTTP upgrade was refused with `status` (401/403 are final; 429 and 5xx are transient)."""
-
-    def __init__(self, status: int, *, retry_after: float | None = None) -> None:
-        super().__init__(
-            f"Realtime handshake rejected with HTTP {status}",
-            reason="handshake",
-            retryable=status not in NOT_RETRYABLE_STATUS,
-        )
-        self.status = status
-        self.retry_after = retry_after
-
-
-class RealtimeClosedError(RealtimeConnectionError):
-    """The service closed the socket, or it dropped (1006), while the session was in use."""
-
-    def __init__(self, close_code: int, close_reason: str = "") -> None:
-        super().__init__(
-            f"Realtime connection closed unexpectedly ({close_code} {close_reason})".rstrip(),
-            reason="closed",
-            retryable=is_recoverable_close(close_code),
-        )
-        self.close_code = close_code
-        self.close_reason = close_reason
-
-
-class RealtimeUpstreamError(RealtimeError):
-    """An `error` event, or a `response.done` with status `failed`. Only FATAL_ERROR_CODES end the session."""
-
-    def __init__(
-        self,
-        code: str | None,
-        message: str = "",
-        *,
-        error_type: str | None = None,
-        param: str | None = None,
-        event_id: str | None = None,
-    ) -> None:
-        super().__init__(f"Realtime error {code}: {message}")
-        self.code = code
-        self.error_type = error_type
-        self.param = param
-        self.event_id = event_id
-        self.fatal = code in FATAL_ERROR_CODES
-        self.retryable = code != "beta_api_shape_disabled"
 
 
 class RealtimeClient:
     """One Realtime GA session: connect, configure, stream audio both ways, run function calls.
 
-    Iterate `events()` (or `await run()`) to receive server events as dicts; handlers registered with `on()` see
-    each event first, and `received_at` is the `time.monotonic()` at which the event's frame was read from the
-    socket (before parsing: time it then waits in this process is ours, not the service's). Non-fatal upstream
-    errors go to `on_error` and are passed on; fatal errors, drops and stalls raise a RealtimeError subclass from
-    the iterator. The client never reconnects by itself.
+    Iterate `events()` to receive server events as dicts; `received_at` is the `time.monotonic()` at which the
+    event's frame was read from the socket (before parsing: time it then waits in this process is ours, not the
+    service's). Non-fatal upstream errors go to `on_error` and are passed on; fatal errors, drops and stalls raise
+    a RealtimeError subclass from the iterator. The client never reconnects by itself.
     """
 
     def __init__(
@@ -186,32 +125,21 @@ class RealtimeClient:
         connect_timeout: float = 5.0,
         ping_interval: float | None = 5.0,
         ping_timeout: float | None = 5.0,
-        on_usage: Callable[[dict[str, Any], dict[str, Any]], Any] | None = None,
         on_error: Callable[[RealtimeUpstreamError], Any] | None = None,
     ) -> None:
         self.model = model
         self.base_url = base_url
         self.connect_timeout = connect_timeout
-        self.on_usage = on_usage
         self.on_error = on_error
-        transcription: dict[str, Any] = {"model": transcription_model}
-        if language:
-            transcription["language"] = language
-        self.session_config: dict[str, Any] = {
-            "type": "realtime",
-            "instructions": instructions,
-            "output_modalities": ["audio"],
-            "audio": {
-                "input": {
-                    "format": PCM_24K,
-                    "transcription": transcription,
-                    "turn_detection": dict(turn_detection) if turn_detection is not None else None,
-                },
-                "output": {"format": PCM_24K, "voice": voice},
-            },
-            "tools": list(tools),
-            "tool_choice": tool_choice,
-        }
+        self.session_config = session_config(
+            instructions=instructions,
+            voice=voice,
+            tools=tools,
+            tool_choice=tool_choice,
+            language=language,
+            transcription_model=transcription_model,
+            turn_detection=turn_detection,
+        )
         self.session: dict[str, Any] | None = None
         self.malformed_frames = 0
         self.received_at = 0.0  # when the frame of the event last yielded by events() was read
@@ -225,7 +153,6 @@ class RealtimeClient:
         }
         self._conn: Any = None
         self._closing = False
-        self._handlers: dict[str, list[Handler]] = {}
         self._pending: deque[tuple[dict[str, Any], float]] = deque()  # events read by connect(), with arrival
         self._read_at = 0.0
         self._unknown_types: set[str] = set()
@@ -242,10 +169,6 @@ class RealtimeClient:
     @property
     def response_active(self) -> bool:
         return self._active_response is not None
-
-    def on(self, event_type: str, handler: Handler) -> None:
-        """Call `handler(event)` (sync or async) for each server event of `event_type`, or of any type with "*"."""
-        self._handlers.setdefault(event_type, []).append(handler)
 
     async def connect(self) -> dict[str, Any]:
         """Open the session and apply the configuration; returns the effective session from `session.updated`.
@@ -265,7 +188,7 @@ class RealtimeClient:
             raise
         except BaseException as exc:
             await self.close()
-            error = _classify(exc)
+            error = connect_error(exc)
             if error is None:
                 raise
             raise error from exc
@@ -280,7 +203,7 @@ class RealtimeClient:
                 continue
             await self._track(event)
             if event["type"] == "error":
-                raise _upstream(event)
+                raise upstream_error(event)
             if event["type"] == event_type:
                 return
             self._pending.append((event, self._read_at))
@@ -304,18 +227,12 @@ class RealtimeClient:
                         continue
                     self.received_at = self._read_at
                     await self._track(event)
-                await self._dispatch(event)
                 yield event
         except _ClosedByUs:
             return
         except RealtimeError:
             await self.close()
             raise
-
-    async def run(self, *, idle_timeout: float | None = None) -> None:
-        """Consume `events()`, dispatching each to the handlers, until `close()` or a RealtimeError."""
-        async for _ in self.events(idle_timeout=idle_timeout):
-            pass
 
     async def _recv(self) -> dict[str, Any] | None:
         """The next well-formed event of a type the protocol defines, or None for a frame that was dropped."""
@@ -358,17 +275,15 @@ class RealtimeClient:
             case "response.done":
                 await self._response_done(event["response"])
             case "error":
-                error = _upstream(event)
+                error = upstream_error(event)
                 if error.fatal:
                     raise error
                 if error.event_id is not None and error.event_id == self._response_create_id:
                     self._active_response = None
-                await _call(self.on_error, error)
+                await invoke(self.on_error, error)
 
     async def _response_done(self, response: dict[str, Any]) -> None:
         self._active_response = None
-        if response.get("usage") and self.on_usage is not None:
-            await _call(self.on_usage, response["usage"], response)
         details = response.get("status_details") or {}
         if response.get("status") == "failed" and details.get("error"):
             failure = details["error"]
@@ -377,14 +292,10 @@ class RealtimeClient:
                 failure.get("message", "response failed"),
                 error_type=failure.get("type"),
             )
-            await _call(self.on_error, error)
+            await invoke(self.on_error, error)
         if self._response_queued:
             self._response_queued = False
             await self.create_response(self._queued_options)
-
-    async def _dispatch(self, event: dict[str, Any]) -> None:
-        for handler in (*self._handlers.get(event["type"], ()), *self._handlers.get("*", ())):
-            await _call(handler, event)
 
     async def _send(self, event: dict[str, Any]) -> None:
         if self._conn is None or self._closing:
@@ -478,48 +389,63 @@ class RealtimeClient:
         await self._openai.close()
 
 
+def session_config(
+    *,
+    instructions: str,
+    voice: str,
+    tools: Sequence[dict[str, Any]],
+    tool_choice: str | dict[str, Any],
+    language: str | None,
+    transcription_model: str,
+    turn_detection: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The `session.update` payload: PCM16 24 kHz both ways, input transcription, the turn detection and tools."""
+    transcription: dict[str, Any] = {"model": transcription_model}
+    if language:
+        transcription["language"] = language
+    return {
+        "type": "realtime",
+        "instructions": instructions,
+        "output_modalities": ["audio"],
+        "audio": {
+            "input": {
+                "format": PCM_24K,
+                "transcription": transcription,
+                "turn_detection": dict(turn_detection) if turn_detection is not None else None,
+            },
+            "output": {"format": PCM_24K, "voice": voice},
+        },
+        "tools": list(tools),
+        "tool_choice": tool_choice,
+    }
+
+
+def settings_client_factory(**options: Any) -> RealtimeClient:
+    """A RealtimeClient for REALTIME_API_URL / OPENAI_API_KEY / REALTIME_MODEL (the emulator key without a key)."""
+    url = settings.REALTIME_API_URL
+    if not url:
+        raise RealtimeConnectionError("REALTIME_API_URL is not configured", reason="refused", retryable=False)
+    return RealtimeClient(
+        api_key=settings.OPENAI_API_KEY or EMULATOR_API_KEY,
+        model=settings.REALTIME_MODEL,
+        base_url=url.rstrip("/").removesuffix("/realtime"),
+        **options,
+    )
+
+
+def message_item(role: str, text: str) -> dict[str, Any]:
+    """A conversation message item: user text in, assistant text as the transcript of what was said."""
+    kind = "output_text" if role == "assistant" else "input_text"
+    return {"type": "message", "role": role, "content": [{"type": kind, "text": text}]}
+
+
 class _ClosedByUs(Exception):
     """The socket ended because `close()` was called: the event stream simply stops."""
 
 
-async def _call(function: Callable[..., Any] | None, *args: Any) -> None:
+async def invoke(function: Callable[..., Any] | None, *args: Any) -> None:
     if function is None:
         return
     result = function(*args)
     if inspect.isawaitable(result):
         await result
-
-
-def _upstream(event: dict[str, Any]) -> RealtimeUpstreamError:
-    error = event.get("error") or {}
-    return RealtimeUpstreamError(
-        error.get("code"),
-        error.get("message", ""),
-        error_type=error.get("type"),
-        param=error.get("param"),
-        event_id=error.get("event_id"),
-    )
-
-
-def _classify(exc: BaseException) -> RealtimeError | None:
-    """A connect-time failure as a RealtimeError, or None for what must propagate (cancellation)."""
-    if isinstance(exc, InvalidStatus):
-        response = exc.response
-        retry_after = response.headers.get("Retry-After")
-        try:
-            seconds = float(retry_after) if retry_after is not None else None
-        except ValueError:
-            seconds = None
-        return RealtimeHandshakeError(response.status_code, retry_after=seconds)
-    if isinstance(exc, ConnectionClosed):
-        frame = exc.rcvd
-        return RealtimeClosedError(frame.code if frame else 1006, frame.reason if frame else "")
-    if isinstance(exc, TimeoutError):
-        return RealtimeConnectionError("Realtime connect timed out", reason="timeout")
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return RealtimeConnectionError(f"TLS verification failed: {exc.verify_message}", reason="tls", retryable=False)
-    if isinstance(exc, ConnectionRefusedError):
-        return RealtimeConnectionError("Realtime connection refused", reason="refused")
-    if isinstance(exc, Exception):
-        return RealtimeConnectionError(f"Realtime connect failed: {type(exc).__name__}: {exc}", reason="reset")
-    return None

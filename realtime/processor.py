@@ -11,12 +11,10 @@ the upstream session before its 60-minute limit (or when it expires), and report
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -24,57 +22,23 @@ from django.conf import settings
 from core.blocking import run_blocking
 from core.timing import TurnTiming
 from reception import workflow
-from voice.legacy import KioskOutput
-from voice.protocol import ProtocolError
 
 from .bridge import LangGraphBridge, build_instructions, say_exactly
-from .client import SERVER_VAD, RealtimeClient, RealtimeConnectionError, RealtimeError, RealtimeUpstreamError, _call
+from .client import SERVER_VAD, RealtimeClient, invoke, message_item, settings_client_factory
+from .errors import RealtimeConnectionError, RealtimeError, RealtimeUpstreamError
+from .kiosk import KioskOutput, ProtocolError
+from .replies import BYTES_PER_MS, KioskReplies
+from .turn_clock import TurnClock
 
 logger = logging.getLogger(__name__)
 
-EMULATOR_API_KEY = "sk-test-emulator-key"  # what the bundled emulator is given when no OpenAI key is configured
-BYTES_PER_MS = 48  # PCM16 mono 24 kHz
 MAX_UNANSWERED_BYTES = 15_000 * BYTES_PER_MS
 MIN_COMMIT_BYTES = 100 * BYTES_PER_MS  # the service refuses to commit less
 HISTORY_MESSAGES = 20  # the last turns a renewed session is seeded with
-DEFAULT_LATENCY_BUDGET_SECONDS = 4.0
 
 ClientFactory = Callable[..., RealtimeClient]
 FailureCallback = Callable[[str, Exception | None], Awaitable[None] | None]
 ResponseCallback = Callable[[dict[str, Any], TurnTiming | None], Awaitable[None] | None]
-
-
-def settings_client_factory(**options: Any) -> RealtimeClient:
-    """A RealtimeClient for REALTIME_API_URL / OPENAI_API_KEY / REALTIME_MODEL (the emulator key without a key)."""
-    url = settings.REALTIME_API_URL
-    if not url:
-        raise RealtimeConnectionError("REALTIME_API_URL is not configured", reason="refused", retryable=False)
-    return RealtimeClient(
-        api_key=settings.OPENAI_API_KEY or EMULATOR_API_KEY,
-        model=settings.REALTIME_MODEL,
-        base_url=url.rstrip("/").removesuffix("/realtime"),
-        **options,
-    )
-
-
-@dataclass
-class _Playback:
-    """Audio of one assistant item sent to the kiosk, which plays it at 1x from `started`."""
-
-    item_id: str
-    started: float
-    session: int  # which upstream session produced it (items do not survive a renewal)
-    sent_bytes: int = 0
-
-    @property
-    def sent_ms(self) -> int:
-        return self.sent_bytes // BYTES_PER_MS
-
-    def played_ms(self, now: float) -> int:
-        return min(self.sent_ms, int((now - self.started) * 1000))
-
-    def ends_at(self) -> float:
-        return self.started + self.sent_ms / 1000
 
 
 class RealtimeAudioProcessor:
@@ -85,10 +49,7 @@ class RealtimeAudioProcessor:
     "latency" (end of speech to first audio over `latency_budget_seconds`). `on_response(response, timing)` gets
     every finished response that carries usage, with the TurnTiming of the visitor's turn it answered with audio
     (None for a response that answered no turn with audio: a greeting, a function call).
-
-    Timing points (monotonic clock): the turn ends when `speech_stopped` arrives or when we send the commit or the
-    typed text; the upstream's part ends when the frame of the first audio event is read from the socket; the turn's
-    wait ends when that audio has been sent to the kiosk. Our function calls' run time in between is ours.
+    `clock` (a TurnClock) times each turn's wait.
     """
 
     mode = "realtime"
@@ -105,7 +66,7 @@ class RealtimeAudioProcessor:
         client_factory: ClientFactory = settings_client_factory,
         renew_seconds: float | None = None,
         stall_seconds: float | None = None,
-        latency_budget_seconds: float = DEFAULT_LATENCY_BUDGET_SECONDS,
+        latency_budget_seconds: float | None = None,
         turn_detection: dict[str, Any] | None = SERVER_VAD,
     ) -> None:
         self.session_id = session_id
@@ -117,11 +78,15 @@ class RealtimeAudioProcessor:
         self.client_factory = client_factory
         self.renew_seconds = renew_seconds if renew_seconds is not None else settings.REALTIME_SESSION_RENEW_SECONDS
         self.stall_seconds = stall_seconds if stall_seconds is not None else settings.REALTIME_STALL_SECONDS
-        self.latency_budget_seconds = latency_budget_seconds
+        self.latency_budget_seconds = (
+            latency_budget_seconds
+            if latency_budget_seconds is not None
+            else settings.REALTIME_FIRST_AUDIO_DEADLINE_SECONDS
+        )
         self.turn_detection = turn_detection
         self.bridge = LangGraphBridge(session_id, output)
         self.unanswered_text: str | None = None
-        self.last_latency: float | None = None  # seconds from the end of the last turn to its first audio
+        self.clock = TurnClock()
         self.sessions_opened = 0
         self.failed = False
         self._client: RealtimeClient | None = None
@@ -135,20 +100,10 @@ class RealtimeAudioProcessor:
         self._pump: asyncio.Task[None] | None = None
         self._renew_timer: asyncio.Task[None] | None = None
         self._tool_lock = asyncio.Lock()
-        self._tools_running = 0
         self._history: deque[tuple[str, str]] = deque(maxlen=HISTORY_MESSAGES)
-        self._playback: _Playback | None = None
-        self._interrupted_items: set[str] = set()
-        self._timings: dict[str, TurnTiming] = {}  # response id -> the timing of the turn it answered
-        self._speaking_responses: set[str] = set()  # responses that produced audio or transcript
-        self._flushed_responses: set[str] = set()  # responses the kiosk already got `response.done` for
-        self._response_id: str | None = None
-        self._partial: dict[str, str] = {}
+        self.replies = KioskReplies(output)
         self._speech_active = False
         self._uncommitted_bytes = 0
-        self._turn_end_at: float | None = None  # the visitor finished a turn that has no audio answer yet
-        self._tools_since = 0.0  # when the running function calls started (while _tools_running > 0)
-        self._turn_tool_seconds = 0.0  # our function calls' time since the pending turn ended
         self._last_activity = time.monotonic()
         self._detached = False  # the session is ending or moving: nothing more reaches the kiosk or the workflow
         self._response_settled = asyncio.Event()  # set at each response.done (the close drain waits on it)
@@ -192,8 +147,8 @@ class RealtimeAudioProcessor:
         client = self._client
         if client is None or self.failed or self._closing:
             return  # kept in unanswered_text for the Legacy path
-        self._end_turn(time.monotonic())
-        await self._request(client.create_item(_message("user", text)), client.create_response())
+        self.clock.end_turn(time.monotonic())
+        await self._request(client.create_item(message_item("user", text)), client.create_response())
 
     async def feed_audio(self, pcm16: bytes) -> None:
         """Kiosk audio (PCM16 24 kHz), relayed as it comes; held back only while the upstream session is swapped."""
@@ -216,13 +171,13 @@ class RealtimeAudioProcessor:
         if client is None or self.failed:
             return
         if self.turn_detection is not None and not self._speech_active:
-            if self._turn_end_at is not None or client.response_active:
+            if self.clock.turn_end_at is not None or client.response_active:
                 return
             raise ProtocolError("input_audio_empty", "No speech was heard; please speak while holding the button.")
         if self._uncommitted_bytes < MIN_COMMIT_BYTES:
             raise ProtocolError("input_audio_empty", "No speech was heard; please speak while holding the button.")
         self._uncommitted_bytes = 0
-        self._end_turn(time.monotonic())
+        self.clock.end_turn(time.monotonic())
         await self._request(client.commit(), client.create_response())
 
     async def interrupt(self) -> None:
@@ -231,20 +186,14 @@ class RealtimeAudioProcessor:
         if client is None:
             return
         now = time.monotonic()
-        playback = self._playback
-        playing = playback is not None and playback.played_ms(now) < playback.sent_ms
+        playing = self.replies.playing(now)
         if client.response_active:
             await self._request(client.cancel_response())
-        if not playing and self._response_id not in self._speaking_responses:
+        if not self.replies.cut(playing):
             return  # nothing reached the kiosk: no turn to flush
-        if playing:
-            assert playback is not None
-            self._interrupted_items.add(playback.item_id)
-            self._playback = None
-            if playback.session == self.sessions_opened:
-                await self._request(client.truncate(playback.item_id, 0, playback.played_ms(now)))
-        if self._response_id is not None:
-            self._flushed_responses.add(self._response_id)
+        if playing is not None and playing.session == self.sessions_opened:
+            await self._request(client.truncate(playing.item_id, 0, playing.played_ms(now)))
+        self.replies.flush()
         await self.output.send_message({"type": "response.done", "status": "cancelled"})
 
     def detach(self) -> None:
@@ -313,7 +262,7 @@ class RealtimeAudioProcessor:
         )
         await client.connect()
         for role, text in self._history:
-            await client.create_item(_message(role, text))
+            await client.create_item(message_item(role, text))
         self.sessions_opened += 1
         return client
 
@@ -336,9 +285,9 @@ class RealtimeAudioProcessor:
         return (
             client is not None
             and not client.response_active
-            and self._turn_end_at is None
+            and self.clock.turn_end_at is None
             and not self._speech_active
-            and not self._tools_running
+            and not self.clock.tools_running
         )
 
     def _maybe_renew(self) -> None:
@@ -367,7 +316,7 @@ class RealtimeAudioProcessor:
         try:
             self._install(new)
             if replay and self.unanswered_text is not None:
-                await self._request(new.create_item(_message("user", self.unanswered_text)), new.create_response())
+                await self._request(new.create_item(message_item("user", self.unanswered_text)), new.create_response())
             elif replay:
                 self._swap_buffer[:] = self._unanswered  # the whole utterance again; the VAD finds its end
             while self._swap_buffer:
@@ -394,7 +343,7 @@ class RealtimeAudioProcessor:
         except RealtimeUpstreamError as exc:
             if client is self._client and not self._closing:
                 if exc.code == "session_expired":
-                    pending = self._turn_end_at is not None or self._tools_running > 0
+                    pending = self.clock.turn_end_at is not None or self.clock.tools_running > 0
                     self._begin_swap(replay=pending)
                 else:
                     await self._fail("upstream_error", exc)
@@ -409,83 +358,55 @@ class RealtimeAudioProcessor:
         arrived = client.received_at
         match event["type"]:
             case "response.created":
-                self._response_id = event["response"]["id"]
+                self.replies.response_id = event["response"]["id"]
             case "response.output_audio.delta":
                 await self._on_audio(event, now, arrived)
             case "response.output_audio_transcript.delta":
-                self._speaking_responses.add(event["response_id"])
-                if event["item_id"] not in self._interrupted_items:
-                    text = self._partial[event["item_id"]] = self._partial.get(event["item_id"], "") + event["delta"]
+                if (text := self.replies.partial_transcript(event)) is not None:
                     await self._transcript("assistant", text, final=False)
             case "response.output_audio_transcript.done":
-                self._speaking_responses.add(event["response_id"])
-                self._partial.pop(event["item_id"], None)
-                if event["item_id"] not in self._interrupted_items and event["transcript"]:
-                    self._history.append(("assistant", event["transcript"]))
-                    await self._transcript("assistant", event["transcript"], final=True)
+                if (text := self.replies.final_transcript(event)) is not None:
+                    self._history.append(("assistant", text))
+                    await self._transcript("assistant", text, final=True)
             case "conversation.item.input_audio_transcription.completed":
                 if event["transcript"].strip():
                     self._history.append(("user", event["transcript"]))
                     await self._transcript("visitor", event["transcript"], final=True)
             case "input_audio_buffer.speech_started":
                 self._speech_active = True
-                self._turn_end_at = None
+                self.clock.turn_end_at = None
                 await self.interrupt()
             case "input_audio_buffer.speech_stopped":
                 self._speech_active = False
-                self._end_turn(arrived)
+                self.clock.end_turn(arrived)
             case "input_audio_buffer.committed":
                 self._uncommitted_bytes = 0
             case "response.function_call_arguments.done":
-                if not self._tools_running:
-                    self._tools_since = arrived
-                self._tools_running += 1
+                self.clock.tool_started(arrived)
                 self._spawn(self._run_tool(client, event["call_id"], event.get("name", ""), event["arguments"]), "tool")
             case "response.done":
                 await self._on_response_done(event["response"])
 
     async def _on_audio(self, event: dict[str, Any], now: float, arrived: float) -> None:
-        pcm = base64.b64decode(event["delta"])
-        turn_end, self._turn_end_at = self._turn_end_at, None
+        turn_end = self.clock.take_turn_end()
         self._unanswered.clear()
         self.unanswered_text = None
-        self._speaking_responses.add(event["response_id"])
-        item_id = event["item_id"]
-        if self.speak and item_id not in self._interrupted_items:
-            if self._playback is None or self._playback.item_id != item_id:
-                # The kiosk queues audio: a new item starts playing when the previous one has been played out.
-                start = max(now, self._playback.ends_at()) if self._playback else now
-                self._playback = _Playback(item_id, start, self.sessions_opened)
-            self._playback.sent_bytes += len(pcm)
-            await self.output.send_audio(pcm)
+        await self.replies.audio(event, now, speak=self.speak, session=self.sessions_opened)
         if turn_end is not None:
             # Sent to the kiosk (or, to a visitor who only types, handled): the turn's wait is over.
-            self.last_latency = time.monotonic() - turn_end
-            upstream = arrived - turn_end - self._turn_tool_seconds
-            self._timings[event["response_id"]] = TurnTiming.split(self.last_latency * 1000, upstream * 1000)
-
-    def _end_turn(self, at: float) -> None:
-        """The visitor's turn ended at `at` (monotonic); its wait for the first audio starts."""
-        self._turn_end_at = at
-        self._turn_tool_seconds = 0.0
+            self.clock.answered(turn_end, event["response_id"], arrived)
 
     async def _on_response_done(self, response: dict[str, Any]) -> None:
-        response_id = response["id"]
-        self._response_id = None
-        timing = self._timings.pop(response_id, None)
+        self.replies.response_id = None
+        timing = self.clock.timing(response["id"])
         if response.get("usage") and self.on_response is not None:
-            await _call(self.on_response, response, timing)
+            await invoke(self.on_response, response, timing)
         self._response_settled.set()
         if self._detached:
             return
-        if response_id in self._speaking_responses:
-            self._speaking_responses.discard(response_id)
-            if response_id in self._flushed_responses:
-                self._flushed_responses.discard(response_id)
-            else:
-                status = response.get("status")
-                status = status if status in ("completed", "cancelled") else "failed"
-                await self.output.send_message({"type": "response.done", "status": status})
+        status = self.replies.done(response)
+        if status is not None:
+            await self.output.send_message({"type": "response.done", "status": status})
         if self._move_due is not None and self._idle():
             await self._fail(self._move_due, None)
             return
@@ -503,10 +424,8 @@ class RealtimeAudioProcessor:
         except RealtimeError:
             logger.warning("session %s: the output of %s could not be sent upstream", self.session_id, name)
         finally:
-            self._tools_running -= 1
             self._last_activity = time.monotonic()
-            if not self._tools_running and self._turn_end_at is not None:
-                self._turn_tool_seconds += self._last_activity - max(self._tools_since, self._turn_end_at)
+            self.clock.tool_finished(self._last_activity)
 
     def _on_upstream_error(self, error: RealtimeUpstreamError) -> None:
         """Non-fatal errors: our own request problems are logged; the service's failures are reported."""
@@ -523,13 +442,13 @@ class RealtimeAudioProcessor:
             client, now = self._client, time.monotonic()
             if self._swapping or client is None:
                 continue
-            waiting = (client.response_active or self._turn_end_at is not None) and not self._tools_running
+            waiting = (client.response_active or self.clock.turn_end_at is not None) and not self.clock.tools_running
             if waiting and now - self._last_activity > self.stall_seconds:
                 error = RealtimeConnectionError(
                     f"No Realtime event for {self.stall_seconds:g} s while a response was expected", reason="stalled"
                 )
                 await self._fail("connection_error", error)
-            elif self._turn_end_at is not None and now - self._turn_end_at > self.latency_budget_seconds:
+            elif self.clock.turn_end_at is not None and now - self.clock.turn_end_at > self.latency_budget_seconds:
                 await self._fail("latency", None)
 
     # --- helpers ---------------------------------------------------------------------------------------------
@@ -555,7 +474,7 @@ class RealtimeAudioProcessor:
             return
         self.failed = True
         logger.warning("session %s: Realtime path failed (%s): %s", self.session_id, reason, error)
-        await _call(self.on_failure, reason, error)
+        await invoke(self.on_failure, reason, error)
 
     def _spawn(self, coroutine: Awaitable[None], name: str) -> asyncio.Task[None]:
         task = asyncio.ensure_future(coroutine)
@@ -568,12 +487,6 @@ class RealtimeAudioProcessor:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             logger.error("session %s: Realtime task failed", self.session_id, exc_info=task.exception())
-
-
-def _message(role: str, text: str) -> dict[str, Any]:
-    """A conversation message item: user text in, assistant text as the transcript of what was said."""
-    kind = "output_text" if role == "assistant" else "input_text"
-    return {"type": "message", "role": role, "content": [{"type": kind, "text": text}]}
 
 
 def _append_capped(buffer: bytearray, pcm16: bytes) -> None:

@@ -35,11 +35,6 @@ def float32_to_pcm16(samples: np.ndarray) -> bytes:
     return x.astype("<i2").tobytes()
 
 
-def duration_seconds(pcm16: bytes | np.ndarray, sample_rate: int) -> float:
-    n = len(pcm16) // 2 if isinstance(pcm16, (bytes, bytearray, memoryview)) else len(pcm16)
-    return n / float(sample_rate)
-
-
 def resample(samples: np.ndarray, in_rate: int, out_rate: int, quality: str = "HQ") -> np.ndarray:
     """One-shot resampling of float32 mono audio with soxr."""
     x = np.ascontiguousarray(samples, dtype=np.float32).reshape(-1)

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from django.conf import settings
+
 from .audio import RECOGNITION_SAMPLE_RATE
 from .stt import DEFAULT_OPENAI_BASE_URL, OpenAISTT, SpeechToText, WhisperSTT
 from .tts import LocalTTS, OpenAITTS, OpenJTalkTTS, PiperTTS, TextToSpeech
@@ -138,9 +140,11 @@ def get_speech_engines(
         return engines
 
 
-def reset_speech_engines() -> None:
-    """Close and forget every engine set (tests, settings reload)."""
-    with _lock:
-        for engines in _instances.values():
-            engines.close()
-        _instances.clear()
+def legacy_engines() -> SpeechEngines:
+    """The process's speech engines, as the settings choose them (local unless a key is set)."""
+    return get_speech_engines(
+        settings.LEGACY_ENGINES,
+        whisper_dir=settings.WHISPER_MODEL_DIR,
+        openai_api_key=settings.OPENAI_API_KEY or None,
+        openai_base_url=settings.OPENAI_BASE_URL,
+    )

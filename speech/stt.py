@@ -37,10 +37,6 @@ class Transcript:
     duration: float  # seconds of audio
     seconds_taken: float  # wall-clock time of the transcription
 
-    @property
-    def rtf(self) -> float:
-        return self.seconds_taken / self.duration if self.duration else 0.0
-
 
 @runtime_checkable
 class SpeechToText(Protocol):

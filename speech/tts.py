@@ -12,7 +12,6 @@ import subprocess  # nosec B404  # only for our own Piper script, with a fixed a
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -93,14 +92,6 @@ class TextToSpeech(Protocol):
     def synthesize(self, text: str, language: str) -> bytes:
         """PCM16 LE mono at 24 kHz; b"" for empty text."""
         ...
-
-
-def synthesize_sentences(tts: TextToSpeech, text: str, language: str) -> Iterator[tuple[str, bytes]]:
-    """Yield (sentence, pcm16_24k) one sentence at a time: start playback on the first."""
-    for sentence in split_sentences(text, language):
-        pcm = tts.synthesize(sentence, language)
-        if pcm:
-            yield sentence, pcm
 
 
 # -- Japanese: Open JTalk ------------------------------------------------------------------

@@ -126,11 +126,6 @@ class UtteranceSegmenter:
 
     # -- public -------------------------------------------------------------------------
     @property
-    def in_speech(self) -> bool:
-        """True once speech has been confirmed and the utterance has not ended yet."""
-        return self._announced
-
-    @property
     def stream_time(self) -> float:
         return self._frame_index * self._frame / RECOGNITION_SAMPLE_RATE
 

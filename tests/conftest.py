@@ -87,9 +87,9 @@ def background_work_ends_with_its_test(request):
         request.getfixturevalue("_django_db_helper")
     request.getfixturevalue("settings")
     yield
-    legacy = sys.modules.get("voice.legacy")
-    if legacy is not None:
-        legacy._hint_cache.clear()  # the speech-recognition hint names the staff of this test's directory
+    names = sys.modules.get("reception.workflow.names")
+    if names is not None:
+        names._hint_cache.clear()  # the speech-recognition hint names the staff of this test's directory
     collector_module = sys.modules.get("metrics.collector")
     if collector_module is not None and not collector_module.collector.stop():
         pytest.fail(f"{collector_module.collector.pending} metrics records of this test were never written")

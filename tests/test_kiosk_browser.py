@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from speech.engines import legacy_engines
 from tests.kiosk_browser import demo_server, launch_chromium, open_paired_kiosk
 from tests.live_server import REPO
-from voice.legacy import legacy_engines
 
 pytestmark = [pytest.mark.browser, pytest.mark.speech]
 

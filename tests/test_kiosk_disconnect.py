@@ -48,7 +48,7 @@ async def test_a_kiosk_closing_while_the_reply_is_spoken_logs_no_error(
     demo_directory, kiosk_and_key, caplog, monkeypatch
 ):
     engines = SpeechEngines(kind="local", stt=None, tts=SlowVoice(), vad_factory=None)
-    monkeypatch.setattr("voice.legacy.get_speech_engines", lambda *args, **kwargs: engines)
+    monkeypatch.setattr("voice.legacy.legacy_engines", lambda: engines)
     _, key = kiosk_and_key
     browser = ClosingBrowser(application)
     ws = WebsocketCommunicator(browser, "/ws/kiosk/", headers=[(b"authorization", f"Bearer {key}".encode())])

@@ -84,7 +84,7 @@ def upstream(monkeypatch, settings, demo_directory):
             await super().handle_text(text)
 
     engines = SpeechEngines(kind="local", stt=None, tts=QuickVoice(), vad_factory=QuietVAD)
-    monkeypatch.setattr("voice.legacy.get_speech_engines", lambda *args, **kwargs: engines)
+    monkeypatch.setattr("voice.legacy.legacy_engines", lambda: engines)
     monkeypatch.setattr("voice.consumers.HybridVoiceManager", RecordingVoicePath)
     return recorded
 

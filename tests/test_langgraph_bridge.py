@@ -46,21 +46,20 @@ async def run_calls(
     spoken = asyncio.Event()
     answered = 0
 
-    async def on_call(event: dict[str, Any]) -> None:
-        arguments = raw_arguments if raw_arguments is not None else event["arguments"]
-        await bridge.handle_call(client, event["call_id"], event["name"], arguments)
-
-    def on_done(event: dict[str, Any]) -> None:
+    async def read_events() -> None:
         nonlocal answered
-        if event["response"]["output"] and event["response"]["output"][0]["type"] == "message":
-            answered += 1
-            if answered == len(calls):
-                spoken.set()
+        async for event in client.events():
+            if event["type"] == "response.function_call_arguments.done":
+                arguments = raw_arguments if raw_arguments is not None else event["arguments"]
+                await bridge.handle_call(client, event["call_id"], event["name"], arguments)
+            elif event["type"] == "response.done":
+                output = event["response"]["output"]
+                answered += bool(output) and output[0]["type"] == "message"
+                if answered == len(calls):
+                    spoken.set()
 
-    client.on("response.function_call_arguments.done", on_call)
-    client.on("response.done", on_done)
     await client.connect()
-    pump = asyncio.create_task(client.run())
+    pump = asyncio.create_task(read_events())
     try:
         for _ in calls:
             await client.create_item(USER_TURN)

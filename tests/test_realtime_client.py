@@ -11,15 +11,10 @@ import time
 
 import pytest
 
-from realtime.client import (
-    RealtimeClient,
-    RealtimeClosedError,
-    RealtimeConnectionError,
-    RealtimeHandshakeError,
-    RealtimeUpstreamError,
-)
+from realtime.client import RealtimeClient
 from realtime.emulator import CallFunction, Say, ScriptedBrain
 from realtime.emulator.audio import duration_ms, silence, speech_for_text, tone
+from realtime.errors import RealtimeClosedError, RealtimeConnectionError, RealtimeHandshakeError, RealtimeUpstreamError
 from tests.realtime_support import TEST_KEY
 
 pytest_plugins = ["tests.realtime_fixtures"]
@@ -128,18 +123,17 @@ async def test_function_call_output_then_follow_up_response(realtime_emulator):
     assert events[-1]["response"]["output"][0]["content"][0]["transcript"] == "山田様ですね"
 
 
-async def test_usage_of_every_response_reaches_the_callback(realtime_emulator):
+async def test_every_response_done_carries_its_usage(realtime_emulator):
     realtime_emulator.brain = ScriptedBrain([Say("はい"), Say("承知しました")])
-    seen = []
-    client = make_client(realtime_emulator, on_usage=lambda usage, response: seen.append((response["id"], usage)))
+    client = make_client(realtime_emulator)
     await client.connect()
     await client.create_response()
     first = await collect(client, "response.done")
     await client.create_response()
     second = await collect(client, "response.done")
     await client.close()
-    assert [response_id for response_id, _ in seen] == [first[-1]["response"]["id"], second[-1]["response"]["id"]]
-    usage = seen[1][1]
+    assert first[-1]["response"]["usage"]["total_tokens"] > 0
+    usage = second[-1]["response"]["usage"]
     assert usage["output_token_details"]["audio_tokens"] == len("承知しました") * 60 // 50
     assert usage["input_token_details"]["cached_tokens_details"]["text_tokens"] > 0
 
@@ -342,23 +336,24 @@ async def test_unknown_event_types_are_logged_once_and_not_passed_on(realtime_em
     assert not any(e["type"] == "response.hologram.delta" for e in seen)
 
 
-async def test_handlers_see_events_and_run_stops_at_close(realtime_emulator):
+async def test_the_event_stream_stops_at_close(realtime_emulator):
     realtime_emulator.brain = ScriptedBrain([Say("はい")])
     client = make_client(realtime_emulator)
     seen = []
     done = asyncio.Event()
 
-    async def on_done(event):
-        done.set()
+    async def read() -> None:
+        async for event in client.events():
+            seen.append(event["type"])
+            if event["type"] == "response.done":
+                done.set()
 
-    client.on("*", lambda event: seen.append(event["type"]))
-    client.on("response.done", on_done)
     await client.connect()
-    runner = asyncio.create_task(client.run())
+    reader = asyncio.create_task(read())
     await client.create_response()
     async with asyncio.timeout(5):
         await done.wait()
     await client.close()
     async with asyncio.timeout(5):
-        await runner
+        await reader
     assert seen[0] == "response.created" and "response.done" in seen

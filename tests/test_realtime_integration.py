@@ -13,8 +13,8 @@ from realtime.emulator.audio import silence
 from realtime.emulator.reception_brain import build_reception_brain
 from realtime.processor import RealtimeAudioProcessor
 from reception.models import HostNotification, Visit
+from speech.engines import legacy_engines
 from tests.realtime_support import TEST_KEY, FakeKiosk
-from voice.legacy import legacy_engines
 
 pytest_plugins = ["tests.realtime_fixtures"]
 pytestmark = [
@@ -42,7 +42,7 @@ def voices() -> dict[str, bytes]:
 async def say(processor: RealtimeAudioProcessor, kiosk: FakeKiosk, pcm: bytes) -> None:
     """Wait until the kiosk has played the assistant out, then speak `pcm` and one second of silence, in real time
     as a kiosk microphone does."""
-    playback = processor._playback
+    playback = processor.replies.playback
     if playback is not None:
         await asyncio.sleep(max(0.0, playback.ends_at() - time.monotonic()))
     speech = silence(200) + pcm + silence(1000)

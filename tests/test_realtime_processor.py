@@ -11,13 +11,14 @@ from typing import Any
 import pytest
 
 from realtime.bridge import text_to_say
-from realtime.client import RealtimeClient, RealtimeConnectionError, RealtimeHandshakeError
+from realtime.client import EMULATOR_API_KEY, RealtimeClient
 from realtime.emulator import BrainContext, CallFunction, EmulatorServer, Reply, Say, ScriptedBrain
 from realtime.emulator.audio import silence, tone
-from realtime.processor import EMULATOR_API_KEY, RealtimeAudioProcessor
+from realtime.errors import RealtimeConnectionError, RealtimeHandshakeError
+from realtime.kiosk import ProtocolError
+from realtime.processor import RealtimeAudioProcessor
 from reception import workflow
 from tests.realtime_support import TEST_KEY, TIMEOUT, FakeKiosk
-from voice.protocol import ProtocolError
 
 pytest_plugins = ["tests.realtime_fixtures"]
 pytestmark = [
@@ -113,7 +114,7 @@ async def feed(processor: RealtimeAudioProcessor, pcm: bytes, *, paced: bool = F
 
 async def played_out(processor: RealtimeAudioProcessor) -> None:
     """Wait until the kiosk has played everything it was sent (it plays at 1x)."""
-    playback = processor._playback
+    playback = processor.replies.playback
     if playback is not None:
         await asyncio.sleep(max(0.0, playback.ends_at() - time.monotonic()))
 
@@ -159,7 +160,7 @@ async def test_audio_relay_both_ways_with_transcripts_and_server_vad(harness):
     )
     assert len(kiosk.audio) == sent_audio > greeting_audio
     assert kiosk.of_type("transcript", role="assistant", final=True)[-1]["text"] == "承知しました。"
-    assert processor.last_latency is not None and processor.last_latency < 2
+    assert processor.clock.last_latency is not None and processor.clock.last_latency < 2
     assert set(processor.unanswered_utterance) <= {0}  # the speech was answered; only trailing silence is left
 
 

@@ -7,7 +7,7 @@ import json
 import httpx
 import pytest
 
-from speech.engines import get_speech_engines, reset_speech_engines
+from speech.engines import get_speech_engines
 from speech.stt import OpenAISTT, SpeechEngineError
 from speech.tts import OpenAITTS, split_sentences
 
@@ -83,7 +83,6 @@ def test_openai_engines_need_a_key_and_are_cached():
     assert a is get_speech_engines("openai", openai_api_key=KEY)
     assert isinstance(a.stt, OpenAISTT) and isinstance(a.tts, OpenAITTS)
     assert KEY not in repr(a)
-    reset_speech_engines()
 
 
 @pytest.mark.parametrize(

@@ -126,7 +126,7 @@ async def test_realtime_a_slow_model_is_upstream_and_a_slow_kiosk_link_is_ours(r
     timing = assert_split(run.timings[1])
     assert timing.upstream_ms >= DELAY * 1000  # the model's thinking
     assert timing.server_ms >= DELAY * 1000  # the kiosk link's
-    assert run.processor.last_latency * 1000 == pytest.approx(timing.ttfa_ms)
+    assert run.processor.clock.last_latency * 1000 == pytest.approx(timing.ttfa_ms)
 
 
 async def test_realtime_spoken_turn_starts_at_speech_stopped_and_is_split(realtime_emulator):
@@ -217,9 +217,8 @@ async def test_legacy_engines_and_chat_model_are_upstream_and_our_lookups_are_ou
 
     monkeypatch.setattr("voice.legacy.recognition_hint", slow_hint)
     engines, kiosk, turns = SlowEngines(), FakeKiosk(), []
-    service = LegacyAudioService(
-        "timing-legacy", "ja", kiosk, engines=lambda: engines, on_turn=lambda **turn: turns.append(turn)
-    )
+    monkeypatch.setattr("voice.legacy.legacy_engines", lambda: engines)
+    service = LegacyAudioService("timing-legacy", "ja", kiosk, on_turn=lambda **turn: turns.append(turn))
     await service.open(None)  # typed so far: the greeting is not spoken
     try:
         await service.answer_recording(tone(500))
@@ -233,11 +232,10 @@ async def test_legacy_engines_and_chat_model_are_upstream_and_our_lookups_are_ou
     assert timing.server_ms >= DELAY * 1000  # our own lookup
 
 
-async def test_legacy_typed_turn_without_audio_is_split_too():
+async def test_legacy_typed_turn_without_audio_is_split_too(monkeypatch):
     turns: list[dict[str, Any]] = []
-    service = LegacyAudioService(
-        "timing-typed", "ja", FakeKiosk(), engines=SlowEngines, on_turn=lambda **turn: turns.append(turn)
-    )
+    monkeypatch.setattr("voice.legacy.legacy_engines", SlowEngines)
+    service = LegacyAudioService("timing-typed", "ja", FakeKiosk(), on_turn=lambda **turn: turns.append(turn))
     await service.open(None)
     try:
         await service.handle_text("株式会社テストの山田太郎です。")

@@ -7,8 +7,8 @@ import base64
 import pytest
 
 from reception.models import Visit
+from speech.engines import legacy_engines
 from tests.kiosk_client import collect_turn, connect, last
-from voice.legacy import legacy_engines
 
 pytestmark = [
     pytest.mark.speech,

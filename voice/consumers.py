@@ -143,7 +143,8 @@ class KioskConsumer(AsyncWebsocketConsumer):
     async def dispatch(self, message: dict) -> None:
         """Frames skip Channels' per-message database tidy-up, a hop to the one sync thread every connection
         shares (a flood would queue one per frame): every database call of this consumer goes through
-        `database_sync_to_async`, which tidies its own thread. A refused frame costs no thread at all."""
+        `core.blocking.run_blocking` (Channels' `database_sync_to_async`), which tidies its own thread. A refused
+        frame costs no thread at all."""
         if message["type"] != "websocket.receive":
             await super().dispatch(message)
         elif await self.admit_frame():

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -27,14 +26,15 @@ from fallback.models import FallbackReason
 from fallback.services import decide_for_session, record_fallback_event
 from metrics.collector import collector
 from metrics.cost import record_realtime_spend
-from realtime.client import RealtimeError
+from realtime.errors import RealtimeError
+from realtime.kiosk import KioskOutput
 from realtime.processor import RealtimeAudioProcessor
 
-from .legacy import KioskOutput, LegacyAudioService
+from .legacy import LegacyAudioService
 
 logger = logging.getLogger(__name__)
 
-# What the Realtime processor reports, as the fallback reasons of the contract.
+# What the Realtime processor reports, as the fallback reasons recorded for the session.
 FAILURE_REASONS = {
     "connection_error": FallbackReason.CONNECTION_ERROR,
     "upstream_error": FallbackReason.UPSTREAM_ERROR,
@@ -55,15 +55,11 @@ class HybridVoiceManager:
         output: KioskOutput,
         *,
         speak: bool = False,
-        realtime_factory: Callable[..., RealtimeAudioProcessor] = RealtimeAudioProcessor,
-        legacy_factory: Callable[..., LegacyAudioService] = LegacyAudioService,
     ) -> None:
         self.session_id = session_id
         self.language = language
         self.output = output
         self.speak = speak
-        self.realtime_factory = realtime_factory
-        self.legacy_factory = legacy_factory
         self.path: VoicePath | None = None
         self.decision = None
         self._kiosk_id: int | None = None
@@ -84,14 +80,13 @@ class HybridVoiceManager:
             }
         )
         if self.decision.realtime:
-            self.path = self.realtime_factory(
+            self.path = RealtimeAudioProcessor(
                 self.session_id,
                 self.language,
                 self.output,
                 speak=self.speak,
                 on_failure=self._on_failure,
                 on_response=self._realtime_response,
-                latency_budget_seconds=settings.REALTIME_FIRST_AUDIO_DEADLINE_SECONDS,
             )
         else:
             self.path = self._new_legacy(self.speak)
@@ -156,7 +151,7 @@ class HybridVoiceManager:
         task.add_done_callback(self._tasks.discard)
 
     def _new_legacy(self, speak: bool) -> LegacyAudioService:
-        return self.legacy_factory(self.session_id, self.language, self.output, speak=speak, on_turn=self._legacy_turn)
+        return LegacyAudioService(self.session_id, self.language, self.output, speak=speak, on_turn=self._legacy_turn)
 
     def _legacy_turn(self, **turn: Any) -> None:
         collector.record_turn(self.session_id, "legacy", **turn)

@@ -16,47 +16,27 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from django.conf import settings
 
 from core.blocking import run_blocking
 from core.timing import TurnTiming, upstream_call, upstream_clock, upstream_seconds
+from realtime.kiosk import KioskOutput, ProtocolError
 from reception import workflow
-from reception.models import StaffMember
+from reception.workflow.names import recognition_hint
 from speech.audio import KIOSK_SAMPLE_RATE, RECOGNITION_SAMPLE_RATE, resample_pcm16
-from speech.engines import SpeechEngines, get_speech_engines
+from speech.engines import SpeechEngines, legacy_engines
 from speech.tts import split_sentences
 from speech.vad import SpeechStarted, Utterance, UtteranceSegmenter
-
-from .protocol import ProtocolError
 
 logger = logging.getLogger(__name__)
 
 AUDIO_CHUNK_BYTES = 4800  # 100 ms of PCM16 at 24 kHz per binary frame
-HINT_TTL_SECONDS = 60.0
 
 
 TurnCallback = Callable[..., None]
 T = TypeVar("T")
-
-
-class KioskOutput(Protocol):
-    """Where a voice path sends what the kiosk should show and play."""
-
-    async def send_message(self, message: dict) -> None: ...
-
-    async def send_audio(self, pcm16: bytes) -> None: ...
-
-
-def legacy_engines() -> SpeechEngines:
-    """The process's speech engines, as the settings choose them (local unless a key is set)."""
-    return get_speech_engines(
-        settings.LEGACY_ENGINES,
-        whisper_dir=settings.WHISPER_MODEL_DIR,
-        openai_api_key=settings.OPENAI_API_KEY or None,
-        openai_base_url=settings.OPENAI_BASE_URL,
-    )
 
 
 def warm_up_in_background() -> None:
@@ -73,24 +53,6 @@ def warm_up_in_background() -> None:
             logger.exception("warm-up failed; the first turns will load what is missing (or report the error)")
 
     threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
-
-
-_hint_cache: dict[str, tuple[float, str]] = {}
-
-
-def recognition_hint(language: str) -> str:
-    """A short speech-recognition prompt naming the staff: hosts' names are what must be right."""
-    cached = _hint_cache.get(language)
-    if cached and time.monotonic() - cached[0] < HINT_TTL_SECONDS:
-        return cached[1]
-    staff = StaffMember.objects.exclude(is_reception_desk=True).values_list("name", "reading", "romaji")[:40]
-    if language == "ja":
-        # Names as written: adding the kana readings made Whisper write visitors' names in katakana.
-        hint = "受付です。" + "、".join(name.replace(" ", "") for name, _, _ in staff) + "。お約束、お届け物。"
-    else:
-        hint = "Reception. " + ", ".join(romaji for _, _, romaji in staff if romaji) + ". Appointment, delivery."
-    _hint_cache[language] = (time.monotonic(), hint)
-    return hint
 
 
 def decode_audio_append(audio: str) -> bytes:
@@ -115,7 +77,6 @@ class LegacyAudioService:
         language: str,
         output: KioskOutput,
         *,
-        engines: Callable[[], SpeechEngines] = legacy_engines,
         speak: bool = False,
         on_turn: TurnCallback | None = None,
     ) -> None:
@@ -124,7 +85,6 @@ class LegacyAudioService:
         self.output = output
         self.speak = speak  # set once the visitor talks: a talking visitor hears the answers
         self.on_turn = on_turn  # on_turn(ttfa_ms=, upstream_ms=, server_ms=, usage=, ok=) after each answered turn
-        self._engines_factory = engines
         self._engines: SpeechEngines | None = None
         self._segmenter: UtteranceSegmenter | None = None
         self._turn_lock = asyncio.Lock()
@@ -190,7 +150,7 @@ class LegacyAudioService:
 
     async def _get_engines(self) -> SpeechEngines:
         if self._engines is None:
-            self._engines = await asyncio.to_thread(self._engines_factory)
+            self._engines = await asyncio.to_thread(legacy_engines)
         return self._engines
 
     def _spawn(self, coroutine: Awaitable[None]) -> None:

@@ -1,4 +1,4 @@
-"""The kiosk socket's message format (contract section 3): parsing and validation of frames.
+"""The kiosk socket's message format: parsing and validation of the frames a kiosk sends.
 
 Everything here is pure: a frame goes in, a `KioskMessage` or a `ProtocolError` comes out.
 """
@@ -12,6 +12,8 @@ from typing import Any
 
 from django.conf import settings
 
+from realtime.kiosk import ProtocolError
+
 SESSION_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 LANGUAGES = ("ja", "en")
 CLIENT_MESSAGE_TYPES = (
@@ -22,18 +24,6 @@ CLIENT_MESSAGE_TYPES = (
     "response.cancel",
     "session.end",
 )
-
-
-class ProtocolError(Exception):
-    """A frame the server cannot act on; sent back as an `error` message with this code."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-    def as_message(self) -> dict[str, str]:
-        return {"type": "error", "code": self.code, "message": self.message}
 
 
 @dataclass(frozen=True)

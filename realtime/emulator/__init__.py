@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from .brain import Brain, BrainContext, CallFunction, ReceptionBrain, Reply, Say, ScriptedBrain
-from .server import EmulatorConfig, EmulatorServer, EmulatorSession, Faults
+from .faults import Faults
+from .server import EmulatorConfig, EmulatorServer
+from .session import EmulatorSession
 
 __all__ = [
     "Brain",

@@ -38,7 +38,6 @@ class BrainContext:
     tools: Sequence[dict[str, Any]]
     instructions: str
     language: str | None
-    latest_user_audio: bytes | None = None
     latest_user_text: str | None = None
     function_outputs: Sequence[dict[str, Any]] = ()
     """`function_call_output` items added since the last assistant output, oldest first."""

@@ -13,10 +13,11 @@ from collections.abc import Callable
 from typing import Any
 
 from reception.workflow import Understanding, get_understanding
-from reception.workflow.graph import COLLECT_ORDER
+from reception.workflow.names import recognition_hint
 from reception.workflow.prompts import field_list, say
+from reception.workflow.state import VISIT_FIELDS
 from speech.audio import KIOSK_SAMPLE_RATE, RECOGNITION_SAMPLE_RATE, resample_pcm16
-from voice.legacy import legacy_engines, recognition_hint
+from speech.engines import legacy_engines
 
 from ..bridge import text_to_say
 from .brain import BrainContext, ReceptionBrain, Reply, Say
@@ -53,7 +54,7 @@ class WorkflowReceptionBrain(ReceptionBrain):
         language = context.language or self.language
         latest = _tool_output(context.function_outputs[-1]) if context.function_outputs else None
         if latest is not None and not isinstance(latest.get("reply"), str):
-            missing = latest.get("missing") or list(COLLECT_ORDER)
+            missing = latest.get("missing") or list(VISIT_FIELDS)
             return Say(say("ask_unclear", language, fields=field_list(missing, language)))
         awaited = next((_tool_output(item) for item in reversed(context.items) if _is_output(item)), None)
         _expecting.set(str((awaited or {}).get("awaiting", "")))

@@ -29,7 +29,6 @@ from .understanding import EXPECT_CONFIRMATION, LanguageUnderstanding, Understan
 
 MAX_CORRECTIONS = 3
 MAX_UNCLEAR = 3
-COLLECT_ORDER = VISIT_FIELDS  # the name realtime/emulator/reception_brain.py imports
 
 
 def missing_fields(state: ReceptionState) -> list[str]:

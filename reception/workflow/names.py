@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -407,3 +408,21 @@ def recognition_vocabulary(language: str) -> list[str]:
         words = [p.romaji for p in staff] + [w for a in expected for w in (a.name, a.department) if w.isascii()]
     unique = dict.fromkeys(w if w.isascii() else _SEPARATORS.sub("", w) for w in words if w)
     return list(unique)[:RECOGNITION_WORDS]
+
+
+HINT_TTL_SECONDS = 60.0
+_hint_cache: dict[str, tuple[float, str]] = {}
+
+
+def recognition_hint(language: str) -> str:
+    """A short speech-recognition prompt of `recognition_vocabulary`, kept for a minute (reads the database)."""
+    cached = _hint_cache.get(language)
+    if cached and time.monotonic() - cached[0] < HINT_TTL_SECONDS:
+        return cached[1]
+    words = recognition_vocabulary(language)
+    if language == "ja":
+        hint = "受付です。" + "、".join(words) + "。お約束、お届け物。"
+    else:
+        hint = "Reception. " + ", ".join(words) + ". Appointment, delivery."
+    _hint_cache[language] = (time.monotonic(), hint)
+    return hint

@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils.module_loading import import_string
 
 from realtime.emulator import EmulatorConfig, EmulatorServer, Faults, ScriptedBrain
-from realtime.emulator.server import DRILL_PATH, parse_fault
+from realtime.emulator.faults import DRILL_PATH, parse_fault
 
 
 class Command(BaseCommand):
