@@ -40,7 +40,7 @@ from fallback.guards import load_guard_snapshots
 from fallback.models import GuardStatus
 from metrics.alerts import active_alerts
 from metrics.serializers import ErrorSerializer
-from realtime.processor import EMULATOR_API_KEY
+from realtime.client import EMULATOR_API_KEY
 from voice.legacy import legacy_engines
 
 PROBE_INTERVAL_SECONDS = 30.0
