@@ -111,30 +111,65 @@ def _completed(path: str, since: datetime, now: datetime) -> tuple[int, Decimal]
     return done, cost
 
 
-def _metric_gates(since: datetime, now: datetime) -> list[Gate]:
-    sessions, turns = session_stats(since, now), turn_stats(since, now)
-    rt, lg = sessions[Mode.REALTIME], sessions[Mode.LEGACY]
-    done_rt, cost_rt = _completed(Mode.REALTIME, since, now)
-    done_lg, cost_lg = _completed(Mode.LEGACY, since, now)
-    completed_rt, completed_lg = rate(done_rt, rt["ended"]), rate(done_lg, lg["ended"])
-    per_visit_rt = cost_rt / done_rt if done_rt else None
-    per_visit_lg = cost_lg / done_lg if done_lg else None
-    ttfa_rt, ttfa_lg = turns[Mode.REALTIME]["ttfa_p95_ms"], turns[Mode.LEGACY]["ttfa_p95_ms"]
-    max_cost = Decimal(str(settings.REALTIME_MAX_COST_PER_VISIT))
-    few = min(rt["ended"], lg["ended"]) < MIN_SESSIONS_PER_PATH
-    short = f"not enough sessions (Realtime {rt['ended']}, Legacy {lg['ended']}; at least {MIN_SESSIONS_PER_PATH} each)"
+@dataclass(frozen=True)
+class _Soak:
+    """Realtime and Legacy side by side over the soak window, as the metric gates compare them."""
 
-    def gate(name: str, ok: bool | None, value_rt: Any, value_lg: Any, rule: str, unit: str, why: str) -> Gate:
-        if few:
-            return Gate(name, False, value_rt, value_lg, rule, short, unit)
+    err_rt: float | None
+    err_lg: float | None
+    ttfa_rt: float | None
+    ttfa_lg: float | None
+    completed_rt: float | None
+    completed_lg: float | None
+    per_visit_rt: Decimal | None
+    per_visit_lg: Decimal | None
+    too_few: str  # why no metric gate can pass yet ("" once both paths have enough sessions)
+
+    def gate(self, name: str, ok: bool | None, value_rt: Any, value_lg: Any, rule: str, unit: str, why: str) -> Gate:
+        """A gate that fails while too few sessions ended, or (with ``why``) when its values are unknown."""
+        if self.too_few:
+            return Gate(name, False, value_rt, value_lg, rule, self.too_few, unit)
         if ok is None:
             return Gate(name, False, value_rt, value_lg, rule, why, unit)
         return Gate(name, ok, value_rt, value_lg, rule, "" if ok else why, unit)
 
-    def known(*values: Any) -> bool:
-        return all(v is not None for v in values)
 
-    err_rt, err_lg = rt["error_rate"], lg["error_rate"]
+def _soak(since: datetime, now: datetime) -> _Soak:
+    sessions, turns = session_stats(since, now), turn_stats(since, now)
+    rt, lg = sessions[Mode.REALTIME], sessions[Mode.LEGACY]
+    done_rt, cost_rt = _completed(Mode.REALTIME, since, now)
+    done_lg, cost_lg = _completed(Mode.LEGACY, since, now)
+    few = min(rt["ended"], lg["ended"]) < MIN_SESSIONS_PER_PATH
+    short = f"not enough sessions (Realtime {rt['ended']}, Legacy {lg['ended']}; at least {MIN_SESSIONS_PER_PATH} each)"
+    return _Soak(
+        err_rt=rt["error_rate"],
+        err_lg=lg["error_rate"],
+        ttfa_rt=turns[Mode.REALTIME]["ttfa_p95_ms"],
+        ttfa_lg=turns[Mode.LEGACY]["ttfa_p95_ms"],
+        completed_rt=rate(done_rt, rt["ended"]),
+        completed_lg=rate(done_lg, lg["ended"]),
+        per_visit_rt=cost_rt / done_rt if done_rt else None,
+        per_visit_lg=cost_lg / done_lg if done_lg else None,
+        too_few=short if few else "",
+    )
+
+
+def _known(*values: Any) -> bool:
+    return all(v is not None for v in values)
+
+
+def _metric_gates(since: datetime, now: datetime) -> list[Gate]:
+    soak = _soak(since, now)
+    gate = soak.gate
+    err_rt, err_lg, ttfa_rt, ttfa_lg = soak.err_rt, soak.err_lg, soak.ttfa_rt, soak.ttfa_lg
+    completed_rt, completed_lg, per_visit_rt, per_visit_lg = (
+        soak.completed_rt,
+        soak.completed_lg,
+        soak.per_visit_rt,
+        soak.per_visit_lg,
+    )
+    max_cost = Decimal(str(settings.REALTIME_MAX_COST_PER_VISIT))
+    known = _known
     return [
         gate(
             "error rate",
