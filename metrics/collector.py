@@ -90,9 +90,6 @@ class MetricsCollector:
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
-        self.dropped = 0  # records refused because the queue was full (logged)
-        self.written = 0
-        self.writer_thread_ids: set[int] = set()
 
     # --- the recording API (cheap, never touches the database) ----------------------------------------------
 
@@ -156,7 +153,6 @@ class MetricsCollector:
         except queue.Full:
             with self._cond:
                 self._pending -= 1
-                self.dropped += 1
                 self._cond.notify_all()
             logger.error(
                 "metrics queue full (%s records); a %s was dropped", self._queue.maxsize, type(record).__name__
@@ -212,7 +208,6 @@ class MetricsCollector:
     # --- the writer thread -----------------------------------------------------------------------------------
 
     def _run(self) -> None:
-        self.writer_thread_ids.add(threading.get_ident())
         try:
             while not (self._stop.is_set() and self._queue.empty()):
                 batch = self._take()
@@ -254,7 +249,6 @@ class MetricsCollector:
         # Counted as done after the alert check, so `flush()` also waits for the alerts these records raise.
         with self._cond:
             self._pending -= len(batch)
-            self.written += len(batch)
             self._cond.notify_all()
 
 

@@ -78,7 +78,8 @@ def test_recording_does_no_database_work_on_the_callers_thread(fresh_collector):
         assert len(queries) == 0
         time.sleep(0.3)  # the writer thread tries meanwhile, and has to wait for the lock
         assert fresh_collector.pending == 500
-        assert fresh_collector.writer_thread_ids and threading.get_ident() not in fresh_collector.writer_thread_ids
+        writer = fresh_collector._thread
+        assert writer is not None and writer.ident != threading.get_ident()
     assert fresh_collector.flush(timeout=15)
     assert TurnMetric.objects.count() == 500
 
