@@ -202,7 +202,7 @@ def test_rolling_hour_spend_matches_brute_force(buckets):
         (Decimal(m) / 10**6 for ago, m in buckets if minute - timedelta(minutes=ago) > now - timedelta(hours=1)),
         Decimal(0),
     )
-    assert guards.spend_last_hour(now=now) == expected
+    assert ledger.spend_last_hour(now=now) == expected
 
 
 # --- reservations: the hourly limit holds under concurrent admissions ------------------------------------

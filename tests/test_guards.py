@@ -187,7 +187,7 @@ def test_spend_the_metrics_writer_records_is_held_to_the_effective_limit():
     ledger.add_spend(1.5)
     realtime_spend_recorded.send(sender=None, now=timezone.now())
     assert state("cost").state == "open"
-    assert guards.spend_last_hour() == pytest.approx(1.5)
+    assert ledger.spend_last_hour() == pytest.approx(1.5)
     with pytest.raises(ValueError, match="negative"):
         ledger.add_spend(-1)
 

@@ -62,7 +62,7 @@ def test_a_session_is_recorded_with_its_turns_cost_paths_and_fallbacks(fresh_col
     # realtime turn 0.036176 + legacy turn 1000 × 0.15 / 1e6 = 0.00015
     assert session.cost_usd == Decimal("0.036326")
     assert (session.paths, session.turns, session.fallbacks, session.outcome) == ("realtime,legacy", 2, 1, "completed")
-    assert guards.spend_last_hour() == Decimal("0.036176")  # only Realtime spend feeds the hourly guard
+    assert ledger.spend_last_hour() == Decimal("0.036176")  # only Realtime spend feeds the hourly guard
     error_guard = GuardState.objects.get(name=GuardName.ERROR_RATE)
     assert error_guard.window_samples == 1 and error_guard.window_failures == 1  # upstream fallback = a failure
     assert ledger.reserved_unused() == 0  # settled after the last turn

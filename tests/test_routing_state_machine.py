@@ -623,7 +623,7 @@ class RoutingMachine(RuleBasedStateMachine):
     @invariant()
     def spend_never_passes_the_limit_by_more_than_one_reservation(self):
         spend = self.spend_last_hour()
-        assert guards.spend_last_hour(now=self.now) == spend
+        assert ledger.spend_last_hour(now=self.now) == spend
         assert ledger.committed_last_hour(now=self.now) == self.committed()
         if spend <= self.limit and not self.cost_stale:
             self.ceiling = self.limit + self.estimate
