@@ -20,13 +20,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from metrics import serializers as s
 from metrics.alerts import active_alerts, evaluate_alerts
 from metrics.api import AUTH_ERRORS, StaffAPIView
 from metrics.cost import cost_status
 from metrics.models import AlertName, AlertState, Mode, ModelPrice
+from metrics.serializers import ErrorSerializer
 from metrics.throttling import ControlThrottle
 
+from . import serializers as s
 from .config import load_config, load_emergency
 from .emergency import Action, ActionError, apply_action
 from .guards import load_guard_snapshots
@@ -98,7 +99,7 @@ class ActionView(StaffAPIView):
 
     @extend_schema(
         request=s.ReasonSerializer,
-        responses={200: s.ActionResultSerializer, 400: s.ErrorSerializer, **AUTH_ERRORS},
+        responses={200: s.ActionResultSerializer, 400: ErrorSerializer, **AUTH_ERRORS},
     )
     def post(self, request: Request) -> Response:
         body = s.ReasonSerializer(data=request.data)
@@ -140,7 +141,7 @@ class HealthCheckView(APIView):
 
     @extend_schema(
         summary="healthy or degraded (no login)",
-        responses={200: s.HealthSerializer, 429: s.ErrorSerializer, 503: s.HealthSerializer},
+        responses={200: s.HealthSerializer, 429: ErrorSerializer, 503: s.HealthSerializer},
     )
     def get(self, request: Request) -> Response:
         try:
