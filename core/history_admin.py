@@ -1,10 +1,12 @@
-"""Admin pages of audited models: a History page (who, when, why, before and after) and a reason field."""
+"""Admin pages of audited models: a History page (who, when, why, before and after) and a reason field; and the
+read-only page of records nobody edits in the admin."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django import forms
+from django.contrib import admin
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 from simple_history.admin import SimpleHistoryAdmin
@@ -48,3 +50,16 @@ class AuditedAdmin(SimpleHistoryAdmin):
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
         obj._change_reason = str(_("deleted in the admin"))
         super().delete_model(request, obj)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Viewable by staff with the view permission; nobody adds, edits or deletes here."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -17,14 +17,15 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
+from core.history_admin import ReadOnlyAdmin
 from metrics.cost import estimate_session_cost
+from metrics.ledger import spend_last_hour
 
 from .bucketing import bucket_bp
 from .config import ENVIRONMENT_KILL_SWITCH, load_config, load_emergency
 from .emergency import Action, ActionError, apply_action
 from .forms import ActionForm, SimulateForm
 from .gates import promotion_gates
-from .guards import spend_last_hour
 from .models import (
     STAGE_ORDER,
     AllowlistEntry,
@@ -38,19 +39,6 @@ from .models import (
 from .services import explain_session
 
 SUPERUSER_ONLY = {Action.CLEAR_EMERGENCY_STOP}
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Viewable by staff with the view permission; nobody adds, edits or deletes here."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(RolloutConfig)

@@ -8,3 +8,8 @@ class FallbackConfig(AppConfig):
     name = "fallback"
     verbose_name = _("Realtime rollout and fallback")
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from .receivers import connect  # models are importable only once the app registry is ready
+
+        connect()

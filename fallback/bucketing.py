@@ -23,8 +23,3 @@ def percent_to_bp(percent: float) -> int:
     if not 0 <= percent <= 100:  # also refuses NaN
         raise ValueError(f"The rollout percentage must be between 0 and 100, not {percent!r}.")
     return round(percent * 100)
-
-
-def in_rollout(salt: str, session_id: str, percent_bp: int) -> bool:
-    """Whether the session falls inside a rollout of ``percent_bp`` basis points."""
-    return bucket_bp(salt, session_id) < percent_bp

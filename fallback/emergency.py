@@ -7,7 +7,6 @@ transaction; after commit, emergency changes are broadcast to every live session
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +20,10 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from core.session_ids import SESSION_ID_PATTERN
+
 from .bucketing import percent_to_bp
+from .gates import promotion_gates
 from .guards import reset_guard_row
 from .models import (
     STAGE_ORDER,
@@ -40,7 +42,6 @@ logger = logging.getLogger(__name__)
 CONTROL_GROUP = "realtime-control"
 CONTROL_MESSAGE_TYPE = "control.emergency"  # handled by a consumer method named control_emergency
 COST_LIMIT_ACTION = "cost_limit"  # the hour's Realtime spend passed the limit: live sessions move at a turn boundary
-SESSION_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class Action(StrEnum):
@@ -151,19 +152,28 @@ def apply_action(
             actor=actor, action=action, reason=reason, before=before, after={**after, "version": version}
         )
         if action in EMERGENCY_ACTIONS:
-            message = {
-                "type": CONTROL_MESSAGE_TYPE,
-                "action": str(action),
-                "emergency_stop": emergency.emergency_stop,
-                "force_fallback": emergency.force_fallback,
-                "drain_live_sessions": emergency.emergency_stop,
-                "reason": reason,
-                "actor": actor,
-                "config_version": version,
-            }
+            message = emergency_message(
+                str(action), emergency.emergency_stop, emergency.force_fallback, reason, actor, config_version=version
+            )
             transaction.on_commit(lambda: broadcast(message))
     logger.warning("%s by %s (%s): %s -> %s", action, actor, reason, before, after)
     return ActionResult(str(action), entry.pk, before, after, version)
+
+
+def emergency_message(
+    action: str, emergency_stop: bool, force_fallback: bool, reason: str, actor: str, **extra: Any
+) -> dict[str, Any]:
+    """The control message live sessions act on (a consumer's ``control_emergency``); a stop drains them."""
+    return {
+        "type": CONTROL_MESSAGE_TYPE,
+        "action": action,
+        "emergency_stop": emergency_stop,
+        "force_fallback": force_fallback,
+        "drain_live_sessions": emergency_stop,
+        "reason": reason,
+        "actor": actor,
+        **extra,
+    }
 
 
 def broadcast(message: dict[str, Any]) -> None:
@@ -295,8 +305,6 @@ def _promotion_refusal(config: RolloutConfig, stage: str, now: datetime) -> str:
     Entering the first stage needs closed guards; every later promotion needs every promotion gate
     (soak, guards, Realtime against Legacy over the soak: see fallback.gates) to pass.
     """
-    from .gates import promotion_gates  # gates imports apply_action from here
-
     target = STAGE_ORDER.index(stage)
     current = STAGE_ORDER.index(config.stage) if config.stage else -1
     if target <= current:
@@ -341,7 +349,7 @@ def _allowlist_add(
     config: RolloutConfig, emergency: EmergencyState, actor: str, reason: str, now: datetime, override: bool, value: Any
 ) -> Changes:
     session_id = str(value).strip()
-    if not SESSION_ID_RE.fullmatch(session_id):
+    if not SESSION_ID_PATTERN.fullmatch(session_id):
         raise ActionError(f"Invalid session id {session_id!r}: 1 to 64 of A-Z, a-z, 0-9, '_' and '-'.")
     _entry, created = AllowlistEntry.objects.get_or_create(
         session_id=session_id, defaults={"added_by": actor, "note": reason[:200]}

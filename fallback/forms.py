@@ -7,7 +7,9 @@ from typing import Any
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
-from .emergency import OPTIONAL, PARAMETER, SESSION_ID_RE, Action
+from core.session_ids import SESSION_ID_PATTERN
+
+from .emergency import OPTIONAL, PARAMETER, Action
 from .models import STAGE_ORDER, GuardName
 
 
@@ -23,7 +25,7 @@ class ActionForm(forms.Form):
     cost_limit = forms.DecimalField(
         label=_("cost limit (USD/hour)"), required=False, min_value=0, max_digits=10, decimal_places=2
     )
-    session_id = forms.RegexField(label=_("session id"), required=False, regex=SESSION_ID_RE.pattern, max_length=64)
+    session_id = forms.RegexField(label=_("session id"), required=False, regex=SESSION_ID_PATTERN, max_length=64)
     guard = forms.ChoiceField(label=_("guard"), required=False, choices=[("", "---"), *GuardName.choices])
     override = forms.BooleanField(label=_("override the stage gate (superuser)"), required=False)
     reason = forms.CharField(label=_("reason"), max_length=500, strip=True, help_text=_("Stored in the audit trail."))

@@ -1,5 +1,4 @@
-"""Promotion gates of the staged rollout (Realtime compared with Legacy over the current stage's soak) and the
-optional autopilot that promotes when every gate is green and demotes when a guard trips.
+"""Promotion gates of the staged rollout: Realtime compared with Legacy over the current stage's soak.
 
 The soak window runs from ``stage_entered_at`` to now. The metric gates read the sessions that ended in it
 (by the path they started on) through ``metrics.stats``; with fewer than MIN_SESSIONS_PER_PATH sessions on
@@ -8,26 +7,21 @@ either path a metric gate does not pass ("not enough sessions"): no data is neve
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from metrics.models import SessionMetric
+from metrics.models import Mode, SessionMetric
 from metrics.stats import SLOW_TURN_MS, rate, session_stats, turn_stats
 from reception.models import Visit
 
-from .models import STAGE_ORDER, STAGE_PLAN, EmergencyState, GuardState, GuardStatus, Mode, RolloutConfig
+from .models import STAGE_PLAN, GuardState, GuardStatus, RolloutConfig
 
-logger = logging.getLogger(__name__)
-
-AUTOPILOT_ACTOR = "system:autopilot"
 MIN_SESSIONS_PER_PATH = 20
 ERROR_RATE_MARGIN = 0.02  # Realtime may fail at most 2 points more often than Legacy
 COMPLETED_MARGIN = 0.05  # Realtime may complete at most 5 points fewer visits than Legacy
@@ -117,30 +111,65 @@ def _completed(path: str, since: datetime, now: datetime) -> tuple[int, Decimal]
     return done, cost
 
 
-def _metric_gates(since: datetime, now: datetime) -> list[Gate]:
-    sessions, turns = session_stats(since, now), turn_stats(since, now)
-    rt, lg = sessions[Mode.REALTIME], sessions[Mode.LEGACY]
-    done_rt, cost_rt = _completed(Mode.REALTIME, since, now)
-    done_lg, cost_lg = _completed(Mode.LEGACY, since, now)
-    completed_rt, completed_lg = rate(done_rt, rt["ended"]), rate(done_lg, lg["ended"])
-    per_visit_rt = cost_rt / done_rt if done_rt else None
-    per_visit_lg = cost_lg / done_lg if done_lg else None
-    ttfa_rt, ttfa_lg = turns[Mode.REALTIME]["ttfa_p95_ms"], turns[Mode.LEGACY]["ttfa_p95_ms"]
-    max_cost = Decimal(str(settings.REALTIME_MAX_COST_PER_VISIT))
-    few = min(rt["ended"], lg["ended"]) < MIN_SESSIONS_PER_PATH
-    short = f"not enough sessions (Realtime {rt['ended']}, Legacy {lg['ended']}; at least {MIN_SESSIONS_PER_PATH} each)"
+@dataclass(frozen=True)
+class _Soak:
+    """Realtime and Legacy side by side over the soak window, as the metric gates compare them."""
 
-    def gate(name: str, ok: bool | None, value_rt: Any, value_lg: Any, rule: str, unit: str, why: str) -> Gate:
-        if few:
-            return Gate(name, False, value_rt, value_lg, rule, short, unit)
+    err_rt: float | None
+    err_lg: float | None
+    ttfa_rt: float | None
+    ttfa_lg: float | None
+    completed_rt: float | None
+    completed_lg: float | None
+    per_visit_rt: Decimal | None
+    per_visit_lg: Decimal | None
+    too_few: str  # why no metric gate can pass yet ("" once both paths have enough sessions)
+
+    def gate(self, name: str, ok: bool | None, value_rt: Any, value_lg: Any, rule: str, unit: str, why: str) -> Gate:
+        """A gate that fails while too few sessions ended, or (with ``why``) when its values are unknown."""
+        if self.too_few:
+            return Gate(name, False, value_rt, value_lg, rule, self.too_few, unit)
         if ok is None:
             return Gate(name, False, value_rt, value_lg, rule, why, unit)
         return Gate(name, ok, value_rt, value_lg, rule, "" if ok else why, unit)
 
-    def known(*values: Any) -> bool:
-        return all(v is not None for v in values)
 
-    err_rt, err_lg = rt["error_rate"], lg["error_rate"]
+def _soak(since: datetime, now: datetime) -> _Soak:
+    sessions, turns = session_stats(since, now), turn_stats(since, now)
+    rt, lg = sessions[Mode.REALTIME], sessions[Mode.LEGACY]
+    done_rt, cost_rt = _completed(Mode.REALTIME, since, now)
+    done_lg, cost_lg = _completed(Mode.LEGACY, since, now)
+    few = min(rt["ended"], lg["ended"]) < MIN_SESSIONS_PER_PATH
+    short = f"not enough sessions (Realtime {rt['ended']}, Legacy {lg['ended']}; at least {MIN_SESSIONS_PER_PATH} each)"
+    return _Soak(
+        err_rt=rt["error_rate"],
+        err_lg=lg["error_rate"],
+        ttfa_rt=turns[Mode.REALTIME]["ttfa_p95_ms"],
+        ttfa_lg=turns[Mode.LEGACY]["ttfa_p95_ms"],
+        completed_rt=rate(done_rt, rt["ended"]),
+        completed_lg=rate(done_lg, lg["ended"]),
+        per_visit_rt=cost_rt / done_rt if done_rt else None,
+        per_visit_lg=cost_lg / done_lg if done_lg else None,
+        too_few=short if few else "",
+    )
+
+
+def _known(*values: Any) -> bool:
+    return all(v is not None for v in values)
+
+
+def _metric_gates(since: datetime, now: datetime) -> list[Gate]:
+    soak = _soak(since, now)
+    gate = soak.gate
+    err_rt, err_lg, ttfa_rt, ttfa_lg = soak.err_rt, soak.err_lg, soak.ttfa_rt, soak.ttfa_lg
+    completed_rt, completed_lg, per_visit_rt, per_visit_lg = (
+        soak.completed_rt,
+        soak.completed_lg,
+        soak.per_visit_rt,
+        soak.per_visit_lg,
+    )
+    max_cost = Decimal(str(settings.REALTIME_MAX_COST_PER_VISIT))
+    known = _known
     return [
         gate(
             "error rate",
@@ -181,102 +210,3 @@ def _metric_gates(since: datetime, now: datetime) -> list[Gate]:
             "above the limit" if per_visit_rt is not None else "no completed Realtime visits",
         ),
     ]
-
-
-# --- autopilot ---------------------------------------------------------------------------------------------
-
-
-def _next_stage(stage: str) -> str | None:
-    if stage not in STAGE_ORDER or stage == STAGE_ORDER[-1]:
-        return None
-    return STAGE_ORDER[STAGE_ORDER.index(stage) + 1]
-
-
-def _previous_stage(stage: str) -> str | None:
-    if stage not in STAGE_ORDER or stage == STAGE_ORDER[0]:
-        return None
-    return STAGE_ORDER[STAGE_ORDER.index(stage) - 1]
-
-
-def _tripped_since_stage(config: RolloutConfig) -> list[GuardState]:
-    """Guards open now that opened after the stage was entered (each trip demotes once, not on every run)."""
-    guards = GuardState.objects.filter(state=GuardStatus.OPEN)
-    if config.stage_entered_at is not None:
-        guards = guards.filter(opened_at__gt=config.stage_entered_at)
-    return list(guards)
-
-
-def _demote(config: RolloutConfig, now: datetime) -> str | None:
-    """Demote one stage (audited) if a guard opened during the current stage and a lower stage exists."""
-    from .emergency import apply_action  # emergency imports this module
-
-    tripped = _tripped_since_stage(config)
-    lower = _previous_stage(config.stage)
-    if not tripped or lower is None:
-        return None
-    opened = ", ".join(f"{g.name} ({g.last_reason})" if g.last_reason else g.name for g in tripped)
-    reason = f"guard open: {opened}"[:500]
-    apply_action("set_stage", actor=AUTOPILOT_ACTOR, reason=reason, now=now, stage=lower)
-    return f"demoted {config.stage} -> {lower}: {reason}"
-
-
-def autopilot(now: datetime | None = None) -> str | None:
-    """With auto_promote on: demote one stage when a guard opened during this stage, else promote one stage
-    when every gate is green. Returns what it did (one line) or None. Every change is an audited set_stage.
-    """
-    from .emergency import ActionError, apply_action  # emergency imports this module
-
-    now = now or timezone.now()
-    config = RolloutConfig.load()
-    if not config.auto_promote or not config.stage:
-        return None
-    if _tripped_since_stage(config):
-        return _demote(config, now)
-    higher = _next_stage(config.stage)
-    if higher is None or EmergencyState.load().active:
-        return None
-    gates = promotion_gates(now, config=config)
-    if not all(gate.passed for gate in gates):
-        return None
-    reason = f"every gate green: {gates_summary(gates)}"[:500]
-    try:
-        apply_action("set_stage", actor=AUTOPILOT_ACTOR, reason=reason, now=now, stage=higher)
-    except ActionError as exc:  # the state moved between our read and the locked re-check
-        logger.warning("autopilot promotion to %s refused: %s", higher, exc)
-        return None
-    return f"promoted {config.stage} -> {higher}: {reason}"
-
-
-def autopilot_idle_reason(now: datetime | None = None) -> str:
-    """Why autopilot changed nothing (for the command's one line)."""
-    config = RolloutConfig.load()
-    if not config.auto_promote:
-        return "auto_promote is off"
-    if not config.stage:
-        return "no named stage (custom percentage)"
-    if _tripped_since_stage(config):
-        return f"guard open, stage {config.stage} is the lowest"
-    if _next_stage(config.stage) is None:
-        return f"stage {config.stage} is the last"
-    if EmergencyState.load().active:
-        return "emergency active"
-    by_reason: dict[str, list[str]] = {}
-    for gate in promotion_gates(now, config=config):
-        if not gate.passed:
-            by_reason.setdefault(gate.reason, []).append(gate.name)
-    waiting = "; ".join(f"{', '.join(names)}: {reason}" for reason, names in by_reason.items())
-    return f"stage {config.stage}; waiting on {waiting}" if waiting else f"stage {config.stage}"
-
-
-def demote_on_trip(name: str, now: datetime) -> None:
-    """Called when a guard has just opened: with auto_promote on, demote one stage at once (never promotes,
-    never raises: the guard is open either way and routing already keeps new sessions off Realtime)."""
-    try:
-        with transaction.atomic():  # a savepoint: a failure here leaves the caller's transaction usable
-            config = RolloutConfig.load()
-            done = _demote(config, now) if config.auto_promote and config.stage else None
-    except Exception:
-        logger.exception("autopilot demotion after guard %s tripped failed", name)
-        return
-    if done:
-        logger.warning("autopilot after guard %s tripped: %s", name, done)

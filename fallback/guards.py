@@ -18,17 +18,20 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import F, Sum
+from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
-from .models import AuditEntry, CostBucket, CostReservation, GuardName, GuardState, GuardStatus
+from metrics.ledger import add_spend, spend_last_hour
+from metrics.stats import SLOW_TURN_MS
+
+from .models import AuditEntry, GuardName, GuardState, GuardStatus
+from .signals import guard_tripped
 
 logger = logging.getLogger(__name__)
 
 Admission = Literal["allow", "block", "probe"]
 
-LATENCY_SLOW_MS = 2000  # a turn whose time to first audio exceeds this counts as a latency failure
 COST_RECOVERY_RATIO = 0.7  # the cost guard closes below 70 % of the hourly limit
 TRIP_MEMORY = timedelta(hours=24)  # trips older than this no longer lengthen the cooldown
 
@@ -117,6 +120,20 @@ def _cooldown(trips: int, params: GuardParams) -> timedelta:
     return min(params.base_cooldown * 2 ** min(trips - 1, 16), params.max_cooldown)
 
 
+def _fresh_counters(now: datetime) -> dict[str, Any]:
+    """The fields every transition and the manual reset clear: no probe round, an empty window from ``now``."""
+    return {
+        "half_open_since": None,
+        "probe_budget": 0,
+        "probe_successes": 0,
+        "window_started_at": now,
+        "window_samples": 0,
+        "window_failures": 0,
+        "consecutive_failures": 0,
+        "updated_at": now,
+    }
+
+
 def _trip(row: GuardState, reason: str, now: datetime) -> bool:
     """Open the guard if it is still in the state ``row`` saw; True only for the one caller that did."""
     params = guard_params(row.name)
@@ -130,15 +147,8 @@ def _trip(row: GuardState, reason: str, now: datetime) -> bool:
         opened_at=now,
         cooldown_seconds=int(cooldown.total_seconds()),
         retry_at=now + cooldown,
-        half_open_since=None,
-        probe_budget=0,
-        probe_successes=0,
-        window_started_at=now,
-        window_samples=0,
-        window_failures=0,
-        consecutive_failures=0,
         last_reason=reason[:200],
-        updated_at=now,
+        **_fresh_counters(now),
     )
     if not changed:
         return False  # another process tripped it first
@@ -150,9 +160,7 @@ def _trip(row: GuardState, reason: str, now: datetime) -> bool:
         {"state": row.state, "trip_count": row.trip_count},
         {"state": GuardStatus.OPEN, "trip_count": trips, "cooldown_seconds": int(cooldown.total_seconds())},
     )
-    from .gates import demote_on_trip  # gates reads guard rows; imported here to keep guards import-light
-
-    demote_on_trip(row.name, now)  # with auto_promote on, a guard that opens demotes one stage at once
+    guard_tripped.send(sender=GuardState, name=row.name, now=now)  # the autopilot may demote one stage
     return True
 
 
@@ -161,15 +169,8 @@ def _close(row: GuardState, reason: str, now: datetime) -> bool:
         state=GuardStatus.CLOSED,
         opened_at=None,
         retry_at=None,
-        half_open_since=None,
-        probe_budget=0,
-        probe_successes=0,
-        window_started_at=now,
-        window_samples=0,
-        window_failures=0,
-        consecutive_failures=0,
         last_reason=reason[:200],
-        updated_at=now,
+        **_fresh_counters(now),
     )
     if changed:
         _audit(row.name, "guard_closed", reason, {"state": row.state}, {"state": GuardStatus.CLOSED})
@@ -232,10 +233,10 @@ def record_session_outcome(ok: bool, *, now: datetime | None = None) -> str | No
 
 
 def record_turn_latency(ttfa_ms: float, *, now: datetime | None = None) -> str | None:
-    """A Realtime turn's time to first audio; slower than LATENCY_SLOW_MS counts as a failure."""
+    """A Realtime turn's time to first audio; slower than SLOW_TURN_MS counts as a failure."""
     if ttfa_ms < 0:
         raise ValueError(f"Time to first audio cannot be negative ({ttfa_ms} ms).")
-    return record_sample(GuardName.LATENCY, ttfa_ms <= LATENCY_SLOW_MS, now=now)
+    return record_sample(GuardName.LATENCY, ttfa_ms <= SLOW_TURN_MS, now=now)
 
 
 def record_connection_result(ok: bool, *, now: datetime | None = None) -> str | None:
@@ -282,13 +283,6 @@ def acquire_probe(name: str, *, now: datetime | None = None) -> bool:
         )
 
 
-def spend_last_hour(*, now: datetime | None = None) -> Decimal:
-    """Realtime spend (USD) in the rolling hour ending now."""
-    now = now or timezone.now()
-    total = CostBucket.objects.filter(minute__gt=now - timedelta(hours=1)).aggregate(total=Sum("usd"))["total"]
-    return total or Decimal(0)
-
-
 def cost_guard_transition(state: str, spend: float, limit_usd: float) -> Literal["open", "close"] | None:
     """Where the cost guard goes from ``state``: open at the hourly limit, close below 70 % of it (hysteresis)."""
     if state == GuardStatus.CLOSED and spend >= limit_usd:
@@ -330,90 +324,11 @@ def cost_guard_open() -> bool:
 def record_cost(
     usd: float | Decimal, limit_usd: float, *, now: datetime | None = None, session_id: str | None = None
 ) -> str | None:
-    """Add Realtime spend to the current minute (an F() increment) and re-check the cost guard.
-
-    With ``session_id``, the same transaction counts the spend against that session's open reservation,
-    so the rolling hour's committed total (spend + unused reservations) does not count it twice.
-    """
-    amount = Decimal(str(usd))
-    if amount < 0:
-        raise ValueError(f"A cost cannot be negative ({usd} USD).")
+    """Add Realtime spend to the ledger's current minute (see ``metrics.ledger.add_spend``) and re-check the cost
+    guard; return the transition it caused ('opened', 'closed') or None."""
     now = now or timezone.now()
-    minute = now.replace(second=0, microsecond=0)
-    with transaction.atomic():
-        if not CostBucket.objects.filter(minute=minute).update(usd=F("usd") + amount):
-            try:
-                with transaction.atomic():
-                    CostBucket.objects.create(minute=minute, usd=amount)
-            except IntegrityError:  # another process created this minute's bucket first
-                CostBucket.objects.filter(minute=minute).update(usd=F("usd") + amount)
-        if session_id:
-            CostReservation.objects.filter(session_id=session_id, settled_at__isnull=True).update(
-                consumed_usd=F("consumed_usd") + amount
-            )
+    add_spend(usd, now=now, session_id=session_id)
     return refresh_cost_guard(limit_usd, now=now)
-
-
-def reserved_unused(*, now: datetime | None = None) -> Decimal:
-    """The unused part of every open (unsettled, unexpired) reservation, USD."""
-    now = now or timezone.now()
-    rows = CostReservation.objects.filter(settled_at__isnull=True, expires_at__gt=now)
-    return sum((max(usd - used, Decimal(0)) for usd, used in rows.values_list("usd", "consumed_usd")), Decimal(0))
-
-
-def committed_last_hour(*, now: datetime | None = None) -> Decimal:
-    """Spend in the rolling hour plus what open reservations still hold: what admission compares to the limit."""
-    now = now or timezone.now()
-    return spend_last_hour(now=now) + reserved_unused(now=now)
-
-
-def reserve_session_cost(
-    session_id: str,
-    estimate_usd: float | Decimal,
-    limit_usd: float | Decimal,
-    *,
-    ttl: timedelta,
-    now: datetime | None = None,
-    hold: bool = True,
-) -> bool:
-    """Hold ``estimate_usd`` for a Realtime session if spend + open reservations + estimate <= limit.
-
-    ``hold=False`` only answers whether it would be admitted (nothing is written).
-
-    Admissions are serialised by one lock: the cost guard's row (SELECT ... FOR UPDATE on PostgreSQL; on
-    SQLite the IMMEDIATE transaction already holds the database's write lock), so concurrent sessions in
-    any number of processes cannot all pass the same check. A session already holding an open reservation
-    is admitted again without a second hold. The hold lapses at ``now + ttl`` if nobody settles it.
-    """
-    amount = Decimal(str(estimate_usd))
-    if amount < 0:
-        raise ValueError(f"A cost estimate cannot be negative ({estimate_usd} USD).")
-    now = now or timezone.now()
-    with transaction.atomic():
-        _row(GuardName.COST)
-        GuardState.objects.select_for_update().get(name=GuardName.COST)
-        held = CostReservation.objects.filter(session_id=session_id).first()
-        if held is not None and held.settled_at is None and held.expires_at > now:
-            return True
-        if committed_last_hour(now=now) + amount > Decimal(str(limit_usd)):
-            return False
-        if not hold:
-            return True
-        CostReservation.objects.update_or_create(
-            session_id=session_id,
-            defaults={"usd": amount, "consumed_usd": 0, "created_at": now, "expires_at": now + ttl, "settled_at": None},
-        )
-    return True
-
-
-def settle_session_cost(session_id: str, *, now: datetime | None = None) -> Decimal:
-    """Release a session's reservation (its turns' cost is already in the spend); returns the unused USD released."""
-    now = now or timezone.now()
-    with transaction.atomic():
-        row = CostReservation.objects.filter(session_id=session_id, settled_at__isnull=True).first()
-        if row is None or not CostReservation.objects.filter(pk=row.pk, settled_at__isnull=True).update(settled_at=now):
-            return Decimal(0)  # never reserved, or settled already (perhaps by another process)
-    return max(row.usd - row.consumed_usd, Decimal(0)) if row.expires_at > now else Decimal(0)
 
 
 def reset_guard_row(name: str, now: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -428,14 +343,7 @@ def reset_guard_row(name: str, now: datetime) -> tuple[dict[str, Any], dict[str,
         opened_at=None,
         cooldown_seconds=0,
         retry_at=None,
-        half_open_since=None,
-        probe_budget=0,
-        probe_successes=0,
-        window_started_at=now,
-        window_samples=0,
-        window_failures=0,
-        consecutive_failures=0,
         last_reason="reset by staff",
-        updated_at=now,
+        **_fresh_counters(now),
     )
     return before, {"state": GuardStatus.CLOSED, "trip_count": 0}

@@ -12,13 +12,10 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from metrics.models import Mode
+
 DEFAULT_SALT = "realtime-voice-v1"
 SINGLETON_ID = 1
-
-
-class Mode(models.TextChoices):
-    REALTIME = "realtime", _("Realtime")
-    LEGACY = "legacy", _("Legacy")
 
 
 class Stage(models.TextChoices):
@@ -180,9 +177,7 @@ class FallbackReason(models.TextChoices):
     CONNECTION_ERROR = "CONNECTION_ERROR", _("connection error")
     UPSTREAM_ERROR = "UPSTREAM_ERROR", _("upstream error")
     LATENCY = "LATENCY", _("latency")
-    ERROR_RATE = "ERROR_RATE", _("error rate")
     COST_LIMIT = "COST_LIMIT", _("cost limit")
-    MANUAL = "MANUAL", _("manual")
     EMERGENCY_STOP = "EMERGENCY_STOP", _("emergency stop")
 
 
@@ -231,45 +226,6 @@ class EmergencyState(models.Model):
     @property
     def active(self) -> bool:
         return self.emergency_stop or self.force_fallback
-
-
-class CostBucket(models.Model):
-    """Realtime spend per minute; the cost guard sums the last 60 buckets."""
-
-    minute = models.DateTimeField(_("minute"), unique=True)
-    usd = models.DecimalField(_("USD"), max_digits=14, decimal_places=6, default=0)
-
-    class Meta:
-        verbose_name = _("cost per minute")
-        verbose_name_plural = _("cost per minute")
-        ordering = ["-minute"]
-
-    def __str__(self) -> str:
-        return f"{self.minute:%Y-%m-%d %H:%M}: {self.usd} USD"
-
-
-class CostReservation(models.Model):
-    """Realtime spend held for a session in progress, so concurrent admissions cannot overshoot the hourly limit.
-
-    Open while ``settled_at`` is empty and ``expires_at`` is ahead (a dead process's hold lapses by itself);
-    the turns' actual cost, added to the CostBucket rows, is also counted in ``consumed_usd``, so only the
-    unused part ``max(usd - consumed_usd, 0)`` is held on top of the spend.
-    """
-
-    session_id = models.CharField(_("session id"), max_length=64, unique=True)
-    usd = models.DecimalField(_("reserved USD"), max_digits=14, decimal_places=6)
-    consumed_usd = models.DecimalField(_("spent so far, USD"), max_digits=14, decimal_places=6, default=0)
-    created_at = models.DateTimeField(_("reserved at"), db_index=True)
-    expires_at = models.DateTimeField(_("expires at"), db_index=True)
-    settled_at = models.DateTimeField(_("settled at"), null=True, blank=True)
-
-    class Meta:
-        verbose_name = _("cost reservation")
-        verbose_name_plural = _("cost reservations")
-        ordering = ["-created_at"]
-
-    def __str__(self) -> str:
-        return f"{self.session_id}: {self.usd} USD"
 
 
 class AppendOnlyError(Exception):

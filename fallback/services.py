@@ -1,18 +1,23 @@
-"""What the voice session manager calls: the per-session decision, fallback events, the emergency state.
+"""What the voice session manager calls: the per-session decision, fallback events, Realtime spend, the
+emergency state.
 
-All functions are synchronous (they use the ORM); async callers use the ``a``-prefixed twins.
+All functions are synchronous (they use the ORM); async callers wrap them in ``core.blocking.run_blocking``.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
+from typing import Any
 
-from channels.db import database_sync_to_async
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from metrics.cost import admit_realtime_session
+from metrics.cost import admit_realtime_session, cost_of_realtime_usage
+from metrics.models import Mode, UnknownPrice
 
 from .config import EmergencySnapshot, load_config, load_emergency
 from .guards import (
@@ -21,14 +26,10 @@ from .guards import (
     cost_guard_open,
     load_guard_snapshots,
     projected_cost_guard,
-    record_connection_result,
     record_cost,
-    record_fatal_upstream_error,
-    record_session_outcome,
-    record_turn_latency,
     refresh_cost_guard,
 )
-from .models import FallbackEvent, FallbackReason, GuardName, GuardStatus, Mode, RolloutConfig, RoutingDecision
+from .models import FallbackEvent, FallbackReason, GuardName, GuardStatus, RolloutConfig, RoutingDecision
 from .policy import Decision, decide, legacy
 
 logger = logging.getLogger(__name__)
@@ -197,15 +198,25 @@ def control_state() -> tuple[EmergencySnapshot, bool]:
     return load_emergency(), cost_guard_open()
 
 
-def record_realtime_cost(usd: float) -> str | None:
-    """Add a Realtime turn's cost (USD) to the rolling hour; returns 'opened'/'closed' if the cost guard moved."""
-    return record_cost(usd, load_config().cost_limit_per_hour.value)
+@dataclass(frozen=True)
+class RealtimeSpend:
+    """One Realtime response's cost, already added to the rolling hour, and whether the hour's limit is passed."""
+
+    usd: Decimal | None
+    limit_reached: bool
 
 
-adecide_for_session = database_sync_to_async(decide_for_session)
-arecord_fallback_event = database_sync_to_async(record_fallback_event)
-arecord_session_outcome = database_sync_to_async(record_session_outcome)
-arecord_turn_latency = database_sync_to_async(record_turn_latency)
-arecord_connection_result = database_sync_to_async(record_connection_result)
-arecord_fatal_upstream_error = database_sync_to_async(record_fatal_upstream_error)
-arecord_realtime_cost = database_sync_to_async(record_realtime_cost)
+def record_realtime_spend(session_id: str, model: str, usage: Mapping[str, Any]) -> RealtimeSpend:
+    """Price one ``response.done`` usage and add it to the rolling hour now, before the session's next turn.
+
+    The live cost limit reads this at the turn boundary, so it never waits for the metrics writer; the turn's
+    metric row is then recorded with ``spend_recorded=True`` so the spend is not counted twice. An unpriced
+    model leaves the spend unknown (logged) and the limit unchanged.
+    """
+    try:
+        usd = cost_of_realtime_usage(model, usage)
+    except (UnknownPrice, ValueError) as exc:
+        logger.error("Realtime response of session %s not priced: %s", session_id, exc)
+        return RealtimeSpend(None, cost_guard_open())
+    record_cost(usd, load_config().cost_limit_per_hour.value, session_id=session_id)
+    return RealtimeSpend(usd, cost_guard_open())

@@ -15,10 +15,11 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
-from .emergency import CONTROL_GROUP, CONTROL_MESSAGE_TYPE, COST_LIMIT_ACTION
+from core.blocking import run_blocking
+
+from .emergency import CONTROL_GROUP, CONTROL_MESSAGE_TYPE, COST_LIMIT_ACTION, Action, emergency_message
 from .services import control_state
 
 logger = logging.getLogger(__name__)
@@ -49,28 +50,20 @@ def stop_watching_emergencies() -> None:
 
 async def _watch() -> None:
     layer = get_channel_layer()
-    status, cost_limit_reached = await database_sync_to_async(control_state)()
+    status, cost_limit_reached = await run_blocking(control_state)()
     stopped = status.emergency_stop
     while True:
         await asyncio.sleep(POLL_SECONDS)
         try:
-            status, limit_now = await database_sync_to_async(control_state)()
+            status, limit_now = await run_blocking(control_state)()
         except Exception:
             logger.exception("could not read the emergency state; trying again")
             continue
         if status.emergency_stop and not stopped:
-            await layer.group_send(
-                CONTROL_GROUP,
-                {
-                    "type": CONTROL_MESSAGE_TYPE,
-                    "action": "emergency_stop",
-                    "emergency_stop": True,
-                    "force_fallback": status.force_fallback,
-                    "drain_live_sessions": True,
-                    "reason": status.reason,
-                    "actor": status.actor,
-                },
+            message = emergency_message(
+                str(Action.EMERGENCY_STOP), True, status.force_fallback, status.reason, status.actor
             )
+            await layer.group_send(CONTROL_GROUP, message)
         if limit_now and not cost_limit_reached:
             await layer.group_send(CONTROL_GROUP, {"type": CONTROL_MESSAGE_TYPE, "action": COST_LIMIT_ACTION})
         stopped, cost_limit_reached = status.emergency_stop, limit_now

@@ -17,14 +17,14 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from simple_history.admin import SimpleHistoryAdmin
 
-from core.history_admin import AuditedAdmin
-from fallback.admin import ReadOnlyAdmin
-from fallback.models import AuditEntry, FallbackEvent, RoutingDecision
+from core.history_admin import AuditedAdmin, ReadOnlyAdmin
 from reception.workflow.checkpoint import get_checkpointer
 
 from .alerts import evaluate_alerts
 from .cost import cost_status
 from .models import AlertState, ApiToken, MetricsDashboard, ModelPrice, SessionMetric, TurnMetric
+from .signals import price_version_added
+from .sources import sources
 from .stats import WINDOWS, cost_series, summary
 
 logger = logging.getLogger(__name__)
@@ -109,8 +109,7 @@ class SessionMetricAdmin(ReadOnlyAdmin):
             "original": session,
             "session": session,
             "turns": TurnMetric.objects.filter(session_id=session.session_id).order_by("occurred_at"),
-            "decisions": RoutingDecision.objects.filter(session_id=session.session_id),
-            "fallback_events": FallbackEvent.objects.filter(session_id=session.session_id),
+            **sources.session_detail(session.session_id),  # the routing decision and fallback events
             "show_personal_data": personal,
             "transcript": session_transcript(session.session_id) if personal else None,
         }
@@ -152,9 +151,9 @@ class ModelPriceAdmin(SimpleHistoryAdmin):
         obj._change_reason = (obj.note or "price change")[:100]
         obj.save()
         after = {f: str(getattr(obj, f)) for f in form.changed_data if f != "effective_from"}
-        AuditEntry.objects.create(
+        price_version_added.send(  # the rollout's audit trail records it
+            sender=ModelPrice,
             actor=obj.created_by,
-            action="price_version_added",
             reason=obj.note or "price change",
             before={k: str(previous[k]) for k in after} if previous else {},
             after={"model": obj.model, "effective_from": obj.effective_from.isoformat(), **after},

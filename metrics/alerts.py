@@ -14,8 +14,7 @@ from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
 
-from fallback.guards import spend_last_hour
-
+from .ledger import spend_last_hour
 from .models import AlertName, AlertState
 from .stats import error_rate_last_hour
 

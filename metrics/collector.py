@@ -3,8 +3,8 @@
 ``record_*`` only build a small record and put it on a thread-safe queue (no database, no await), so they
 are safe to call from the event loop. One writer thread per process takes the queue in batches (every
 ``interval`` seconds or ``batch_size`` records) and writes each batch in one transaction: the turn and
-session rows, the Realtime spend per minute (fallback's CostBucket, also counted against the session's
-reservation), the latency and session-outcome samples of fallback's guards, then the alert check.
+session rows, the Realtime spend per minute (the ledger's CostBucket, also counted against the session's
+reservation), the signals that feed the Realtime guards (spend, turn latency, session end), then the alert check.
 A failed batch is retried whole (the transaction rolled back, row ids dedupe), so nothing is lost while
 the database is busy; ``flush()`` waits for everything queued so far (the writer then writes what it holds
 at once), and ``atexit`` flushes at shutdown.
@@ -30,17 +30,15 @@ from django.db import close_old_connections, connection, transaction
 from django.db.models import Count, Sum
 from django.utils import timezone
 
-from fallback import guards
-from fallback.models import FallbackEvent, FallbackReason, Mode
-
 from .alerts import evaluate_alerts
-from .cost import RealtimeUsage, cost_limit_per_hour, cost_of_legacy_usage, price_for
-from .models import Outcome, SessionMetric, TurnMetric, UnknownPrice
+from .cost import RealtimeUsage, cost_of_legacy_usage, price_for
+from .ledger import add_spend, settle_session_cost
+from .models import Mode, Outcome, SessionMetric, TurnMetric, UnknownPrice
+from .signals import realtime_session_ended, realtime_spend_recorded, realtime_turn_recorded
+from .sources import sources
 
 logger = logging.getLogger(__name__)
 
-# Fallbacks that count as a Realtime failure for the error-rate guard (manual, emergency and cost ones do not).
-FAILURE_FALLBACKS = {FallbackReason.CONNECTION_ERROR, FallbackReason.UPSTREAM_ERROR, FallbackReason.LATENCY}
 MAX_RETRY_DELAY = 5.0
 
 
@@ -58,7 +56,7 @@ class TurnRecord:
     error: str
     event_id: str
     at: datetime = field(default_factory=timezone.now)
-    spend_recorded: bool = False  # its Realtime spend is in the rolling hour already (cost.record_realtime_spend)
+    spend_recorded: bool = False  # its Realtime spend is in the rolling hour already (fallback's record_realtime_spend)
 
 
 @dataclass
@@ -92,9 +90,6 @@ class MetricsCollector:
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
-        self.dropped = 0  # records refused because the queue was full (logged)
-        self.written = 0
-        self.writer_thread_ids: set[int] = set()
 
     # --- the recording API (cheap, never touches the database) ----------------------------------------------
 
@@ -158,7 +153,6 @@ class MetricsCollector:
         except queue.Full:
             with self._cond:
                 self._pending -= 1
-                self.dropped += 1
                 self._cond.notify_all()
             logger.error(
                 "metrics queue full (%s records); a %s was dropped", self._queue.maxsize, type(record).__name__
@@ -214,7 +208,6 @@ class MetricsCollector:
     # --- the writer thread -----------------------------------------------------------------------------------
 
     def _run(self) -> None:
-        self.writer_thread_ids.add(threading.get_ident())
         try:
             while not (self._stop.is_set() and self._queue.empty()):
                 batch = self._take()
@@ -256,7 +249,6 @@ class MetricsCollector:
         # Counted as done after the alert check, so `flush()` also waits for the alerts these records raise.
         with self._cond:
             self._pending -= len(batch)
-            self.written += len(batch)
             self._cond.notify_all()
 
 
@@ -324,13 +316,12 @@ def write_batch(batch: list[Record]) -> None:
         for row, cost in fresh:
             if row.path == Mode.REALTIME and cost:
                 spend[(row.session_id, row.occurred_at.replace(second=0, microsecond=0))] += cost
-        if spend:
-            limit = float(cost_limit_per_hour())
-            for (session_id, minute), usd in spend.items():
-                guards.record_cost(usd, limit, now=minute, session_id=session_id)
+        for (session_id, minute), usd in spend.items():
+            add_spend(usd, now=minute, session_id=session_id)
+            realtime_spend_recorded.send(sender=MetricsCollector, now=minute)
         for row, _ in fresh:
             if row.path == Mode.REALTIME and row.ttfa_ms is not None and row.ttfa_ms >= 0:
-                guards.record_turn_latency(row.ttfa_ms, now=row.occurred_at)
+                realtime_turn_recorded.send(sender=MetricsCollector, ttfa_ms=row.ttfa_ms, at=row.occurred_at)
         for end in ends:
             _finish_session(end)
 
@@ -343,17 +334,15 @@ def _finish_session(end: SessionEnd) -> None:
         first = turns.order_by("occurred_at").values_list("path", flat=True).first() or Mode.LEGACY
         session = SessionMetric(session_id=end.session_id, started_at=end.at, mode=first, reason="unrecorded")
     paths = {session.mode, *turns.values_list("path", flat=True).distinct()}
-    fallbacks = FallbackEvent.objects.filter(session_id=end.session_id)
     session.ended_at = end.at
     session.outcome, session.error = end.outcome, end.error
     session.paths = ",".join(p for p in (Mode.REALTIME, Mode.LEGACY) if p in paths)
     session.turns, session.cost_usd = totals["n"], totals["cost"] or Decimal(0)
-    session.fallbacks = fallbacks.count()
+    session.fallbacks = sources.session_fallbacks(end.session_id)
     session.save()
     if session.mode == Mode.REALTIME:
-        failed = end.outcome == Outcome.ERROR or fallbacks.filter(reason__in=FAILURE_FALLBACKS).exists()
-        guards.record_session_outcome(not failed, now=end.at)
-        guards.settle_session_cost(end.session_id, now=end.at)
+        realtime_session_ended.send(sender=MetricsCollector, session_id=end.session_id, outcome=end.outcome, at=end.at)
+        settle_session_cost(end.session_id, now=end.at)
 
 
 _collector: MetricsCollector | None = None

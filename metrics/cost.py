@@ -1,7 +1,6 @@
 """Cost: exact USD per turn from the versioned price table, Realtime admission by reservation, projections.
 
-The rolling hour's Realtime spend has one source of truth: fallback's per-minute CostBucket rows
-(``fallback.guards.spend_last_hour``), plus the unused part of open reservations (``committed_last_hour``).
+The rolling hour's Realtime spend and the reservations are kept by the ledger (``metrics.ledger``).
 """
 
 from __future__ import annotations
@@ -13,15 +12,12 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
-from fallback import guards
-from fallback.config import load_config
-from fallback.models import CostBucket, CostReservation, Mode
-
-from .models import ModelPrice, SessionMetric, UnknownPrice
+from .ledger import reserve_session_cost, reserved_unused, spend_last_hour
+from .models import CostBucket, CostReservation, Mode, ModelPrice, SessionMetric, UnknownPrice
+from .sources import sources
 from .stats import percentile
 
 logger = logging.getLogger(__name__)
@@ -126,8 +122,8 @@ def cost_of_legacy_usage(usage: Mapping[str, Any], *, at: datetime | None = None
 
 
 def cost_limit_per_hour() -> Decimal:
-    """The effective hourly Realtime limit (admin override, else REALTIME_COST_LIMIT_PER_HOUR)."""
-    return Decimal(str(load_config().cost_limit_per_hour.value))
+    """The effective hourly Realtime limit (the rollout's admin override, else REALTIME_COST_LIMIT_PER_HOUR)."""
+    return Decimal(str(sources.cost_limit()))
 
 
 def estimate_session_cost(*, now: datetime | None = None) -> Decimal:
@@ -177,42 +173,13 @@ def admit_realtime_session(
     try:
         limit, estimate = cost_limit_per_hour(), estimate_session_cost(now=now)
         ttl = timedelta(seconds=settings.REALTIME_RESERVATION_TTL_SECONDS)
-        admitted = guards.reserve_session_cost(session_id, estimate, limit, ttl=ttl, now=now, hold=hold)
+        admitted = reserve_session_cost(session_id, estimate, limit, ttl=ttl, now=now, hold=hold)
     except Exception:
         logger.exception("cost reservation failed; session %s goes Legacy", session_id)
         return Admission(False, "state_unavailable")
     if not admitted:
         logger.info("session %s: Realtime refused, the hour's budget %s USD is committed", session_id, limit)
     return Admission(admitted, "reserved" if admitted else "cost_limit", estimate, limit)
-
-
-@dataclass(frozen=True)
-class RealtimeSpend:
-    """One Realtime response's cost, already added to the rolling hour, and whether the hour's limit is passed."""
-
-    usd: Decimal | None
-    limit_reached: bool
-
-
-def record_realtime_spend(session_id: str, model: str, usage: Mapping[str, Any]) -> RealtimeSpend:
-    """Price one ``response.done`` usage and add it to the rolling hour now, before the session's next turn.
-
-    The live cost limit reads this at the turn boundary, so it never waits for the metrics writer; the turn's
-    metric row is then recorded with ``spend_recorded=True`` so the spend is not counted twice. An unpriced
-    model leaves the spend unknown (logged) and the limit unchanged.
-    """
-    try:
-        usd = cost_of_realtime_usage(model, usage)
-    except (UnknownPrice, ValueError) as exc:
-        logger.error("Realtime response of session %s not priced: %s", session_id, exc)
-        return RealtimeSpend(None, guards.cost_guard_open())
-    guards.record_cost(usd, float(cost_limit_per_hour()), session_id=session_id)
-    return RealtimeSpend(usd, guards.cost_guard_open())
-
-
-def settle_session_cost(session_id: str, *, now: datetime | None = None) -> Decimal:
-    """Release a session's reservation now (record_session_end does it after the session's last turn)."""
-    return guards.settle_session_cost(session_id, now=now)
 
 
 @dataclass(frozen=True)
@@ -248,15 +215,11 @@ def cost_status(*, now: datetime | None = None) -> CostStatus:
     minutes_left = Decimal(str((hour_start + timedelta(hours=1) - now).total_seconds())) / SIXTY
     open_rows = CostReservation.objects.filter(settled_at__isnull=True, expires_at__gt=now).count()
     return CostStatus(
-        spend_last_hour=guards.spend_last_hour(now=now),
-        reserved=guards.reserved_unused(now=now),
+        spend_last_hour=spend_last_hour(now=now),
+        reserved=reserved_unused(now=now),
         open_reservations=open_rows,
         limit=cost_limit_per_hour(),
         burn_rate_per_minute=burn,
         projected_next_hour=burn * SIXTY,
         projected_this_hour=this_hour + burn * minutes_left,
     )
-
-
-aadmit_realtime_session = database_sync_to_async(admit_realtime_session)
-asettle_session_cost = database_sync_to_async(settle_session_cost)

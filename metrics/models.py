@@ -1,4 +1,5 @@
-"""Per-turn and per-session metrics, the versioned price table, alert episodes and API tokens."""
+"""Per-turn and per-session metrics, the Realtime cost ledger, the versioned price table, alert episodes and API
+tokens."""
 
 from __future__ import annotations
 
@@ -14,10 +15,16 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from core.history import AuditedHistory
-from fallback.models import Mode
 
 PRICE_FIELD = {"max_digits": 12, "decimal_places": 6, "default": Decimal(0)}
 USD_FIELD = {"max_digits": 20, "decimal_places": 12}
+
+
+class Mode(models.TextChoices):
+    """The two voice paths a session or a turn runs on."""
+
+    REALTIME = "realtime", _("Realtime")
+    LEGACY = "legacy", _("Legacy")
 
 
 class UnknownPrice(LookupError):
@@ -171,6 +178,47 @@ class MetricsDashboard(SessionMetric):
         proxy = True
         verbose_name = _("operations dashboard")
         verbose_name_plural = _("operations dashboard")
+
+
+class CostBucket(models.Model):
+    """Realtime spend per minute; the rolling hour is the last 60 buckets."""
+
+    minute = models.DateTimeField(_("minute"), unique=True)
+    usd = models.DecimalField(_("USD"), max_digits=14, decimal_places=6, default=0)
+
+    class Meta:
+        db_table = "fallback_costbucket"  # created by the fallback app, which held the ledger first
+        verbose_name = _("cost per minute")
+        verbose_name_plural = _("cost per minute")
+        ordering = ["-minute"]
+
+    def __str__(self) -> str:
+        return f"{self.minute:%Y-%m-%d %H:%M}: {self.usd} USD"
+
+
+class CostReservation(models.Model):
+    """Realtime spend held for a session in progress, so concurrent admissions cannot overshoot the hourly limit.
+
+    Open while ``settled_at`` is empty and ``expires_at`` is ahead (a dead process's hold lapses by itself);
+    the turns' actual cost, added to the CostBucket rows, is also counted in ``consumed_usd``, so only the
+    unused part ``max(usd - consumed_usd, 0)`` is held on top of the spend.
+    """
+
+    session_id = models.CharField(_("session id"), max_length=64, unique=True)
+    usd = models.DecimalField(_("reserved USD"), max_digits=14, decimal_places=6)
+    consumed_usd = models.DecimalField(_("spent so far, USD"), max_digits=14, decimal_places=6, default=0)
+    created_at = models.DateTimeField(_("reserved at"), db_index=True)
+    expires_at = models.DateTimeField(_("expires at"), db_index=True)
+    settled_at = models.DateTimeField(_("settled at"), null=True, blank=True)
+
+    class Meta:
+        db_table = "fallback_costreservation"
+        verbose_name = _("cost reservation")
+        verbose_name_plural = _("cost reservations")
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.session_id}: {self.usd} USD"
 
 
 class AlertName(models.TextChoices):

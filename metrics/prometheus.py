@@ -20,14 +20,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from rest_framework import exceptions
 
-from fallback.config import load_config, load_emergency
-from fallback.guards import load_guard_snapshots
-from fallback.models import FallbackEvent, GuardStatus, Mode
-
 from .authentication import BearerTokenAuthentication, scrape_token_matches
 from .cost import cost_status
-from .models import AlertState, SessionMetric, TurnMetric
+from .models import AlertState, Mode, SessionMetric, TurnMetric
 from .refusals import refusal_counts
+from .sources import sources
 
 TTFA_BUCKETS_MS = (250, 500, 750, 1000, 1500, 2000, 3000, 5000)
 SERVER_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000)
@@ -44,87 +41,83 @@ LATENCIES = (
 )
 
 
+def _sessions() -> Iterator[Metric]:
+    started = CounterMetricFamily("reception_sessions_started", "Sessions started, by starting path.", labels=["mode"])
+    for mode, n in SessionMetric.objects.values_list("mode").annotate(n=Count("id")).order_by("mode"):
+        started.add_metric([mode], n)
+    yield started
+    ended = CounterMetricFamily(
+        "reception_sessions_ended", "Sessions ended, by starting path and outcome.", labels=["mode", "outcome"]
+    )
+    rows = SessionMetric.objects.exclude(ended_at=None).values_list("mode", "outcome").annotate(n=Count("id"))
+    for mode, outcome, n in rows.order_by("mode", "outcome"):
+        ended.add_metric([mode, outcome], n)
+    yield ended
+
+
+def _turns() -> Iterator[Metric]:
+    turns = CounterMetricFamily("reception_turns", "Assistant turns, by path.", labels=["path"])
+    failed = CounterMetricFamily("reception_turn_errors", "Failed turns, by path.", labels=["path"])
+    cost = CounterMetricFamily("reception_cost_usd", "Recorded model cost in USD, by path.", labels=["path"])
+    latencies = [HistogramMetricFamily(name, doc, labels=["path"]) for _, name, doc, _ in LATENCIES]
+    for path in Mode.values:
+        qs = TurnMetric.objects.filter(path=path)
+        agg = qs.aggregate(n=Count("id"), bad=Count("id", filter=Q(ok=False)), usd=Sum("cost_usd"))
+        turns.add_metric([path], agg["n"])
+        failed.add_metric([path], agg["bad"])
+        cost.add_metric([path], float(agg["usd"] or 0))
+        for (field, _, _, bounds), histogram in zip(LATENCIES, latencies, strict=True):
+            timed = qs.aggregate(
+                n=Count("id", filter=Q(**{f"{field}__isnull": False})),
+                ms=Sum(field),
+                **{f"le{b}": Count("id", filter=Q(**{f"{field}__lte": b})) for b in bounds},
+            )
+            buckets = [(str(b), timed[f"le{b}"]) for b in bounds] + [("+Inf", timed["n"])]
+            histogram.add_metric([path], buckets, sum_value=timed["ms"] or 0)
+    yield from (turns, failed, cost, *latencies)
+
+
+def _money() -> Iterator[Metric]:
+    money = cost_status()
+    for name, doc, value in (
+        ("reception_realtime_spend_last_hour_usd", "Realtime spend in the rolling hour.", money.spend_last_hour),
+        ("reception_realtime_reserved_usd", "Unused part of open Realtime reservations.", money.reserved),
+        ("reception_realtime_cost_limit_usd", "Effective hourly Realtime limit.", money.limit),
+        (
+            "reception_realtime_projected_hour_usd",
+            "Next hour's spend at the 15-minute burn rate.",
+            money.projected_next_hour,
+        ),
+    ):
+        yield GaugeMetricFamily(name, doc, value=float(value))
+
+
+def _alerts_and_refusals() -> Iterator[Metric]:
+    alert = GaugeMetricFamily("reception_alert_active", "1 while an alert is raised.", labels=["alert"])
+    for name, active in AlertState.objects.values_list("name", "active").order_by("name"):
+        alert.add_metric([name], float(active))
+    yield alert
+    refused = CounterMetricFamily(
+        "reception_kiosk_rate_limited",
+        "Kiosk frames and connections refused by a rate limit, by limit (flood_closed: sockets closed, 4429; "
+        "flooding: connections refused at the handshake after a 4429).",
+        labels=["limit"],
+    )
+    for limit, n in refusal_counts().items():
+        refused.add_metric([limit], n)
+    yield refused
+
+
 class DatabaseCollector:
     """A prometheus_client collector whose every sample is a database aggregate."""
 
     def collect(self) -> Iterator[Metric]:
-        started = CounterMetricFamily(
-            "reception_sessions_started", "Sessions started, by starting path.", labels=["mode"]
-        )
-        for mode, n in SessionMetric.objects.values_list("mode").annotate(n=Count("id")).order_by("mode"):
-            started.add_metric([mode], n)
-        yield started
-        ended = CounterMetricFamily(
-            "reception_sessions_ended", "Sessions ended, by starting path and outcome.", labels=["mode", "outcome"]
-        )
-        rows = SessionMetric.objects.exclude(ended_at=None).values_list("mode", "outcome").annotate(n=Count("id"))
-        for mode, outcome, n in rows.order_by("mode", "outcome"):
-            ended.add_metric([mode, outcome], n)
-        yield ended
-        turns = CounterMetricFamily("reception_turns", "Assistant turns, by path.", labels=["path"])
-        failed = CounterMetricFamily("reception_turn_errors", "Failed turns, by path.", labels=["path"])
-        cost = CounterMetricFamily("reception_cost_usd", "Recorded model cost in USD, by path.", labels=["path"])
-        latencies = [HistogramMetricFamily(name, doc, labels=["path"]) for _, name, doc, _ in LATENCIES]
-        for path in Mode.values:
-            qs = TurnMetric.objects.filter(path=path)
-            agg = qs.aggregate(n=Count("id"), bad=Count("id", filter=Q(ok=False)), usd=Sum("cost_usd"))
-            turns.add_metric([path], agg["n"])
-            failed.add_metric([path], agg["bad"])
-            cost.add_metric([path], float(agg["usd"] or 0))
-            for (field, _, _, bounds), histogram in zip(LATENCIES, latencies, strict=True):
-                timed = qs.aggregate(
-                    n=Count("id", filter=Q(**{f"{field}__isnull": False})),
-                    ms=Sum(field),
-                    **{f"le{b}": Count("id", filter=Q(**{f"{field}__lte": b})) for b in bounds},
-                )
-                buckets = [(str(b), timed[f"le{b}"]) for b in bounds] + [("+Inf", timed["n"])]
-                histogram.add_metric([path], buckets, sum_value=timed["ms"] or 0)
-        yield from (turns, failed, cost, *latencies)
-        fallbacks = CounterMetricFamily(
-            "reception_fallbacks", "Live sessions moved to Legacy, by reason.", labels=["reason"]
-        )
-        for reason, n in FallbackEvent.objects.values_list("reason").annotate(n=Count("id")).order_by("reason"):
-            fallbacks.add_metric([reason], n)
-        yield fallbacks
-        money = cost_status()
-        for name, doc, value in (
-            ("reception_realtime_spend_last_hour_usd", "Realtime spend in the rolling hour.", money.spend_last_hour),
-            ("reception_realtime_reserved_usd", "Unused part of open Realtime reservations.", money.reserved),
-            ("reception_realtime_cost_limit_usd", "Effective hourly Realtime limit.", money.limit),
-            (
-                "reception_realtime_projected_hour_usd",
-                "Next hour's spend at the 15-minute burn rate.",
-                money.projected_next_hour,
-            ),
-        ):
-            yield GaugeMetricFamily(name, doc, value=float(value))
-        guard = GaugeMetricFamily(
-            "reception_guard_open", "1 while a guard blocks Realtime (open or half-open).", labels=["guard"]
-        )
-        for name, snapshot in sorted(load_guard_snapshots().items()):
-            guard.add_metric([name], float(snapshot.state != GuardStatus.CLOSED))
-        yield guard
-        emergency = load_emergency()
-        yield GaugeMetricFamily(
-            "reception_emergency_stop", "1 while the emergency stop is on.", value=float(emergency.emergency_stop)
-        )
-        yield GaugeMetricFamily(
-            "reception_force_fallback", "1 while force fallback is on.", value=float(emergency.force_fallback)
-        )
-        yield GaugeMetricFamily("reception_config_version", "Rollout config version.", value=load_config().version)
-        alert = GaugeMetricFamily("reception_alert_active", "1 while an alert is raised.", labels=["alert"])
-        for name, active in AlertState.objects.values_list("name", "active").order_by("name"):
-            alert.add_metric([name], float(active))
-        yield alert
-        refused = CounterMetricFamily(
-            "reception_kiosk_rate_limited",
-            "Kiosk frames and connections refused by a rate limit, by limit (flood_closed: sockets closed, 4429; "
-            "flooding: connections refused at the handshake after a 4429).",
-            labels=["limit"],
-        )
-        for limit, n in refusal_counts().items():
-            refused.add_metric([limit], n)
-        yield refused
+        yield from _sessions()
+        yield from _turns()
+        yield from _money()
+        for families in sources.prometheus:  # the guards, emergency flags and fallbacks, from fallback
+            yield from families()
+        yield from _alerts_and_refusals()
 
 
 def exposition() -> bytes:

@@ -7,7 +7,6 @@ Percentiles are nearest-rank: the smallest value with at least q % of the sample
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -17,15 +16,14 @@ from django.conf import settings
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
-from fallback.models import FallbackEvent, Mode
-
-from .models import Outcome, SessionMetric, TurnMetric
+from .models import Mode, Outcome, SessionMetric, TurnMetric
+from .sources import sources
 
 WINDOWS: dict[str, timedelta] = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(days=7)}
 # Cost chart buckets per window: 5 minutes over an hour, 1 hour over a day, 6 hours over a week.
 BUCKETS: dict[str, timedelta] = {"hour": timedelta(minutes=5), "day": timedelta(hours=1), "week": timedelta(hours=6)}
 PATHS = (Mode.REALTIME, Mode.LEGACY)
-SLOW_TURN_MS = 2000
+SLOW_TURN_MS = 2000  # a turn slower than this to its first audio is slow (the latency guard counts it a failure)
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -95,11 +93,6 @@ def turn_stats(since: datetime, until: datetime) -> dict[str, dict[str, Any]]:
     return result
 
 
-def fallbacks_by_reason(since: datetime, until: datetime) -> dict[str, int]:
-    rows = FallbackEvent.objects.filter(created_at__gt=since, created_at__lte=until).values_list("reason", flat=True)
-    return dict(sorted(Counter(rows).items()))
-
-
 def cost_series(window: str, now: datetime) -> list[dict[str, Any]]:
     """Cost per bucket and path over the window (oldest first), from the recorded turns."""
     step = BUCKETS[window]
@@ -142,6 +135,6 @@ def summary(window: str = "hour", *, now: datetime | None = None) -> dict[str, A
         "until": now,
         "percentile_method": "nearest-rank",
         "paths": {path: {**sessions[path], **turns[path]} for path in PATHS},
-        "fallbacks_by_reason": fallbacks_by_reason(since, now),
+        "fallbacks_by_reason": sources.fallbacks_by_reason(since, now),
         "cost_usd": total_cost["c"] or Decimal(0),
     }

@@ -9,16 +9,16 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from fallback.models import AuditEntry
-
 from . import workflow
 from .models import Visit
+from .signals import visits_purged
 
 
 def purge_visits(older_than_days: int, *, actor: str = "system:retention", reason: str = "retention") -> int:
     """Delete visits older than the given days, with their checkpointed conversations; returns the count.
 
-    Each run leaves an audit entry (who, when, why, how many) in the same transaction as the deletion.
+    Each run announces ``signals.visits_purged`` (who, why, how many) in the same transaction as the deletion;
+    the rollout's audit trail records it.
     """
     visits = Visit.objects.older_than(older_than_days)
     session_ids = list(visits.values_list("session_id", flat=True))
@@ -27,13 +27,7 @@ def purge_visits(older_than_days: int, *, actor: str = "system:retention", reaso
     with transaction.atomic():
         count, _ = Visit.objects.filter(session_id__in=session_ids).delete()
         purged = len(session_ids) if count else 0
-        AuditEntry.objects.create(
-            actor=actor,
-            action="visitors_purged",
-            reason=reason[:500],
-            before={"visits": purged, "older_than_days": older_than_days},
-            after={"visits": 0},
-        )
+        visits_purged.send(sender=Visit, actor=actor, reason=reason, purged=purged, older_than_days=older_than_days)
     return purged
 
 

@@ -41,7 +41,7 @@ from fallback.models import GuardStatus
 from metrics.alerts import active_alerts
 from metrics.serializers import ErrorSerializer
 from realtime.client import EMULATOR_API_KEY
-from voice.legacy import legacy_engines
+from speech.engines import legacy_engines
 
 PROBE_INTERVAL_SECONDS = 30.0
 PROBE_TIMEOUT_SECONDS = 3.0

@@ -4,13 +4,16 @@ the kiosk page."""
 from django.contrib import admin
 from django.urls import include, path
 
+from fallback import urls as fallback_urls
 from metrics import urls as metrics_urls
 from metrics.prometheus import metrics_view
 
 from . import health
 
+# The operations API: the metrics views, the rollout views and the health check, one namespace.
 api_patterns = [
     *metrics_urls.urlpatterns,
+    *fallback_urls.urlpatterns,
     path("realtime/health-check", health.HealthCheckView.as_view(), name="health-check"),
 ]
 

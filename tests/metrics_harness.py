@@ -48,7 +48,7 @@ def _main(mode: str, arg: str) -> dict:
         admission = admit_realtime_session(f"session-{param}-{index}")
         return {"admitted": admission.admitted, "reason": admission.reason, "estimate": str(admission.estimate_usd)}
     if mode == "committed":
-        from fallback.guards import committed_last_hour, reserved_unused, spend_last_hour
+        from metrics.ledger import committed_last_hour, reserved_unused, spend_last_hour
 
         return {
             "spend": str(spend_last_hour()),

@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fallback import guards
 from fallback.models import AuditEntry, EmergencyState, FallbackEvent
+from metrics import ledger
 from metrics.models import ApiToken, SessionMetric, TurnMetric
 from tests.metrics_fixtures import reference_prices  # noqa: F401
 
@@ -234,7 +235,7 @@ def test_prometheus_exposition_parses_and_equals_the_database(client, token, rec
     assert got[("reception_server_added_ms_sum", (("path", "realtime"),))] == 38
     assert got[("reception_upstream_first_audio_ms_bucket", (("le", "750"), ("path", "realtime")))] == 1
     assert got[("reception_upstream_first_audio_ms_count", (("path", "legacy"),))] == 1
-    assert got[("reception_realtime_spend_last_hour_usd", ())] == pytest.approx(float(guards.spend_last_hour()))
+    assert got[("reception_realtime_spend_last_hour_usd", ())] == pytest.approx(float(ledger.spend_last_hour()))
     assert got[("reception_guard_open", (("guard", "cost"),))] == 0
 
 

@@ -15,7 +15,7 @@ from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 
 from fallback import guards
-from fallback.models import CostBucket, CostReservation
+from metrics import ledger
 from metrics.collector import TurnRecord, write_batch
 from metrics.cost import (
     RealtimeUsage,
@@ -23,9 +23,9 @@ from metrics.cost import (
     cost_of_legacy_usage,
     cost_of_realtime_usage,
     cost_status,
-    settle_session_cost,
 )
-from metrics.models import ModelPrice, TurnMetric, UnknownPrice
+from metrics.ledger import settle_session_cost
+from metrics.models import CostBucket, CostReservation, ModelPrice, TurnMetric, UnknownPrice
 from metrics.stats import percentile, turn_stats
 from tests import metrics_harness
 from tests.metrics_fixtures import reference_prices  # noqa: F401
@@ -202,7 +202,7 @@ def test_rolling_hour_spend_matches_brute_force(buckets):
         (Decimal(m) / 10**6 for ago, m in buckets if minute - timedelta(minutes=ago) > now - timedelta(hours=1)),
         Decimal(0),
     )
-    assert guards.spend_last_hour(now=now) == expected
+    assert ledger.spend_last_hour(now=now) == expected
 
 
 # --- reservations: the hourly limit holds under concurrent admissions ------------------------------------
@@ -218,9 +218,9 @@ def test_reservation_counts_until_settled_and_turn_costs_replace_it(settings):
     assert cost_status().committed == Decimal("2.0")
     assert settle_session_cost("s0") == Decimal("0.3")
     assert settle_session_cost("s0") == 0  # settled once only
-    assert guards.committed_last_hour() == Decimal("1.7")
+    assert ledger.committed_last_hour() == Decimal("1.7")
     assert not admit_realtime_session("s9").admitted  # 1.7 + 0.5 > 2.0
-    guards.settle_session_cost("s1")
+    ledger.settle_session_cost("s1")
     assert admit_realtime_session("s9").admitted
 
 
@@ -232,7 +232,7 @@ def test_a_dead_process_reservation_expires(settings):
     assert admit_realtime_session("crashed", now=now).admitted  # its process then dies: never settled
     assert not admit_realtime_session("next", now=now + timedelta(minutes=9)).admitted
     later = now + timedelta(minutes=10, seconds=1)
-    assert guards.committed_last_hour(now=later) == 0
+    assert ledger.committed_last_hour(now=later) == 0
     assert admit_realtime_session("next", now=later).admitted
     assert CostReservation.objects.get(session_id="crashed").settled_at is None
 

@@ -10,7 +10,9 @@ from django.utils import timezone
 from fallback import guards
 from fallback.emergency import apply_action
 from fallback.models import AuditEntry, GuardState
-from fallback.services import decide_for_session, record_realtime_cost
+from fallback.services import decide_for_session
+from metrics import ledger
+from metrics.signals import realtime_spend_recorded
 from tests import fallback_harness
 
 pytestmark = pytest.mark.django_db
@@ -180,12 +182,14 @@ def test_cost_guard_opens_at_the_limit_and_closes_below_seventy_percent(settings
     assert state("cost").state == "closed"
 
 
-def test_record_realtime_cost_uses_the_effective_limit():
+def test_spend_the_metrics_writer_records_is_held_to_the_effective_limit():
     apply_action("set_cost_limit", actor="t", reason="tight budget", cost_limit=1)
-    assert record_realtime_cost(1.5) == "opened"
-    assert guards.spend_last_hour() == pytest.approx(1.5)
+    ledger.add_spend(1.5)
+    realtime_spend_recorded.send(sender=None, now=timezone.now())
+    assert state("cost").state == "open"
+    assert ledger.spend_last_hour() == pytest.approx(1.5)
     with pytest.raises(ValueError, match="negative"):
-        record_realtime_cost(-1)
+        ledger.add_spend(-1)
 
 
 def test_manual_reset_closes_the_guard_and_is_audited():

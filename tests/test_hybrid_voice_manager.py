@@ -12,9 +12,9 @@ import pytest
 from channels.db import database_sync_to_async
 
 from fallback.emergency import apply_action
-from fallback.guards import spend_last_hour
 from fallback.models import FallbackEvent, RoutingDecision
 from metrics.cost import cost_of_realtime_usage
+from metrics.ledger import spend_last_hour
 from realtime.emulator.audio import tone
 from realtime.emulator.reception_brain import build_reception_brain
 from tests.kiosk_client import collect_turn, collect_until, connect, last

@@ -9,7 +9,7 @@ import pytest
 from django.urls import reverse
 from django.utils import translation
 
-from fallback.models import Mode
+from metrics.models import Mode
 from reception.models import Kiosk, KioskPairing
 from voice.kiosk_auth import DEVICE_COOKIE
 

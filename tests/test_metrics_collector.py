@@ -15,11 +15,12 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from fallback import guards
-from fallback.models import CostBucket, FallbackEvent, GuardName, GuardState
+from fallback.models import FallbackEvent, GuardName, GuardState
 from metrics import collector as collector_module
+from metrics import ledger
 from metrics.alerts import evaluate_alerts
 from metrics.collector import MetricsCollector, get_collector
-from metrics.models import AlertState, SessionMetric, TurnMetric
+from metrics.models import AlertState, CostBucket, SessionMetric, TurnMetric
 from tests import metrics_harness
 from tests.metrics_fixtures import reference_prices  # noqa: F401
 
@@ -61,10 +62,10 @@ def test_a_session_is_recorded_with_its_turns_cost_paths_and_fallbacks(fresh_col
     # realtime turn 0.036176 + legacy turn 1000 × 0.15 / 1e6 = 0.00015
     assert session.cost_usd == Decimal("0.036326")
     assert (session.paths, session.turns, session.fallbacks, session.outcome) == ("realtime,legacy", 2, 1, "completed")
-    assert guards.spend_last_hour() == Decimal("0.036176")  # only Realtime spend feeds the hourly guard
+    assert ledger.spend_last_hour() == Decimal("0.036176")  # only Realtime spend feeds the hourly guard
     error_guard = GuardState.objects.get(name=GuardName.ERROR_RATE)
     assert error_guard.window_samples == 1 and error_guard.window_failures == 1  # upstream fallback = a failure
-    assert guards.reserved_unused() == 0  # settled after the last turn
+    assert ledger.reserved_unused() == 0  # settled after the last turn
 
 
 def test_recording_does_no_database_work_on_the_callers_thread(fresh_collector):
@@ -77,7 +78,8 @@ def test_recording_does_no_database_work_on_the_callers_thread(fresh_collector):
         assert len(queries) == 0
         time.sleep(0.3)  # the writer thread tries meanwhile, and has to wait for the lock
         assert fresh_collector.pending == 500
-        assert fresh_collector.writer_thread_ids and threading.get_ident() not in fresh_collector.writer_thread_ids
+        writer = fresh_collector._thread
+        assert writer is not None and writer.ident != threading.get_ident()
     assert fresh_collector.flush(timeout=15)
     assert TurnMetric.objects.count() == 500
 

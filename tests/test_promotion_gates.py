@@ -11,8 +11,9 @@ from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
+from fallback.autopilot import autopilot
 from fallback.emergency import ActionError, apply_action
-from fallback.gates import MIN_SESSIONS_PER_PATH, autopilot, promotion_gates
+from fallback.gates import MIN_SESSIONS_PER_PATH, promotion_gates
 from fallback.guards import record_fatal_upstream_error
 from fallback.models import AuditEntry, GuardState, RolloutConfig
 from metrics.models import Outcome, SessionMetric, TurnMetric

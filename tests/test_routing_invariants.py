@@ -18,8 +18,10 @@ from django.utils import timezone
 
 from fallback import guards, services
 from fallback.emergency import apply_action
-from fallback.models import CostReservation, FallbackEvent, GuardState, RoutingDecision
+from fallback.models import FallbackEvent, GuardState, RoutingDecision
 from fallback.services import decide_for_session, explain_session, record_fallback_event
+from metrics import ledger
+from metrics.models import CostReservation
 from tests import fallback_harness
 from tests.live_server import REPO, database_env
 from tests.metrics_fixtures import reference_prices  # noqa: F401  (Realtime admission needs prices)
@@ -83,7 +85,7 @@ def test_a_returning_realtime_session_whose_cost_no_longer_fits_moves_to_legacy(
     act("enable", percent=100)
     act("set_cost_limit", cost_limit=1.0)
     assert decide_for_session("visitor").realtime
-    guards.settle_session_cost("visitor")  # the kiosk dropped: its session ended and released its hold
+    ledger.settle_session_cost("visitor")  # the kiosk dropped: its session ended and released its hold
     guards.record_cost(0.8, 1.0)  # others spent meanwhile: 0.8 + 0.5 > 1.0
     back = decide_for_session("visitor")
     assert (back.mode, back.reason) == ("legacy", "fell_back:cost_limit")

@@ -36,7 +36,6 @@ from fallback.emergency import ActionError, apply_action
 from fallback.models import (
     DEFAULT_SALT,
     STAGE_PLAN,
-    CostReservation,
     FallbackEvent,
     FallbackReason,
     GuardName,
@@ -45,7 +44,10 @@ from fallback.models import (
     RoutingDecision,
 )
 from fallback.services import decide_for_session, explain_session, record_fallback_event
-from metrics.cost import cost_limit_per_hour, estimate_session_cost, settle_session_cost
+from metrics import ledger
+from metrics.cost import cost_limit_per_hour, estimate_session_cost
+from metrics.ledger import settle_session_cost
+from metrics.models import CostReservation
 from tests.metrics_fixtures import reference_prices  # noqa: F401
 
 pytestmark = pytest.mark.django_db
@@ -621,8 +623,8 @@ class RoutingMachine(RuleBasedStateMachine):
     @invariant()
     def spend_never_passes_the_limit_by_more_than_one_reservation(self):
         spend = self.spend_last_hour()
-        assert guards.spend_last_hour(now=self.now) == spend
-        assert guards.committed_last_hour(now=self.now) == self.committed()
+        assert ledger.spend_last_hour(now=self.now) == spend
+        assert ledger.committed_last_hour(now=self.now) == self.committed()
         if spend <= self.limit and not self.cost_stale:
             self.ceiling = self.limit + self.estimate
         assert spend <= self.ceiling

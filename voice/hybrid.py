@@ -23,9 +23,8 @@ from core.timing import TurnTiming
 from fallback import guards
 from fallback.emergency import COST_LIMIT_ACTION
 from fallback.models import FallbackReason
-from fallback.services import decide_for_session, record_fallback_event
+from fallback.services import decide_for_session, record_fallback_event, record_realtime_spend
 from metrics.collector import collector
-from metrics.cost import record_realtime_spend
 from realtime.errors import RealtimeError
 from realtime.kiosk import KioskOutput
 from realtime.processor import RealtimeAudioProcessor

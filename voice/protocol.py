@@ -6,15 +6,14 @@ Everything here is pure: a frame goes in, a `KioskMessage` or a `ProtocolError` 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
 
+from core.session_ids import SESSION_ID_PATTERN
 from realtime.kiosk import ProtocolError
 
-SESSION_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 LANGUAGES = ("ja", "en")
 CLIENT_MESSAGE_TYPES = (
     "session.start",

@@ -8,8 +8,8 @@ from django.core.management.base import BaseCommand
 
 from fallback.config import ENVIRONMENT_KILL_SWITCH, load_config, load_emergency
 from fallback.gates import promotion_gates
-from fallback.guards import spend_last_hour
 from fallback.models import GuardState, RolloutConfig
+from metrics.ledger import spend_last_hour
 
 
 class Command(BaseCommand):

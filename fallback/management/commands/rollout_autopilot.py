@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from fallback.gates import autopilot, autopilot_idle_reason
+from fallback.autopilot import autopilot, autopilot_idle_reason
 
 
 class Command(BaseCommand):
