@@ -18,13 +18,12 @@ from fallback.models import FallbackEvent, FallbackReason, GuardState
 from realtime.emulator.audio import tone
 from realtime.emulator.reception_brain import build_reception_brain
 from reception.models import Visit
-from tests.kiosk_client import collect_turn, collect_until, connect, last
-from tests.metrics_fixtures import reference_prices  # noqa: F401  (Realtime admission needs prices)
-from tests.realtime_fixtures import assert_no_leaked_tasks
-from tests.tcp_proxy import TcpProxy, silent_server, untrusted_tls_context
+from tests.support.kiosk_client import collect_turn, collect_until, connect, last
+from tests.support.realtime import assert_no_leaked_tasks
+from tests.support.tcp_proxy import TcpProxy, silent_server, untrusted_tls_context
 
-pytest_plugins = ["tests.realtime_fixtures"]
 pytestmark = [
+    pytest.mark.usefixtures("reference_prices"),  # Realtime admission needs prices
     pytest.mark.django_db(transaction=True),
     pytest.mark.usefixtures("isolated_workflow_state", "demo_directory"),
     pytest.mark.timeout(120),

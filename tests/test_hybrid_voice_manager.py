@@ -17,11 +17,10 @@ from fallback.models import FallbackEvent, RoutingDecision
 from metrics.cost import cost_of_realtime_usage
 from realtime.emulator.audio import tone
 from realtime.emulator.reception_brain import build_reception_brain
-from tests.kiosk_client import collect_turn, collect_until, connect, last
-from tests.metrics_fixtures import reference_prices  # noqa: F401  (Realtime admission needs prices)
-from tests.realtime_fixtures import assert_no_leaked_tasks
+from tests.support.kiosk_client import collect_turn, collect_until, connect, last
+from tests.support.realtime import assert_no_leaked_tasks
 
-pytest_plugins = ["tests.realtime_fixtures"]
+pytestmark = pytest.mark.usefixtures("reference_prices")  # Realtime admission needs prices
 
 
 def synthetic_voice(text: str, language: str | None) -> bytes:

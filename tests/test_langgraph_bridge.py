@@ -13,9 +13,8 @@ from realtime.bridge import LangGraphBridge, build_instructions, say_exactly, te
 from realtime.client import RealtimeClient
 from realtime.emulator import CallFunction, EmulatorServer, Say, ScriptedBrain
 from reception import workflow
-from tests.realtime_support import TEST_KEY, TIMEOUT, FakeKiosk
+from tests.support.realtime import TEST_KEY, TIMEOUT, FakeKiosk
 
-pytest_plugins = ["tests.realtime_fixtures"]
 pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.usefixtures("isolated_workflow_state", "demo_directory"),

@@ -13,10 +13,9 @@ from realtime.emulator.audio import silence
 from realtime.emulator.reception_brain import build_reception_brain
 from realtime.processor import RealtimeAudioProcessor
 from reception.models import HostNotification, Visit
-from tests.realtime_support import TEST_KEY, FakeKiosk
+from tests.support.realtime import TEST_KEY, FakeKiosk
 from voice.legacy import legacy_engines
 
-pytest_plugins = ["tests.realtime_fixtures"]
 pytestmark = [
     pytest.mark.speech,
     pytest.mark.django_db(transaction=True),

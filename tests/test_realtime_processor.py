@@ -16,10 +16,9 @@ from realtime.emulator import BrainContext, CallFunction, EmulatorServer, Reply,
 from realtime.emulator.audio import silence, tone
 from realtime.processor import EMULATOR_API_KEY, RealtimeAudioProcessor
 from reception import workflow
-from tests.realtime_support import TEST_KEY, TIMEOUT, FakeKiosk
+from tests.support.realtime import TEST_KEY, TIMEOUT, FakeKiosk
 from voice.protocol import ProtocolError
 
-pytest_plugins = ["tests.realtime_fixtures"]
 pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.usefixtures("isolated_workflow_state", "demo_directory"),
