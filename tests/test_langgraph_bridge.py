@@ -14,6 +14,7 @@ from realtime.client import RealtimeClient
 from realtime.emulator import CallFunction, EmulatorServer, Say, ScriptedBrain
 from reception import workflow
 from tests.support.realtime import TEST_KEY, TIMEOUT, FakeKiosk
+from tests.support.waiting import until
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -64,9 +65,7 @@ async def run_calls(
         for _ in calls:
             await client.create_item(USER_TURN)
             await client.create_response()
-            async with asyncio.timeout(TIMEOUT):
-                while client.response_active:  # noqa: ASYNC110 - a client property, no event to wait on
-                    await asyncio.sleep(0.01)
+            await until(lambda: not client.response_active, within=TIMEOUT, what="the response done")
         async with asyncio.timeout(TIMEOUT):
             await spoken.wait()
     finally:

@@ -47,7 +47,7 @@ async def say(processor: RealtimeAudioProcessor, kiosk: FakeKiosk, pcm: bytes) -
     speech = silence(200) + pcm + silence(1000)
     for start in range(0, len(speech), FRAME):
         await processor.feed_audio(speech[start : start + FRAME])
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.02)  # 20 ms frames in real time: the pacing is part of what is tested
 
 
 async def test_a_visitor_is_received_by_voice_in_realtime_mode(realtime_emulator, voices):

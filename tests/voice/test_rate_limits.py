@@ -18,6 +18,7 @@ from metrics.models import ApiToken
 from metrics.refusals import refusal_counts
 from reception.models import Kiosk
 from reception_project.asgi import application
+from tests.support import waiting
 from voice.rate_limits import KioskRateLimits, Limits, RateLimited
 
 pytestmark = pytest.mark.rate_limits  # these tests keep the kiosk rate limits (see tests/conftest.py)
@@ -93,9 +94,9 @@ async def drain_quiet(ws: WebsocketCommunicator) -> list[dict]:
 
 async def counts_reach(limit: str, expected: int) -> bool:
     """Whether the shared count of `limit` reaches `expected` within 5 s (refusals are counted in the background)."""
-    deadline = asyncio.get_running_loop().time() + 5
-    while refusal_counts()[limit] < expected and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110 - a cache count
-        await asyncio.sleep(0.01)
+    await waiting.until(
+        lambda: refusal_counts()[limit] >= expected, within=5, what=f"{expected} refusals counted as {limit!r}"
+    )
     return refusal_counts()[limit] == expected
 
 
@@ -139,15 +140,16 @@ async def test_a_kiosk_closed_for_flooding_is_refused_at_the_handshake_until_the
         assert not connected  # closed before accept: Daphne answers the handshake with HTTP 403
         await again.disconnect()
     assert await counts_reach("flooding", 3) and refusal_counts()["kiosk_connects"] == 0
-    deadline = asyncio.get_running_loop().time() + 5
-    while True:  # the flood window passes: the kiosk is welcome again
+
+    async def welcome() -> WebsocketCommunicator | None:
         again = communicator(key)
         connected, _ = await again.connect()
-        if connected or asyncio.get_running_loop().time() > deadline:
-            break
+        if connected:
+            return again
         await again.disconnect()
-        await asyncio.sleep(0.1)
-    assert connected
+        return None
+
+    again = await waiting.until(welcome, within=5, interval=0.1, what="the kiosk welcome again after the flood window")
     await again.send_json_to({"type": "session.start", "language": "en"})
     await until(again, lambda m: m.get("type") == "response.done")
     await again.disconnect()

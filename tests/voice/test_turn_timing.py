@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +27,8 @@ from realtime.emulator.reception_brain import build_reception_brain
 from realtime.processor import RealtimeAudioProcessor
 from reception.workflow.understanding import OpenAIChatUnderstanding
 from tests.support.kiosk_client import collect_turn, connect
-from tests.support.realtime import TEST_KEY, TIMEOUT, FakeKiosk, assert_no_leaked_tasks
+from tests.support.realtime import TEST_KEY, FakeKiosk, assert_no_leaked_tasks
+from tests.support.waiting import until
 from voice import legacy
 from voice.legacy import LegacyAudioService
 
@@ -48,12 +48,6 @@ def assert_split(timing: TurnTiming | None) -> TurnTiming:
     assert timing.upstream_ms >= 0 and timing.server_ms >= 0
     assert timing.upstream_ms + timing.server_ms == pytest.approx(timing.ttfa_ms)
     return timing
-
-
-async def until(condition: Callable[[], bool], within: float = TIMEOUT) -> None:
-    async with asyncio.timeout(within):
-        while not condition():  # noqa: ASYNC110 - the recorded turns are a plain list
-            await asyncio.sleep(0.01)
 
 
 # --- Realtime ------------------------------------------------------------------------------------------------
@@ -118,7 +112,7 @@ async def test_realtime_a_slow_model_is_upstream_and_a_slow_kiosk_link_is_ours(r
         run.kiosk.slow = True
         await run.processor.handle_text("株式会社テストの山田です")
         await run.kiosk.wait_for("response.done", count=2)
-        await until(lambda: len(run.timings) == 2)
+        await until(lambda: len(run.timings) == 2, what="two turn timings")
     finally:
         await run.processor.close()
     timing = assert_split(run.timings[1])
@@ -135,7 +129,7 @@ async def test_realtime_spoken_turn_starts_at_speech_stopped_and_is_split(realti
         for start in range(0, len(speech), FRAME):
             await run.processor.feed_audio(speech[start : start + FRAME])
         await run.kiosk.wait_for("response.done", count=2)
-        await until(lambda: len(run.timings) == 2)
+        await until(lambda: len(run.timings) == 2, what="two turn timings")
     finally:
         await run.processor.close()
     timing = assert_split(run.timings[1])
@@ -156,7 +150,7 @@ async def test_realtime_our_function_call_is_ours_not_the_upstreams(realtime_emu
     try:
         await run.processor.handle_text("株式会社テストの山田太郎です")
         await run.kiosk.wait_for("response.done", count=2)
-        await until(lambda: len(run.timings) == 3)
+        await until(lambda: len(run.timings) == 3, what="three turn timings")
     finally:
         await run.processor.close()
     assert run.timings[1] is None  # the function-call response had no audio
@@ -221,7 +215,7 @@ async def test_legacy_engines_and_chat_model_are_upstream_and_our_lookups_are_ou
     await service.open(None)  # typed so far: the greeting is not spoken
     try:
         await service.answer_recording(tone(500))
-        await until(lambda: bool(turns), within=30)
+        await until(lambda: turns, within=30, what="a recorded turn")
     finally:
         await service.close()
     assert engines.sentences >= 2, "the reply must have two sentences for this test to mean anything"
@@ -239,7 +233,7 @@ async def test_legacy_typed_turn_without_audio_is_split_too():
     await service.open(None)
     try:
         await service.handle_text("株式会社テストの山田太郎です。")
-        await until(lambda: bool(turns))
+        await until(lambda: turns, what="a recorded turn")
     finally:
         await service.close()
     timing = assert_split(TurnTiming(turns[0]["ttfa_ms"], turns[0]["upstream_ms"], turns[0]["server_ms"]))
