@@ -82,63 +82,9 @@ def test_client_knows_every_server_event_type_of_the_sdk():
     assert set(SERVER_MODELS) == SERVER_EVENT_TYPES
 
 
-async def test_sdk_session_against_the_emulator_sees_only_valid_server_events(realtime_emulator):
-    realtime_emulator.config.pace = 0.2
-    realtime_emulator.brain = ScriptedBrain(
-        [CallFunction("collect_visitor_info", {"visitor_name": "山田"}), Say("山田様、ようこそ。" * 4), Say("はい")],
-        transcripts=["山田です"],
-    )
-    client = AsyncOpenAI(api_key=TEST_KEY, websocket_base_url=realtime_emulator.base_url)
-    received: list[Any] = []
-
-    async def next_of(connection, event_type: str) -> Any:
-        async with asyncio.timeout(5):
-            async for event in connection:
-                received.append(event)
-                if event.type == event_type:
-                    return event
-        raise AssertionError(f"connection ended before {event_type}")
-
-    async with client.realtime.connect(model="gpt-realtime") as connection:
-        await next_of(connection, "session.created")
-        await connection.session.update(
-            session={
-                "type": "realtime",
-                "instructions": "受付",
-                "tools": [TOOL],
-                "audio": {"input": {"transcription": {"model": "whisper-1", "language": "ja"}}},
-            }
-        )
-        await next_of(connection, "session.updated")
-        await connection.input_audio_buffer.append(audio=base64.b64encode(tone(400) + silence(400)).decode())
-        call = await next_of(connection, "response.function_call_arguments.done")
-        await next_of(connection, "response.done")
-        await connection.conversation.item.create(
-            item={"type": "function_call_output", "call_id": call.call_id, "output": json.dumps({"reply": "ok"})}
-        )
-        await connection.response.create()
-        delta = await next_of(connection, "response.output_audio.delta")
-        await connection.response.cancel()
-        cancelled = await next_of(connection, "response.done")
-        await connection.conversation.item.truncate(item_id=delta.item_id, content_index=0, audio_end_ms=50)
-        await next_of(connection, "conversation.item.truncated")
-        await connection.session.update(session={"type": "realtime", "modalities": ["audio"]})  # type: ignore[typeddict-unknown-key]
-        error = await next_of(connection, "error")
-        await connection.input_audio_buffer.clear()
-        await next_of(connection, "input_audio_buffer.cleared")
-        await connection.input_audio_buffer.commit()
-        empty = await next_of(connection, "error")
-    await client.close()
-
-    assert call.name == "collect_visitor_info"
-    assert cancelled.response.status == "cancelled"
-    assert (error.error.code, error.error.param) == ("unknown_parameter", "session.modalities")
-    assert empty.error.code == "input_audio_buffer_commit_empty"
-    sent = realtime_emulator.sent
-    assert [e["type"] for e in sent] == [e.type for e in received]
-    for event in sent:
-        strictly_valid(event, SERVER_MODELS)
-    assert {e["type"] for e in sent} >= {
+# The server event types one whole session (below) must show, so that every one of them is checked.
+WHOLE_SESSION_EVENT_TYPES = frozenset(
+    {
         "session.created",
         "session.updated",
         "input_audio_buffer.speech_started",
@@ -164,6 +110,81 @@ async def test_sdk_session_against_the_emulator_sees_only_valid_server_events(re
         "input_audio_buffer.cleared",
         "error",
     }
+)
+
+
+class SdkEvents:
+    """The events an SDK connection yields, all recorded; `next_of` reads on to the next one of a type."""
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+        self.received: list[Any] = []
+
+    async def next_of(self, event_type: str) -> Any:
+        async with asyncio.timeout(5):
+            async for event in self.connection:
+                self.received.append(event)
+                if event.type == event_type:
+                    return event
+        raise AssertionError(f"connection ended before {event_type}")
+
+
+async def whole_session(events: SdkEvents) -> dict[str, Any]:
+    """A session as a kiosk holds it (speech, a function call, a reply cut short) plus two mistakes; the
+    events of note by name."""
+    connection, next_of = events.connection, events.next_of
+    await next_of("session.created")
+    await connection.session.update(
+        session={
+            "type": "realtime",
+            "instructions": "受付",
+            "tools": [TOOL],
+            "audio": {"input": {"transcription": {"model": "whisper-1", "language": "ja"}}},
+        }
+    )
+    await next_of("session.updated")
+    await connection.input_audio_buffer.append(audio=base64.b64encode(tone(400) + silence(400)).decode())
+    call = await next_of("response.function_call_arguments.done")
+    await next_of("response.done")
+    await connection.conversation.item.create(
+        item={"type": "function_call_output", "call_id": call.call_id, "output": json.dumps({"reply": "ok"})}
+    )
+    await connection.response.create()
+    delta = await next_of("response.output_audio.delta")
+    await connection.response.cancel()
+    cancelled = await next_of("response.done")
+    await connection.conversation.item.truncate(item_id=delta.item_id, content_index=0, audio_end_ms=50)
+    await next_of("conversation.item.truncated")
+    await connection.session.update(session={"type": "realtime", "modalities": ["audio"]})  # type: ignore[typeddict-unknown-key]
+    error = await next_of("error")
+    await connection.input_audio_buffer.clear()
+    await next_of("input_audio_buffer.cleared")
+    await connection.input_audio_buffer.commit()
+    empty = await next_of("error")
+    return {"call": call, "cancelled": cancelled, "error": error, "empty": empty}
+
+
+async def test_sdk_session_against_the_emulator_sees_only_valid_server_events(realtime_emulator):
+    realtime_emulator.config.pace = 0.2
+    realtime_emulator.brain = ScriptedBrain(
+        [CallFunction("collect_visitor_info", {"visitor_name": "山田"}), Say("山田様、ようこそ。" * 4), Say("はい")],
+        transcripts=["山田です"],
+    )
+    client = AsyncOpenAI(api_key=TEST_KEY, websocket_base_url=realtime_emulator.base_url)
+    async with client.realtime.connect(model="gpt-realtime") as connection:
+        events = SdkEvents(connection)
+        noted = await whole_session(events)
+    await client.close()
+
+    assert noted["call"].name == "collect_visitor_info"
+    assert noted["cancelled"].response.status == "cancelled"
+    assert (noted["error"].error.code, noted["error"].error.param) == ("unknown_parameter", "session.modalities")
+    assert noted["empty"].error.code == "input_audio_buffer_commit_empty"
+    sent = realtime_emulator.sent
+    assert [e["type"] for e in sent] == [e.type for e in events.received]
+    for event in sent:
+        strictly_valid(event, SERVER_MODELS)
+    assert {e["type"] for e in sent} >= WHOLE_SESSION_EVENT_TYPES
 
 
 async def test_every_event_realtime_client_sends_is_a_valid_client_event(realtime_emulator):
