@@ -43,7 +43,7 @@ async def say(processor: RealtimeAudioProcessor, kiosk: FakeKiosk, pcm: bytes) -
     as a kiosk microphone does."""
     playback = processor._playback
     if playback is not None:
-        await asyncio.sleep(max(0.0, playback.ends_at() - time.monotonic()))
+        await asyncio.sleep(max(0.0, playback.ends_at() - time.monotonic()))  # the kiosk plays at 1x
     speech = silence(200) + pcm + silence(1000)
     for start in range(0, len(speech), FRAME):
         await processor.feed_audio(speech[start : start + FRAME])

@@ -62,7 +62,7 @@ class SlowBrain(ScriptedBrain):
 
     async def respond(self, context: BrainContext) -> Reply:
         if self.contexts:
-            await asyncio.sleep(self.delay)
+            await asyncio.sleep(self.delay)  # the injected delay: a slow model
         return await super().respond(context)
 
 
@@ -77,7 +77,7 @@ class SlowKiosk(FakeKiosk):
     async def send_audio(self, pcm16: bytes) -> None:
         if self.slow:
             self.slow = False
-            await asyncio.sleep(self.delay)
+            await asyncio.sleep(self.delay)  # the injected delay: a slow kiosk link
         await super().send_audio(pcm16)
 
 
@@ -178,12 +178,12 @@ class SlowEngines:
         self.sentences = 0
 
     def transcribe(self, pcm16_16k: bytes, language: str, hint: str) -> Transcript:
-        time.sleep(DELAY)
+        time.sleep(DELAY)  # the injected delay: slow speech recognition
         return Transcript("株式会社テストの山田太郎です。")
 
     def synthesize(self, sentence: str, language: str) -> bytes:
         self.sentences += 1
-        time.sleep(DELAY if self.sentences == 1 else 2.0)
+        time.sleep(DELAY if self.sentences == 1 else 2.0)  # injected: slow synthesis, slower after the first
         return bytes(4800)
 
 
@@ -191,7 +191,7 @@ def slow_chat_model() -> OpenAIChatUnderstanding:
     """The chat-model understanding over a fake endpoint that answers after `DELAY`."""
 
     def answer(request: httpx.Request) -> httpx.Response:
-        time.sleep(DELAY)
+        time.sleep(DELAY)  # the injected delay: a slow chat model
         content = {"visitor_name": "山田太郎", "company_name": "株式会社テスト"}
         return httpx.Response(200, json={"choices": [{"message": {"content": json.dumps(content)}}]})
 
