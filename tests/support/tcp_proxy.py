@@ -1,8 +1,8 @@
 """A TCP proxy on 127.0.0.1 for upstream fault tests: fragmentation, a hard kill, TLS in front.
 
-`slice_bytes` re-sends each chunk in small pieces with a delay (F13); `kill()` aborts every
-connection without a close frame (a dropped upstream, F5/F14); `ssl_context` terminates TLS with a
-certificate the client does not trust (F2).
+`slice_bytes` re-sends each chunk in small pieces with a delay (a fragmented stream); `kill()` aborts every
+connection without a close frame (a dropped upstream); `ssl_context` terminates TLS with a
+certificate the client does not trust.
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def untrusted_tls_context(directory: Path) -> ssl.SSLContext:
 
 
 async def silent_server() -> tuple[asyncio.Server, int]:
-    """Accepts TCP connections and never answers: a handshake that stalls (F3)."""
+    """Accepts TCP connections and never answers: a handshake that stalls."""
     held: list[asyncio.StreamWriter] = []
 
     async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
