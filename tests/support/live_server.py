@@ -7,13 +7,14 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
+
+from tests.support.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres")
@@ -27,16 +28,17 @@ def free_port() -> int:
 
 def wait_for_port(port: int, timeout: float = 30.0, process: subprocess.Popen | None = None, log: Path | None = None):
     """Until something listens on 127.0.0.1:port; fails early if `process` exits."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def listening() -> bool:
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"the server exited early:\n{log.read_text() if log else ''}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
+                return True
         except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"nothing listened on port {port} in time")
+            return False
+
+    wait_until(listening, within=timeout, interval=0.1, what=f"something listening on port {port}")
 
 
 @contextmanager
