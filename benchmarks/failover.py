@@ -28,7 +28,7 @@ import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.live_server import LiveServer, free_port, throwaway_database, wait_for_port
+from tests.support.live_server import LiveServer, free_port, throwaway_database, wait_for_port
 
 NAME, HOST = "株式会社テストの山田太郎です。", "鈴木さんと10時にお約束があります。"
 DRILL_KEY = "sk-drill"  # the emulator started without --accept-key takes any key

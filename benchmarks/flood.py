@@ -38,7 +38,7 @@ from pathlib import Path
 import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.live_server import LiveServer, free_port, throwaway_database, wait_for_port
+from tests.support.live_server import LiveServer, free_port, throwaway_database, wait_for_port
 
 TURNS = ["Hi, I'm John Smith from Acme Corp.", "I'm here to see Mr. Tanaka about the contract.", "Yes"]
 CANCEL = json.dumps({"type": "response.cancel"})

@@ -39,7 +39,7 @@ from speech.audio import KIOSK_SAMPLE_RATE, RECOGNITION_SAMPLE_RATE, resample_pc
 from speech.engines import get_speech_engines  # noqa: E402
 from speech.tts import split_sentences  # noqa: E402
 from speech.vad import UtteranceSegmenter  # noqa: E402
-from tests.live_server import LiveServer, throwaway_database  # noqa: E402
+from tests.support.live_server import LiveServer, throwaway_database  # noqa: E402
 
 FRAME_BYTES = 960  # 20 ms
 UTTERANCES = {

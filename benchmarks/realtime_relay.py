@@ -49,7 +49,7 @@ from realtime.client import RealtimeClient  # noqa: E402
 from realtime.emulator import EmulatorConfig, EmulatorServer, Say, ScriptedBrain  # noqa: E402
 from realtime.emulator.audio import silence, tone  # noqa: E402
 from realtime.processor import RealtimeAudioProcessor  # noqa: E402
-from tests.realtime_support import TEST_KEY  # noqa: E402
+from tests.support.realtime import TEST_KEY  # noqa: E402
 from voice.hybrid import HybridVoiceManager  # noqa: E402
 
 FRAME = 960  # 20 ms of PCM16 24 kHz

@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.failover import percentile
-from tests.live_server import REPO, database_env, migrated_postgres, migrated_sqlite
+from tests.support.live_server import REPO, database_env, migrated_postgres, migrated_sqlite
 
 
 def decide(session_id: str):

@@ -30,7 +30,7 @@ from pathlib import Path
 import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.live_server import LiveServer, throwaway_database
+from tests.support.live_server import LiveServer, throwaway_database
 
 CONVERSATIONS = {
     "ja": ["株式会社テストの山田太郎です。", "鈴木さんと10時にお約束があります。", "はい"],

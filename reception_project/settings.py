@@ -53,8 +53,8 @@ CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": ["'self'"],
         "script-src": ["'self'"],
-        # The hash is Django admin's one inline <style> (change_list.html without actions); tests/test_security.py
-        # checks it still matches the installed Django.
+        # The hash is Django admin's one inline <style> (change_list.html without actions);
+        # tests/project/test_security.py checks it still matches the installed Django.
         "style-src": ["'self'", "'sha256-blvLUW3UscWqsXGByNOqdBboM+ShWAuugp2mC/wbafU='", NONCE],
         "img-src": ["'self'", "data:"],
         "connect-src": ["'self'"],

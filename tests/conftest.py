@@ -1,17 +1,23 @@
-"""Shared fixtures: isolated workflow state per test, kiosks with keys, the demo directory."""
+"""Shared fixtures: isolated workflow state per test, kiosks with keys, the demo directory, the reference prices,
+a running Realtime emulator."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
+from collections.abc import AsyncIterator
 
 # Tests load the speech models only where they use them (and the live servers they start, never).
 os.environ.setdefault("SPEECH_WARM_UP", "false")
 
 import pytest
+from django.apps import apps
 
+from realtime.emulator import EmulatorConfig, EmulatorServer, ScriptedBrain
 from reception.demo import create_demo_data
 from reception.models import Kiosk
+from tests.support.realtime import TEST_KEY, assert_no_leaked_tasks
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -71,6 +77,29 @@ def kiosk_and_key(db) -> tuple[Kiosk, str]:
     key = kiosk.set_new_key()
     kiosk.save()
     return kiosk, key
+
+
+@pytest.fixture
+def reference_prices():
+    """The price table re-seeded from its data migration (idempotent): a transactional test's flush removes
+    migration data, and Realtime admission and the cost figures need prices."""
+    importlib.import_module("metrics.migrations.0002_seed_prices").seed(apps, None)
+
+
+@pytest.fixture
+async def realtime_emulator() -> AsyncIterator[EmulatorServer]:
+    """A started emulator on a free 127.0.0.1 port that accepts TEST_KEY, with a ScriptedBrain.
+
+    Tests replace `server.brain`, `server.config` fields or call `server.set_faults(...)` as they need.
+    On teardown the server stops and no asyncio task may be left running.
+    """
+    server = EmulatorServer(ScriptedBrain(), config=EmulatorConfig(accepted_keys=frozenset({TEST_KEY})))
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+        await assert_no_leaked_tasks()
 
 
 @pytest.fixture(autouse=True)

@@ -4,7 +4,6 @@ The emergency stop across server processes is in test_emergency_multiprocess.py.
 
 from __future__ import annotations
 
-import asyncio
 import os
 from decimal import Decimal
 
@@ -17,11 +16,11 @@ from metrics.cost import cost_of_realtime_usage
 from metrics.ledger import spend_last_hour
 from realtime.emulator.audio import tone
 from realtime.emulator.reception_brain import build_reception_brain
-from tests.kiosk_client import collect_turn, collect_until, connect, last
-from tests.metrics_fixtures import reference_prices  # noqa: F401  (Realtime admission needs prices)
-from tests.realtime_fixtures import assert_no_leaked_tasks
+from tests.support.kiosk_client import collect_turn, collect_until, connect, last
+from tests.support.realtime import assert_no_leaked_tasks
+from tests.support.waiting import until
 
-pytest_plugins = ["tests.realtime_fixtures"]
+pytestmark = pytest.mark.usefixtures("reference_prices")  # Realtime admission needs prices
 
 
 def synthetic_voice(text: str, language: str | None) -> bytes:
@@ -112,11 +111,12 @@ async def spend() -> Decimal:
 
 async def wait_for_spend(above: Decimal) -> Decimal:
     """The session prices each response as soon as it is done; wait (bounded) until it is in the hour."""
-    for _ in range(200):
-        if (total := await spend()) > above:
-            return total
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"no spend above {above} USD was recorded")
+
+    async def spend_above() -> Decimal | None:
+        total = await spend()
+        return total if total > above else None
+
+    return await until(spend_above, within=2.0, what=f"a spend above {above} USD in the hour")
 
 
 @pytest.mark.django_db(transaction=True)

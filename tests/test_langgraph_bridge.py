@@ -13,9 +13,9 @@ from realtime.bridge import LangGraphBridge, build_instructions, say_exactly, te
 from realtime.client import RealtimeClient
 from realtime.emulator import CallFunction, EmulatorServer, Say, ScriptedBrain
 from reception import workflow
-from tests.realtime_support import TEST_KEY, TIMEOUT, FakeKiosk
+from tests.support.realtime import TEST_KEY, TIMEOUT, FakeKiosk
+from tests.support.waiting import until
 
-pytest_plugins = ["tests.realtime_fixtures"]
 pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.usefixtures("isolated_workflow_state", "demo_directory"),
@@ -64,9 +64,7 @@ async def run_calls(
         for _ in calls:
             await client.create_item(USER_TURN)
             await client.create_response()
-            async with asyncio.timeout(TIMEOUT):
-                while client.response_active:  # noqa: ASYNC110 - a client property, no event to wait on
-                    await asyncio.sleep(0.01)
+            await until(lambda: not client.response_active, within=TIMEOUT, what="the response done")
         async with asyncio.timeout(TIMEOUT):
             await spoken.wait()
     finally:

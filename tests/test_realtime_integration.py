@@ -14,9 +14,8 @@ from realtime.emulator.reception_brain import build_reception_brain
 from realtime.processor import RealtimeAudioProcessor
 from reception.models import HostNotification, Visit
 from speech.engines import legacy_engines
-from tests.realtime_support import TEST_KEY, FakeKiosk
+from tests.support.realtime import TEST_KEY, FakeKiosk
 
-pytest_plugins = ["tests.realtime_fixtures"]
 pytestmark = [
     pytest.mark.speech,
     pytest.mark.django_db(transaction=True),
@@ -44,11 +43,11 @@ async def say(processor: RealtimeAudioProcessor, kiosk: FakeKiosk, pcm: bytes) -
     as a kiosk microphone does."""
     playback = processor.replies.playback
     if playback is not None:
-        await asyncio.sleep(max(0.0, playback.ends_at() - time.monotonic()))
+        await asyncio.sleep(max(0.0, playback.ends_at() - time.monotonic()))  # the kiosk plays at 1x
     speech = silence(200) + pcm + silence(1000)
     for start in range(0, len(speech), FRAME):
         await processor.feed_audio(speech[start : start + FRAME])
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.02)  # 20 ms frames in real time: the pacing is part of what is tested
 
 
 async def test_a_visitor_is_received_by_voice_in_realtime_mode(realtime_emulator, voices):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -18,9 +18,9 @@ from realtime.errors import RealtimeConnectionError, RealtimeHandshakeError
 from realtime.kiosk import ProtocolError
 from realtime.processor import RealtimeAudioProcessor
 from reception import workflow
-from tests.realtime_support import TEST_KEY, TIMEOUT, FakeKiosk
+from tests.support.realtime import TEST_KEY, TIMEOUT, FakeKiosk
+from tests.support.waiting import stays, until
 
-pytest_plugins = ["tests.realtime_fixtures"]
 pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.usefixtures("isolated_workflow_state", "demo_directory"),
@@ -81,9 +81,8 @@ class Harness:
 
     async def failure(self, within: float = TIMEOUT) -> tuple[str, Exception | None]:
         """The one failure report; a second one within 0.3 s fails the test."""
-        await until(lambda: bool(self.failures), within)
-        await asyncio.sleep(0.3)
-        assert len(self.failures) == 1, self.failures
+        await until(lambda: self.failures, within=within, what="a failure report")
+        await stays(lambda: len(self.failures) == 1, seconds=0.3, what=lambda: f"one failure report: {self.failures}")
         return self.failures[0]
 
 
@@ -109,20 +108,14 @@ def appended_bytes(events: list[dict[str, Any]]) -> int:
 async def feed(processor: RealtimeAudioProcessor, pcm: bytes, *, paced: bool = False) -> None:
     for start in range(0, len(pcm), FRAME):
         await processor.feed_audio(pcm[start : start + FRAME])
-        await asyncio.sleep(0.02 if paced else 0)
+        await asyncio.sleep(0.02 if paced else 0)  # paced: in real time, as a microphone sends it
 
 
 async def played_out(processor: RealtimeAudioProcessor) -> None:
-    """Wait until the kiosk has played everything it was sent (it plays at 1x)."""
+    """Wait until the kiosk has played everything it was sent (it plays at 1x: the time is the behaviour)."""
     playback = processor.replies.playback
     if playback is not None:
         await asyncio.sleep(max(0.0, playback.ends_at() - time.monotonic()))
-
-
-async def until(condition: Callable[[], bool], within: float = TIMEOUT) -> None:
-    async with asyncio.timeout(within):
-        while not condition():  # noqa: ASYNC110 - emulator and processor state are plain attributes
-            await asyncio.sleep(0.01)
 
 
 async def test_open_declares_the_tools_and_speaks_the_greeting(harness):
@@ -154,13 +147,15 @@ async def test_audio_relay_both_ways_with_transcripts_and_server_vad(harness):
     heard = await kiosk.wait_for("transcript", role="visitor")
     assert heard == {"type": "transcript", "role": "visitor", "text": "山田です", "final": True}
     await kiosk.wait_for("response.done", count=2)
-    await until(lambda: appended_bytes(harness.server.received) == len(speech))  # every frame, in order
+    await until(lambda: appended_bytes(harness.server.received) == len(speech), what="every frame appended")
     sent_audio = sum(
         len(base64.b64decode(e["delta"])) for e in harness.server.sent if e["type"] == "response.output_audio.delta"
     )
     assert len(kiosk.audio) == sent_audio > greeting_audio
     assert kiosk.of_type("transcript", role="assistant", final=True)[-1]["text"] == "承知しました。"
-    assert processor.clock.last_latency is not None and processor.clock.last_latency < 2
+    assert (
+        processor.clock.last_latency is not None and processor.clock.last_latency > 0
+    )  # measured (its size: benchmarks)
     assert set(processor.unanswered_utterance) <= {0}  # the speech was answered; only trailing silence is left
 
 
@@ -187,8 +182,8 @@ async def test_function_calls_update_the_visit_and_only_spoken_responses_end_a_k
     await kiosk.wait_for("response.done", count=2)
     visit = kiosk.of_type("visit.updated")[-1]
     assert visit["visitor_name"] == "山田太郎" and visit["company_name"] == "株式会社テスト"
-    await asyncio.sleep(0.2)
-    assert len(kiosk.of_type("response.done")) == 2  # greeting and the reply, not the function-call response
+    # greeting and the reply, not the function-call response
+    await stays(lambda: len(kiosk.of_type("response.done")) == 2, seconds=0.2, what="two response.done at the kiosk")
     assert len(received(harness.server, "response.create")) == 3
 
 
@@ -211,22 +206,21 @@ async def test_interrupt_cancels_then_truncates_at_what_the_kiosk_played(harness
     await processor.handle_text("お願いします")
     await kiosk.wait_for_audio(before + 1)
     first_chunk_at = time.monotonic()
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(0.5)  # the kiosk plays half a second of the reply before the visitor cuts in
     await processor.interrupt()
     played_ms = (time.monotonic() - first_chunk_at) * 1000
     sent_ms = (len(kiosk.audio) - before) // 48
 
     assert kiosk.messages[-1] == {"type": "response.done", "status": "cancelled"}
-    await until(lambda: harness.server.received[-1]["type"] == "conversation.item.truncate")
+    await until(lambda: harness.server.received[-1]["type"] == "conversation.item.truncate", what="the truncate")
     kinds = [e["type"] for e in harness.server.received]
     assert kinds[-2:] == ["response.cancel", "conversation.item.truncate"]
     truncate = harness.server.received[-1]
     assert truncate["audio_end_ms"] <= sent_ms
     assert abs(truncate["audio_end_ms"] - played_ms) < 150
     audio_at_cut = len(kiosk.audio)
-    await until(lambda: not processor._client.response_active)
-    await asyncio.sleep(0.2)
-    assert len(kiosk.audio) == audio_at_cut  # nothing more of the cut reply
+    await until(lambda: not processor._client.response_active, what="the cut response ended upstream")
+    await stays(lambda: len(kiosk.audio) == audio_at_cut, seconds=0.2, what="nothing more of the cut reply")
     assert len(kiosk.of_type("response.done", status="cancelled")) == 1
     assert received(harness.server, "conversation.item.truncate")  # accepted: no error came back
     assert not [e for e in harness.server.sent if e["type"] == "error"]
@@ -239,7 +233,7 @@ async def test_visitor_speech_during_the_reply_is_a_barge_in(harness):
     before = len(kiosk.audio)
     await processor.handle_text("お願いします")
     await kiosk.wait_for_audio(before + 1)
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(0.3)  # the kiosk plays 0.3 s of the reply before the visitor speaks
     await feed(processor, tone(300))
     await kiosk.wait_for("response.done", status="cancelled")
     [truncate] = received(harness.server, "conversation.item.truncate")
@@ -256,7 +250,7 @@ async def test_session_renewal_is_invisible_to_the_kiosk(harness):
     seen = len(kiosk.messages)
     fed = silence(1500)
     await feed(processor, fed, paced=True)  # 1.5 s of kiosk audio across at least one swap
-    await until(lambda: not processor._swapping)
+    await until(lambda: not processor._swapping, what="the session swap done")
     assert processor.sessions_opened == len(server.sessions) >= 3  # renewed during the greeting and the audio
 
     latest = server.sessions[-1]
@@ -270,7 +264,7 @@ async def test_session_renewal_is_invisible_to_the_kiosk(harness):
         "role": "user",
         "content": [{"type": "input_text", "text": "株式会社テストの山田です"}],
     }
-    await until(lambda: appended_bytes(server.received) == len(fed))  # nothing lost during swaps
+    await until(lambda: appended_bytes(server.received) == len(fed), what="all audio appended across swaps")
     assert kiosk.messages[seen:] == []  # no error, no mode change
     assert harness.failures == []
     await processor.handle_text("打ち合わせです")
@@ -283,7 +277,7 @@ async def test_session_expired_is_handled_by_renewal(harness):
     processor, kiosk = await harness.opened()
     (await server.wait_for_session(0)).expire()
     await server.wait_for_session(1)
-    await until(lambda: not processor._swapping and processor.sessions_opened == 2)
+    await until(lambda: not processor._swapping and processor.sessions_opened == 2, what="the second session live")
     await processor.handle_text("こんにちは")
     await kiosk.wait_for("response.done", count=2)
     assert received(server, "response.create", session=1)
@@ -346,8 +340,7 @@ async def test_benign_error_events_are_not_failures(harness):
     processor, _ = await harness.opened()
     harness.server.set_faults(error_code="response_cancel_not_active")
     await processor.interrupt()
-    await asyncio.sleep(0.3)
-    assert harness.failures == []
+    await stays(lambda: not harness.failures, seconds=0.3, what=lambda: f"no failure report: {harness.failures}")
 
 
 async def test_slow_answers_are_reported_as_latency(harness):

@@ -1,0 +1,210 @@
+"""Times said in words or digits, polite answers that are no names, and names and companies reconciled by reading
+with today's appointments and the staff directory (Japanese and English)."""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+
+import pytest
+from django.utils import timezone
+
+from reception.models import Appointment, Visit
+from reception.workflow.names import Person, reads_as, recognition_vocabulary
+from reception.workflow.outcome import find_appointment
+from reception.workflow.reconcile import reconcile
+from reception.workflow.rules import RuleBasedUnderstanding
+from reception.workflow.times import parse_time, spoken_time
+from reception.workflow.understanding import Understanding
+
+STAFF = [
+    Person(1, "鈴木 美咲", "すずき みさき", "Misaki Suzuki", "人事部"),
+    Person(2, "中村 健", "なかむら けん", "Ken Nakamura", "営業部"),
+    Person(3, "佐藤 健", "さとう けん", "Ken Sato", "総務部"),
+]
+
+
+def _today_at(hour: int, minute: int = 0) -> datetime:
+    return timezone.make_aware(datetime.combine(timezone.localdate(), time(hour, minute)))
+
+
+def _appointment(pk: int, name: str, company: str, host_id: int, hour: int) -> Person:
+    return Person(pk, name, department=company, extra={"host_id": host_id, "start": _today_at(hour)})
+
+
+APPOINTMENTS = [
+    _appointment(10, "中村 一", "株式会社さくら精機", 1, 10),
+    _appointment(11, "山田 太郎", "株式会社テスト", 3, 14),
+    _appointment(12, "Jane Doe", "Globex", 3, 16),
+]
+
+
+@pytest.fixture
+def rules():
+    return RuleBasedUnderstanding(lambda: STAFF)
+
+
+@pytest.mark.parametrize(
+    ("said", "expected"),
+    [
+        ("十時", (10, 0)),
+        ("十四時にお約束", (14, 0)),
+        ("10時半", (10, 30)),
+        ("午後2時", (14, 0)),
+        ("午前十一時十五分", (11, 15)),
+        ("２時", (14, 0)),  # office hours: two o'clock is in the afternoon
+        ("10:30", (10, 30)),
+        ("two o'clock", (14, 0)),
+        ("2 pm", (14, 0)),
+        ("2:30 p.m.", (14, 30)),
+        ("half past ten", (10, 30)),
+        ("an appointment at ten", (10, 0)),
+        ("充実にお約束", None),
+        ("2時間ほど", None),
+        ("Q3 2024 report", None),
+    ],
+)
+def test_times_said_in_words_or_digits(said, expected):
+    assert parse_time(said) == expected
+
+
+def test_times_are_read_back_as_times():
+    assert spoken_time(10, 0, "ja") == "10時"
+    assert spoken_time(14, 30, "ja") == "14時30分"
+    assert spoken_time(10, 0, "en") == "10:00"
+
+
+@pytest.mark.parametrize(
+    ("text", "language", "expected"),
+    [
+        ("鈴木さんと、十時にお約束があります。", "ja", {"host_name": "鈴木", "purpose": "10時のお約束"}),
+        ("十四時に佐藤さんとアポがあります", "ja", {"host_name": "佐藤", "purpose": "14時のお約束"}),
+        ("10時半にお約束です", "ja", {"purpose": "10時30分のお約束"}),
+        ("I have an appointment with Mr. Sato at two o'clock", "en", {"purpose": "appointment at 14:00"}),
+        ("I have an appointment at 2 pm", "en", {"purpose": "appointment at 14:00"}),
+        ("My appointment is at 10:30 with Ms. Suzuki", "en", {"purpose": "appointment at 10:30"}),
+        ("I have an appointment with Mr. Sato about the contract", "en", {"purpose": "contract"}),
+    ],
+)
+def test_an_appointment_statement_becomes_its_time(rules, text, language, expected):
+    result = rules.understand(text, language)
+    for key, value in expected.items():
+        assert getattr(result, key) == value, (key, result)
+
+
+@pytest.mark.parametrize(
+    ("text", "language", "expecting"),
+    [
+        ("お願いします", "ja", "visitor_name"),
+        ("お願いします", "ja", "company_name"),
+        ("はい、お願いします。", "ja", "company_name"),
+        ("はい、そうです", "ja", "company_name"),
+        ("そうです", "ja", "visitor_name"),
+        ("よろしくお願いします", "ja", "visitor_name"),
+        ("よろしくお願いします", "ja", ""),
+        ("please", "en", "company_name"),
+        ("thank you", "en", "visitor_name"),
+        ("yes please", "en", "company_name"),
+        ("that's right", "en", "visitor_name"),
+    ],
+)
+def test_polite_answers_are_never_names_or_companies(rules, text, language, expecting):
+    result = rules.understand(text, language, expecting)
+    assert (result.visitor_name, result.company_name, result.host_name) == ("", "", ""), result
+
+
+def test_a_heard_string_may_be_read_as_the_expected_one():
+    assert reads_as("作ら星期", "さくらせいき")
+    assert reads_as("仲村", "なかむら")
+    assert not reads_as("充実", "なかむら")
+
+
+def _reconciled(language: str = "ja", state: dict | None = None, **heard) -> Understanding:
+    return reconcile(Understanding(**heard), state or {}, language, STAFF, APPOINTMENTS)
+
+
+def test_a_company_heard_is_the_expected_one_with_the_same_reading():
+    assert _reconciled(company_name="株式会社作ら星期").company_name == "株式会社さくら精機"
+    assert _reconciled(company_name="株式会社テスト").company_name == "株式会社テスト"
+    assert _reconciled(company_name="株式会社知らない").company_name == "株式会社知らない"
+
+
+def test_names_heard_are_the_expected_visitor_and_staff_with_the_same_reading():
+    assert _reconciled(visitor_name="仲村").visitor_name == "中村"
+    assert _reconciled(visitor_name="山田太郎").visitor_name == "山田太郎"
+    assert _reconciled(host_name="仲村").host_name == "中村"
+    assert _reconciled(host_name="すずき").host_name == "鈴木"
+    assert _reconciled("en", visitor_name="Jane Doe").visitor_name == "Jane Doe"
+
+
+def test_a_reading_shared_by_two_candidates_keeps_what_was_heard():
+    staff = [*STAFF, Person(4, "中邑 優", "なかむら ゆう", "Yu Nakamura", "開発部")]
+    result = reconcile(Understanding(host_name="仲村"), {}, "ja", staff, APPOINTMENTS)
+    assert result.host_name == "仲村"
+
+
+def test_a_time_not_understood_takes_the_hosts_one_appointment():
+    assert _reconciled(host_name="鈴木", purpose="充実にお約束").purpose == "10時のお約束"
+    later = _reconciled(state={"host_name": "鈴木"}, purpose="充実にお約束")
+    assert later.purpose == "10時のお約束"
+    assert _reconciled("en", host_name="Suzuki", purpose="appointment").purpose == "appointment at 10:00"
+    # 佐藤 has two appointments today: nothing to choose from.
+    assert _reconciled(host_name="佐藤", purpose="充実にお約束").purpose == "充実にお約束"
+    assert _reconciled(host_name="鈴木", purpose="打ち合わせ").purpose == "打ち合わせ"
+    assert _reconciled(host_name="鈴木", purpose="会議室の予約について").purpose == "会議室の予約について"
+
+
+def test_polite_words_given_as_fields_are_dropped():
+    result = _reconciled(company_name="お願いします", visitor_name="はい、そうです", purpose="打ち合わせ")
+    assert (result.company_name, result.visitor_name, result.purpose) == ("", "", "打ち合わせ")
+    assert _reconciled("en", company_name="Yes please").company_name == ""
+
+
+def test_the_time_said_picks_the_appointment_when_the_visitor_has_several():
+    morning = _appointment(20, "山田 太郎", "株式会社テスト", 3, 10)
+    afternoon = _appointment(21, "山田 太郎", "株式会社テスト", 3, 15)
+    both = [morning, afternoon]
+    assert find_appointment("山田太郎", "", {3}, both, "15時のお約束") == afternoon
+    assert find_appointment("Taro Yamada", "", {3}, both, "appointment at 10:00") == morning
+
+
+@pytest.mark.django_db
+def test_the_misheard_visitor_story_completes(workflow, kiosk, directory):
+    Appointment.objects.create(
+        visitor_name="中村 一",
+        visitor_company="株式会社さくら精機",
+        host=directory["tanaka_hanako"],
+        start=_today_at(10),
+        end=_today_at(11),
+        location="会議室C",
+    )
+    workflow.start("misheard", "ja", kiosk.pk)
+    heard = workflow.handle_text("misheard", "株式会社作ら星期の仲村です。田中花子さんと、充実にお約束があります。")
+    assert heard.visit["company_name"] == "株式会社さくら精機"
+    assert heard.visit["visitor_name"] == "中村"
+    assert heard.visit["purpose"] == "10時のお約束"
+    assert "「10時のお約束」" in heard.reply
+    done = workflow.handle_text("misheard", "はい、お願いします。")
+    assert done.finished and done.visit["status"] == Visit.Status.HOST_NOTIFIED
+    visit = Visit.objects.get(session_id="misheard")
+    assert visit.appointment_found and visit.company_name == "株式会社さくら精機"
+
+
+@pytest.mark.django_db
+def test_please_is_no_company_on_the_tool_call_path(workflow, kiosk):
+    workflow.start("polite", "ja", kiosk.pk)
+    result = workflow.handle_tool_call("polite", "collect_visitor_info", {"company_name": "お願いします"})
+    assert result.turn.visit["company_name"] == ""
+
+
+@pytest.mark.django_db
+def test_todays_visitors_and_companies_join_the_staff_in_the_recognition_vocabulary(appointments):
+    japanese = recognition_vocabulary("ja")
+    assert {"田中一郎", "佐藤健", "山田太郎", "株式会社テスト", "John Smith", "Acme Corp"} <= set(japanese)
+    assert "受付" not in japanese and "中村一" not in japanese  # the desk; yesterday's visitor
+    english = recognition_vocabulary("en")
+    assert {"Ichiro Tanaka", "Ken Sato", "John Smith", "Acme Corp"} <= set(english)
+    assert "山田 太郎" not in english and "Reception" not in english
+    appointments["smith"].start -= timedelta(days=2)
+    appointments["smith"].end -= timedelta(days=2)
+    appointments["smith"].save()
+    assert "John Smith" not in recognition_vocabulary("en")

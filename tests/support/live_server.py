@@ -1,0 +1,197 @@
+"""A real daphne process on 127.0.0.1 over a throw-away database, for end-to-end tests and benchmarks."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg
+
+from tests.support.waiting import wait_until
+
+REPO = Path(__file__).resolve().parents[2]
+POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 30.0, process: subprocess.Popen | None = None, log: Path | None = None):
+    """Until something listens on 127.0.0.1:port; fails early if `process` exits."""
+
+    def listening() -> bool:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the server exited early:\n{log.read_text() if log else ''}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return True
+        except OSError:
+            return False
+
+    wait_until(listening, within=timeout, interval=0.1, what=f"something listening on port {port}")
+
+
+@contextmanager
+def throwaway_database(kind: str, directory: Path):
+    """A DATABASE_URL for a fresh SQLite file or a fresh PostgreSQL database, dropped afterwards."""
+    if kind == "sqlite":
+        yield f"sqlite:///{directory / 'reception.db'}"
+        return
+    name = f"reception_e2e_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def database_env(database_url: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a process (server, command, worker) that uses the given database."""
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "DJANGO_SETTINGS_MODULE": "reception_project.settings",
+        **(extra or {}),
+    }
+
+
+def migrate(database_url: str) -> None:
+    """Create every table in the given database, as a deployment's `migrate` does."""
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "-v", "0"],
+        cwd=REPO,
+        env=database_env(database_url),
+        check=True,
+        timeout=180,
+    )
+
+
+def migrated_sqlite(directory: Path) -> str:
+    """A migrated SQLite file database (WAL, immediate transactions, as in production)."""
+    url = f"sqlite:///{directory / 'shared.db'}"
+    migrate(url)
+    return url
+
+
+@contextmanager
+def migrated_postgres() -> Iterator[str]:
+    """A throwaway, migrated PostgreSQL database, dropped afterwards."""
+    with throwaway_database("postgres", REPO) as url:
+        migrate(url)
+        yield url
+
+
+def run_workers(
+    script: str, database_url: str, mode: str, worker_args: list[str], env: dict | None = None
+) -> list[dict]:
+    """Start one `script MODE ARG` process per argument, release them together once all are ready (each
+    prints "ready" when Django is set up and connected), and return their JSON results (last line each)."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, script, mode, arg],
+            cwd=REPO,
+            env=database_env(database_url, env),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for arg in worker_args
+    ]
+    for proc in procs:
+        if proc.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"worker did not start: {proc.communicate(timeout=30)[1][-2000:]}")
+    for proc in procs:  # the starting gun
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=180)
+        if proc.returncode != 0:
+            raise RuntimeError(f"worker failed ({proc.returncode}): {err[-2000:]}")
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    return results
+
+
+class LiveServer:
+    """Daphne serving the project; `manage()` runs commands against the same database."""
+
+    def __init__(self, database_url: str, directory: Path, extra_env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.env = database_env(
+            database_url,
+            {
+                "WORKFLOW_CHECKPOINT_PATH": str(directory / "checkpoints.db"),
+                "LOG_LEVEL": "WARNING",
+                **(extra_env or {}),
+            },
+        )
+        self.process: subprocess.Popen | None = None
+        self.log = directory / "daphne.log"
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws/kiosk/"
+
+    def manage(self, *args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=REPO, env=self.env, capture_output=True, text=True, check=False
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stderr}")
+        return result.stdout
+
+    def prepare(self) -> str:
+        """Migrate, load the demo directory and return a new kiosk key."""
+        self.manage("migrate", "--noinput", "--verbosity", "0")
+        self.manage("seed_demo")
+        return self.create_kiosk()
+
+    def create_kiosk(self) -> str:
+        """A new kiosk's key."""
+        return self.manage("create_kiosk", f"e2e-{uuid.uuid4().hex[:6]}").strip().splitlines()[-1]
+
+    def spawn(self, *args: str) -> subprocess.Popen:
+        """A long-running `manage.py` command (e.g. the emulator) with this server's environment and log."""
+        with self.log.open("ab") as log:
+            return subprocess.Popen(
+                [sys.executable, "manage.py", *args], cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
+
+    def start(self, timeout: float = 30.0) -> None:
+        command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port)]
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [*command, "reception_project.asgi:application"],
+                cwd=REPO,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        wait_for_port(self.port, timeout, self.process, self.log)
+
+    def kill(self) -> None:
+        """Stop the process the hard way, as a crash or an OOM kill would."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
