@@ -35,37 +35,43 @@ def voices() -> dict[str, bytes]:
         "introduction": tts.synthesize("株式会社テストの山田です。", "ja"),
         "appointment": tts.synthesize("鈴木さんとお約束しています。", "ja"),
         "yes": tts.synthesize("はい、お願いします。", "ja"),
+        "name": tts.synthesize("株式会社テストの山田太郎です。", "ja"),
+        "host": tts.synthesize("鈴木さんと、十時にお約束があります。", "ja"),
     }
 
 
-async def say(processor: RealtimeAudioProcessor, kiosk: FakeKiosk, pcm: bytes) -> None:
-    """Wait until the kiosk has played the assistant out, then speak `pcm` and one second of silence, in real time
-    as a kiosk microphone does."""
+async def say(processor: RealtimeAudioProcessor, kiosk: FakeKiosk, *pcm: bytes) -> None:
+    """Wait until the kiosk has played the assistant out, then speak `pcm` (pieces apart by a 600 ms pause) and one
+    second of silence, in real time as a kiosk microphone does."""
     playback = processor.replies.playback
     if playback is not None:
         await asyncio.sleep(max(0.0, playback.ends_at() - time.monotonic()))  # the kiosk plays at 1x
-    speech = silence(200) + pcm + silence(1000)
+    speech = silence(200) + silence(600).join(pcm) + silence(1000)
     for start in range(0, len(speech), FRAME):
         await processor.feed_audio(speech[start : start + FRAME])
         await asyncio.sleep(0.02)  # 20 ms frames in real time: the pacing is part of what is tested
 
 
-async def test_a_visitor_is_received_by_voice_in_realtime_mode(realtime_emulator, voices):
-    server = realtime_emulator  # its teardown checks that no asyncio task is left
+def voice_processor(server, kiosk: FakeKiosk, failures: list, silence_ms: int) -> RealtimeAudioProcessor:
     server.brain = build_reception_brain()
-    kiosk = FakeKiosk()
-    failures: list[tuple[str, Exception | None]] = []
-    processor = RealtimeAudioProcessor(
+    return RealtimeAudioProcessor(
         "voice-reception",
         "ja",
         kiosk,
         speak=True,
         client_factory=lambda **options: RealtimeClient(api_key=TEST_KEY, base_url=server.base_url, **options),
         on_failure=lambda reason, error: failures.append((reason, error)),
-        turn_detection={**SERVER_VAD, "silence_duration_ms": 800},  # the pause between two sentences is one turn
+        turn_detection={**SERVER_VAD, "silence_duration_ms": silence_ms},
         stall_seconds=TURN_TIMEOUT,
         latency_budget_seconds=TURN_TIMEOUT,
     )
+
+
+async def test_a_visitor_is_received_by_voice_in_realtime_mode(realtime_emulator, voices):
+    kiosk = FakeKiosk()  # the emulator's teardown checks that no asyncio task is left
+    failures: list[tuple[str, Exception | None]] = []
+    # The pause between two sentences is one turn.
+    processor = voice_processor(realtime_emulator, kiosk, failures, silence_ms=800)
     try:
         await processor.open(None)
         await kiosk.wait_for("response.done", within=TURN_TIMEOUT)
@@ -102,3 +108,30 @@ async def test_a_visitor_is_received_by_voice_in_realtime_mode(realtime_emulator
     notification = await HostNotification.objects.select_related("recipient").aget(visit=visit)
     assert notification.status == HostNotification.Status.SENT
     assert notification.recipient.name == "鈴木 花子"
+
+
+async def test_a_visitor_who_pauses_at_the_comma_is_received_by_voice_in_realtime_mode(realtime_emulator, voices):
+    """The VAD ends the turn at the pause; the second half is heard while the first is being answered. The answer
+    is redone with both halves: name, company and host are kept and the name is not asked for again."""
+    kiosk = FakeKiosk()
+    failures: list[tuple[str, Exception | None]] = []
+    processor = voice_processor(realtime_emulator, kiosk, failures, silence_ms=400)
+    try:
+        await processor.open(None)
+        await kiosk.wait_for("response.done", within=TURN_TIMEOUT)
+        await say(processor, kiosk, voices["name"], voices["host"])
+        confirming = await kiosk.wait_for("visit.updated", status="confirming", within=TURN_TIMEOUT)
+        await kiosk.wait_for("transcript", role="assistant", final=True, count=2, within=TURN_TIMEOUT)
+        await say(processor, kiosk, voices["yes"])
+        await kiosk.wait_for("visit.updated", status="host_notified", within=TURN_TIMEOUT)
+    finally:
+        await processor.close()
+    heard = [m["text"] for m in kiosk.of_type("transcript", role="visitor")]
+    assert "山田" in heard[0] and "鈴木" not in heard[0] and len(heard) >= 3, heard  # the pauses split the sentence
+    assert confirming["visitor_name"] and "テスト" in confirming["company_name"], confirming
+    replies = [m["text"] for m in kiosk.of_type("transcript", role="assistant", final=True)]
+    assert all("お名前" not in text for text in replies[1:]), replies
+    assert failures == []
+    visit = await Visit.objects.select_related("host").aget(session_id="voice-reception")
+    assert visit.status == Visit.Status.HOST_NOTIFIED and "山田" in visit.visitor_name
+    assert visit.host is not None and visit.host.name == "鈴木 花子"

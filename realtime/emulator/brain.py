@@ -38,7 +38,10 @@ class BrainContext:
     tools: Sequence[dict[str, Any]]
     instructions: str
     language: str | None
-    latest_user_text: str | None = None
+    user_texts: Sequence[str] = ()
+    """What the visitor said (typed text or transcribed audio) since the model's last completed reply, oldest
+    first: a reply cancelled or truncated by barge-in does not count, so its user items are answered again with
+    those that followed."""
     function_outputs: Sequence[dict[str, Any]] = ()
     """`function_call_output` items added since the last assistant output, oldest first."""
 
@@ -101,9 +104,11 @@ class ReceptionBrain(Brain):
     * `understand(text) -> (tool_name, args) | None` picks the tool call for it;
     * `synthesize(text, language) -> pcm16_24k` speaks the reply.
 
-    The callables are blocking (speech engines are CPU-bound) and run in a worker thread. After a function
-    output it says the output's `reply` (the reception tools' contract) or, failing that, the raw output;
-    text it cannot understand gets a polite request to repeat.
+    The callables are blocking (speech engines are CPU-bound) and run in a worker thread. Like the model, it
+    answers everything the visitor said since its last completed reply, understood as one utterance (a sentence
+    split by a pause, or a reply cut by barge-in and the words that cut it). With nothing new understood after a
+    function output it says the output's `reply` (the reception tools' contract) or, failing that, the raw
+    output; text it cannot understand gets a polite request to repeat.
     """
 
     def __init__(
@@ -123,14 +128,18 @@ class ReceptionBrain(Brain):
         return await asyncio.to_thread(self._transcribe, pcm16, language or self.language)
 
     async def respond(self, context: BrainContext) -> Reply:
-        if context.function_outputs:
-            return Say(_reply_text(context.function_outputs[-1].get("output", "")))
-        text = (context.latest_user_text or "").strip()
+        text = " ".join(part.strip() for part in context.user_texts if part.strip())
         understood = await asyncio.to_thread(self._understand, text) if text else None
-        if understood is None:
-            return Say(_NOT_UNDERSTOOD.get(context.language or self.language, _NOT_UNDERSTOOD["en"]))
-        name, arguments = understood
-        return CallFunction(name, arguments)
+        if understood is not None:
+            name, arguments = understood
+            return CallFunction(name, arguments)
+        if context.function_outputs:
+            return self.after_output(context.function_outputs[-1], context.language or self.language)
+        return Say(_NOT_UNDERSTOOD.get(context.language or self.language, _NOT_UNDERSTOOD["en"]))
+
+    def after_output(self, item: dict[str, Any], language: str) -> Reply:
+        """What to say about a function's output when the visitor said nothing new: its reply."""
+        return Say(_reply_text(item.get("output", "")))
 
     async def synthesize(self, text: str, language: str | None) -> bytes:
         return await asyncio.to_thread(self._synthesize, text, language or self.language)

@@ -51,15 +51,17 @@ class WorkflowReceptionBrain(ReceptionBrain):
         spoken = text_to_say(context.instructions)
         if spoken:
             return Say(spoken)
-        language = context.language or self.language
-        latest = _tool_output(context.function_outputs[-1]) if context.function_outputs else None
-        if latest is not None and not isinstance(latest.get("reply"), str):
-            missing = latest.get("missing") or list(VISIT_FIELDS)
-            return Say(say("ask_unclear", language, fields=field_list(missing, language)))
         awaited = next((_tool_output(item) for item in reversed(context.items) if _is_output(item)), None)
         _expecting.set(str((awaited or {}).get("awaiting", "")))
-        _language.set(language)
+        _language.set(context.language or self.language)
         return await super().respond(context)
+
+    def after_output(self, item: dict[str, Any], language: str) -> Reply:
+        output = _tool_output(item)
+        if isinstance(output.get("reply"), str):
+            return Say(output["reply"])
+        missing = output.get("missing") or list(VISIT_FIELDS)
+        return Say(say("ask_unclear", language, fields=field_list(missing, language)))
 
 
 def build_reception_brain(

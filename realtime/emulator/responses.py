@@ -58,6 +58,7 @@ class ResponseRun:
                 },
             ],
         )
+        session.response_ended()
 
     def _created(self) -> dict[str, Any]:
         """The response as `response.created` shows it."""
@@ -96,22 +97,17 @@ class ResponseRun:
 
     def _context(self) -> BrainContext:
         session = self.session
-        last_user = next((item for item in reversed(session.items) if item.get("role") == "user"), None)
         outputs: list[dict[str, Any]] = []
         for item in reversed(session.items):
             if item["type"] != "function_call_output":
                 break
             outputs.insert(0, item)
-        latest_text = None
-        if last_user is not None:
-            part = last_user["content"][0]
-            latest_text = part.get("text") if part["type"] == "input_text" else part.get("transcript")
         return BrainContext(
             items=[public(item) for item in session.items],
             tools=self.options.get("tools", session.config["tools"]),
             instructions=self.options.get("instructions", session.config["instructions"]),
             language=session.transcription_language(),
-            latest_user_text=latest_text,
+            user_texts=unanswered_user_texts(session.items, session.cut_items),
             function_outputs=outputs,
         )
 
@@ -204,6 +200,22 @@ class ResponseRun:
     def _end_output_item(self, item: dict[str, Any], previous: str | None) -> None:
         self.session.emit("response.output_item.done", response_id=self.id, output_index=0, item=public(item))
         self.session.emit("conversation.item.done", item=public(item), previous_item_id=previous)
+
+
+def unanswered_user_texts(items: list[dict[str, Any]], cut: set[str]) -> list[str]:
+    """The user items' texts after the last completed reply (a function call, or an assistant message that was
+    neither cancelled nor truncated by `conversation.item.truncate`), oldest first."""
+    texts: list[str] = []
+    for item in reversed(items):
+        if item["type"] == "function_call" or (
+            item.get("role") == "assistant" and item.get("status") == "completed" and item["id"] not in cut
+        ):
+            break
+        if item.get("role") == "user" and item.get("content"):
+            part = item["content"][0]
+            text = part.get("text") if part["type"] == "input_text" else part.get("transcript")
+            texts.insert(0, text or "")
+    return texts
 
 
 def usage(session: EmulatorSession, output: list[dict[str, Any]]) -> dict[str, Any]:

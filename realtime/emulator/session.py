@@ -58,6 +58,8 @@ class EmulatorSession:
         self.audio: dict[str, bytes] = {}  # item id -> its audio (user input, assistant output)
         self.transcriptions: dict[str, asyncio.Task[None]] = {}
         self.response: ResponseRun | None = None
+        self.cut_items: set[str] = set()  # assistant items truncated before their end (barge-in)
+        self._respond_next = False  # the VAD ended a turn during a response: answer it once that response ends
         self.last_input: dict[str, int] = {"text": 0, "audio": 0}  # the last response's input tokens
         self._outbox: asyncio.Queue[tuple[float, Any]] = asyncio.Queue()
         self._fired: set[str] = set()
@@ -248,6 +250,8 @@ class EmulatorSession:
     async def _item_truncate(self, event: dict[str, Any]) -> None:
         item = self._find(event.get("item_id"))
         end_ms = truncated_end_ms(event, item, self.audio.get(item["id"]))
+        if end_ms < duration_ms(self.audio[item["id"]]) or item["status"] != "completed":
+            self.cut_items.add(item["id"])
         self.audio[item["id"]] = self.audio[item["id"]][: end_ms * BYTES_PER_MS]
         if item["content"]:  # still empty while the response is being generated
             item["content"][0]["transcript"] = ""  # the service drops the transcript rather than realigning it
@@ -274,6 +278,12 @@ class EmulatorSession:
         run = ResponseRun(self, options)
         self.response = run
         run.task = self._spawn(run.run(), "emulator-response")
+
+    def response_ended(self) -> None:
+        """The active response is done: start the one a turn ended during it asked for."""
+        if self._respond_next and self.response is None:
+            self._respond_next = False
+            self._start_response({})
 
     def _add_item(self, item: dict[str, Any], previous_item_id: str | None) -> None:
         if previous_item_id is None:
@@ -330,8 +340,11 @@ class EmulatorSession:
         self._buffer_start_ms = end_ms
         self._speech_item = None
         self._commit_audio(item_id, audio)
-        if detection.get("create_response", True) and self.response is None:
-            self._start_response({})
+        if detection.get("create_response", True):
+            if self.response is None:
+                self._start_response({})
+            else:
+                self._respond_next = True
 
     def _reset_buffer(self) -> None:
         self._buffer_start_ms += len(self._buffer) // BYTES_PER_MS

@@ -332,7 +332,7 @@ async def test_function_call_waits_for_output_and_response_create(realtime_emula
     assert unknown[-1]["error"]["param"] == "item.call_id"
     assert added[-1]["item"]["type"] == "function_call_output"
     assert spoken[-1]["response"]["output"][0]["content"][0]["transcript"] == "山田様ですね"
-    assert brain.contexts[0].latest_user_text == "山田です"
+    assert brain.contexts[0].user_texts == ["山田です"]
     assert [o["call_id"] for o in brain.contexts[1].function_outputs] == [call["call_id"]]
 
 
@@ -425,7 +425,7 @@ async def test_reception_brain_calls_the_understood_tool_then_speaks_its_reply()
 
     brain = ReceptionBrain(transcribe, understand, lambda text, language: speech_for_text(text), language="ja")
     text = await brain.transcribe(tone(500), None)
-    first = await brain.respond(BrainContext(items=[], tools=[], instructions="", language="ja", latest_user_text=text))
+    first = await brain.respond(BrainContext(items=[], tools=[], instructions="", language="ja", user_texts=[text]))
     after = await brain.respond(
         BrainContext(
             items=[],
@@ -437,9 +437,7 @@ async def test_reception_brain_calls_the_understood_tool_then_speaks_its_reply()
             ],
         )
     )
-    confused = await brain.respond(
-        BrainContext(items=[], tools=[], instructions="", language="en", latest_user_text="hmm")
-    )
+    confused = await brain.respond(BrainContext(items=[], tools=[], instructions="", language="en", user_texts=["hmm"]))
     assert heard == [(500, "ja")]
     assert first == CallFunction("collect_visitor_info", {"company_name": "ABC商事", "visitor_name": "山田"})
     assert after == Say("山田様、ようこそ")

@@ -1,0 +1,215 @@
+"""The bundled brain answers like the model it stands in for: everything the visitor said since its last completed
+reply, so a sentence split by a pause, or a reply cut by barge-in, is understood as a whole."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+
+from realtime.client import SERVER_VAD, RealtimeClient
+from realtime.emulator.audio import silence, speech_for_text, tone
+from realtime.emulator.reception_brain import build_reception_brain
+from realtime.emulator.responses import unanswered_user_texts
+from realtime.processor import RealtimeAudioProcessor
+from reception.models import Visit
+from tests.support.realtime import TEST_KEY, FakeKiosk, open_raw
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("isolated_workflow_state", "demo_directory"),
+    pytest.mark.timeout(60),
+]
+
+FRAME = 960  # 20 ms of PCM16 24 kHz
+HALVES = {
+    "ja": ("株式会社テストの山田太郎です。", "鈴木さんと、十時にお約束があります。", "はい、お願いします。"),
+    "en": (
+        "Hi, I'm Taro Yamada from Test Corporation.",
+        "I have an appointment with Hanako Suzuki at ten.",
+        "Yes, that's right.",
+    ),
+}
+
+
+def scripted_speech(texts: list[str], *, slow_first: float = 0.0):
+    """A `transcribe` that hears `texts` in order; the first takes `slow_first` seconds, as Whisper would, so that
+    the visitor goes on speaking while the brain is still answering."""
+    heard = list(texts)
+
+    def transcribe(pcm16: bytes, language: str | None) -> str:
+        text = heard.pop(0) if heard else ""
+        if len(heard) == len(texts) - 1:
+            time.sleep(slow_first)
+        return text
+
+    return transcribe
+
+
+def user(text: str, item_id: str = "u") -> dict:
+    return {"id": item_id, "type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
+
+
+def assistant(item_id: str, status: str = "completed") -> dict:
+    return {"id": item_id, "type": "message", "role": "assistant", "status": status, "content": []}
+
+
+def test_user_texts_run_from_the_last_completed_reply():
+    items = [user("a"), assistant("said"), user("b"), assistant("cancelled", "incomplete"), user("c")]
+    assert unanswered_user_texts(items, set()) == ["b", "c"]
+    assert unanswered_user_texts(items, {"said"}) == ["a", "b", "c"]  # truncated by barge-in: not heard
+    call = {"id": "f", "type": "function_call", "status": "completed", "call_id": "c1", "arguments": "{}"}
+    assert unanswered_user_texts([user("a"), call, user("b")], set()) == ["b"]
+
+
+@pytest.mark.parametrize("language", ["ja", "en"])
+async def test_a_turn_split_by_a_pause_while_the_first_half_is_answered_is_understood_whole(
+    realtime_emulator, language
+):
+    first, second, _ = HALVES[language]
+    realtime_emulator.brain = build_reception_brain(
+        language,
+        transcribe=scripted_speech([first, second], slow_first=0.5),
+        synthesize=lambda text, lang: speech_for_text(text),
+    )
+    raw = await open_raw(realtime_emulator)
+    await raw.append(tone(600) + silence(300))  # the VAD (200 ms of silence) ends the turn at the pause
+    started = await raw.until("response.created")
+    await raw.append(tone(800) + silence(300))  # the rest of the sentence, while the first half is being answered
+    cut = await raw.until("response.done")
+    answered = await raw.until("response.done")
+    await raw.close()
+
+    assert [e["type"] for e in started].count("input_audio_buffer.committed") == 1
+    assert cut[-1]["response"]["status"] == "cancelled"
+    assert cut[-1]["response"]["status_details"]["reason"] == "turn_detected"
+    assert [e["type"] for e in cut].count("input_audio_buffer.committed") == 1
+    call = answered[-1]["response"]["output"][0]
+    assert answered[-1]["response"]["status"] == "completed" and call["name"] == "collect_visitor_info"
+    arguments = json.loads(call["arguments"])
+    assert {"visitor_name", "company_name", "host_name", "purpose"} <= arguments.keys(), arguments
+    assert "Yamada" in arguments["visitor_name"] or "山田" in arguments["visitor_name"]
+    assert "Suzuki" in arguments["host_name"] or "鈴木" in arguments["host_name"]
+
+
+async def speak(processor: RealtimeAudioProcessor, pcm: bytes, *, pause_ms: int = 800) -> None:
+    """`pcm` then `pause_ms` of silence, in real time as a kiosk microphone sends them."""
+    speech = pcm + silence(pause_ms)
+    for start in range(0, len(speech), FRAME):
+        await processor.feed_audio(speech[start : start + FRAME])
+        await asyncio.sleep(0.02)
+
+
+async def played_out(processor: RealtimeAudioProcessor) -> None:
+    playback = processor.replies.playback
+    if playback is not None:
+        await asyncio.sleep(max(0.0, playback.ends_at() - time.monotonic()))
+
+
+def kiosk_processor(server, kiosk: FakeKiosk, language: str, failures: list) -> RealtimeAudioProcessor:
+    return RealtimeAudioProcessor(
+        f"split-{language}",
+        language,
+        kiosk,
+        speak=True,
+        client_factory=lambda **options: RealtimeClient(api_key=TEST_KEY, base_url=server.base_url, **options),
+        on_failure=lambda reason, error: failures.append((reason, error)),
+        turn_detection={**SERVER_VAD, "silence_duration_ms": 300},  # a 400 ms pause ends the turn
+    )
+
+
+async def assert_visit_completed(session_id: str) -> None:
+    visit = await Visit.objects.select_related("host").aget(session_id=session_id)
+    assert visit.status == Visit.Status.HOST_NOTIFIED and visit.appointment_found
+    assert "山田" in visit.visitor_name or "Yamada" in visit.visitor_name, visit.visitor_name
+    assert "テスト" in visit.company_name or "Test" in visit.company_name, visit.company_name
+    assert visit.host is not None and visit.host.name == "鈴木 花子"
+
+
+@pytest.mark.parametrize("language", ["ja", "en"])
+async def test_a_visitor_who_pauses_mid_sentence_is_received_in_realtime_mode(realtime_emulator, language):
+    """The issue's story: the VAD ends the turn at the pause, the second half arrives while the brain answers the
+    first; the cut reply is redone with both halves, so nothing is lost and nothing is asked twice."""
+    first, second, yes = HALVES[language]
+    realtime_emulator.brain = build_reception_brain(
+        language, transcribe=scripted_speech([first, second, yes], slow_first=0.5), synthesize=lambda t, lang: tone(300)
+    )
+    kiosk, failures = FakeKiosk(), []
+    processor = kiosk_processor(realtime_emulator, kiosk, language, failures)
+    try:
+        await processor.open(None)
+        await kiosk.wait_for("response.done")
+        await played_out(processor)
+        await speak(processor, tone(600), pause_ms=400)
+        await speak(processor, tone(800))
+        confirming = await kiosk.wait_for("visit.updated", status="confirming", within=15)
+        await kiosk.wait_for("transcript", role="assistant", final=True, count=2, within=15)
+        await played_out(processor)
+        await speak(processor, tone(400))
+        await kiosk.wait_for("visit.updated", status="host_notified", within=15)
+    finally:
+        await processor.close()
+    assert confirming["visitor_name"] and confirming["company_name"] and confirming["host_name"], confirming
+    calls = [e for e in realtime_emulator.sent if e["type"] == "response.function_call_arguments.done"]
+    assert len(json.loads(calls[0]["arguments"])) == 4, calls  # one call with name, company, host and purpose
+    done = [e["response"]["status"] for e in realtime_emulator.sent if e["type"] == "response.done"]
+    assert done[:3] == ["completed", "cancelled", "completed"], done  # the answer to the first half alone was cut
+    assert len(kiosk.of_type("visit.updated", status="collecting")) <= 1  # the start only: no half-collected visit
+    assert failures == []
+    await assert_visit_completed(f"split-{language}")
+
+
+async def test_a_reply_cut_by_barge_in_is_not_asked_again(realtime_emulator):
+    """The first half is answered and its question spoken; the visitor talks over it with the rest. The question cut
+    by the barge-in is not counted as heard, and what follows carries the visit on without asking again."""
+    first, second, yes = HALVES["ja"]
+    realtime_emulator.brain = build_reception_brain(
+        "ja", transcribe=scripted_speech([first, second, yes]), synthesize=lambda text, lang: speech_for_text(text)
+    )
+    kiosk, failures = FakeKiosk(), []
+    processor = kiosk_processor(realtime_emulator, kiosk, "ja", failures)
+    try:
+        await processor.open(None)
+        await kiosk.wait_for("response.done")
+        await speak(processor, tone(600))  # over the greeting: the greeting is cut too
+        asked = await kiosk.wait_for("transcript", role="assistant", final=True, count=2, within=15)
+        await speak(processor, tone(800))  # over the question
+        await kiosk.wait_for("visit.updated", status="confirming", within=15)
+        await kiosk.wait_for("transcript", role="assistant", final=True, count=3, within=15)
+        await played_out(processor)
+        await speak(processor, tone(400))
+        await kiosk.wait_for("visit.updated", status="host_notified", within=15)
+    finally:
+        await processor.close()
+    replies = [m["text"] for m in kiosk.of_type("transcript", role="assistant", final=True)]
+    assert "お名前" not in asked["text"] and all("お名前" not in text for text in replies[2:]), replies
+    assert len(kiosk.of_type("response.done", status="cancelled")) >= 2  # the greeting and the question were cut
+    assert [e for e in realtime_emulator.received if e["type"] == "conversation.item.truncate"]
+    assert failures == []
+    await assert_visit_completed("split-ja")
+
+
+async def test_a_reply_truncated_by_the_client_is_answered_again_with_what_followed(realtime_emulator):
+    brain = realtime_emulator.brain  # the fixture's ScriptedBrain records what each response was given
+    raw = await open_raw(realtime_emulator)
+    await raw.send({"type": "conversation.item.create", "item": user("山田です") | {"id": "item_a"}})
+    await raw.send({"type": "response.create"})
+    said = (await raw.until("response.done"))[-1]["response"]["output"][0]
+    await raw.send(
+        {"type": "conversation.item.truncate", "item_id": said["id"], "content_index": 0, "audio_end_ms": 60}
+    )
+    await raw.until("conversation.item.truncated")
+    await raw.send({"type": "conversation.item.create", "item": user("テストから来ました") | {"id": "item_b"}})
+    await raw.send({"type": "response.create"})
+    await raw.until("response.done")
+    await raw.send({"type": "conversation.item.create", "item": user("鈴木さんに") | {"id": "item_c"}})
+    await raw.send({"type": "response.create"})
+    await raw.until("response.done")
+    await raw.close()
+    assert [list(context.user_texts) for context in brain.contexts] == [
+        ["山田です"],
+        ["山田です", "テストから来ました"],  # the first reply was cut: it does not count as answered
+        ["鈴木さんに"],
+    ]
