@@ -121,6 +121,9 @@ class RealtimeAudioProcessor:
         self.turn_detection = turn_detection
         self.bridge = LangGraphBridge(session_id, output)
         self.unanswered_text: str | None = None
+        # The workflow's latest reply (the greeting, or its answer to a turn a function call gave it) has not reached
+        # the kiosk yet: a session that moves to Legacy now has Legacy say it, or the kiosk would wait for ever.
+        self.reply_owed = False
         self.last_latency: float | None = None  # seconds from the end of the last turn to its first audio
         self.sessions_opened = 0
         self.failed = False
@@ -175,6 +178,7 @@ class RealtimeAudioProcessor:
         self._install(client)
         self._spawn(self._watch(), "watchdog")
         if turn.reply:
+            self.reply_owed = True
             # A per-response instruction override: the words are the workflow's, the voice is the model's, and
             # the greeting becomes an assistant item of the conversation (an injected assistant item has no audio).
             await self._request(client.create_response({"instructions": say_exactly(instructions, turn.reply)}))
@@ -245,6 +249,7 @@ class RealtimeAudioProcessor:
                 await self._request(client.truncate(playback.item_id, 0, playback.played_ms(now)))
         if self._response_id is not None:
             self._flushed_responses.add(self._response_id)
+        self.reply_owed = False
         await self.output.send_message({"type": "response.done", "status": "cancelled"})
 
     def detach(self) -> None:
@@ -468,6 +473,7 @@ class RealtimeAudioProcessor:
         """The visitor's turn ended at `at` (monotonic); its wait for the first audio starts."""
         self._turn_end_at = at
         self._turn_tool_seconds = 0.0
+        self.reply_owed = False  # this turn is answered by its own reply (Legacy answers it from unanswered_*)
 
     async def _on_response_done(self, response: dict[str, Any]) -> None:
         response_id = response["id"]
@@ -480,6 +486,7 @@ class RealtimeAudioProcessor:
             return
         if response_id in self._speaking_responses:
             self._speaking_responses.discard(response_id)
+            self.reply_owed = False
             if response_id in self._flushed_responses:
                 self._flushed_responses.discard(response_id)
             else:
@@ -500,6 +507,7 @@ class RealtimeAudioProcessor:
                 # The workflow has this turn now: replaying it on the Legacy path would apply it twice.
                 self._unanswered.clear()
                 self.unanswered_text = None
+                self.reply_owed = True
         except RealtimeError:
             logger.warning("session %s: the output of %s could not be sent upstream", self.session_id, name)
         finally:

@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import random
 import subprocess
 import sys
@@ -69,6 +70,10 @@ class Tally:
     downstream_ms: list[float] = field(default_factory=list)
     fallbacks: Counter = field(default_factory=Counter)
     errors: Counter = field(default_factory=Counter)
+
+
+class Dropped(Exception):
+    """The server closed the kiosk's socket in the middle of a conversation."""
 
 
 class Kiosk:
@@ -189,7 +194,7 @@ async def conversation(url: str, key: str, session_id: str, lines, tally: Tally,
         try:
             await asyncio.wait([script, *tasks], return_when=asyncio.FIRST_COMPLETED)
             if not script.done():
-                raise websockets.ConnectionClosedError(ws.close_rcvd, ws.close_sent)
+                raise Dropped(f"socket_closed_{ws.close_code}")
             script.result()
             tally.held += 1
         finally:
@@ -205,6 +210,9 @@ async def kiosk_loop(url: str, key: str, number: int, deadline: float, lines, ta
     while time.monotonic() < deadline:
         try:
             await conversation(url, key, f"load-{number}-{count}", lines, tally, options)
+        except Dropped as drop:
+            tally.dropped += 1
+            tally.errors[str(drop)] += 1
         except (TimeoutError, OSError, websockets.WebSocketException) as error:
             tally.dropped += 1
             tally.errors[type(error).__name__] += 1
@@ -216,6 +224,20 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_until_settled(pid: int, timeout: float = 180.0) -> None:
+    """Until the server has loaded its models in the background (its warm-up): two quiet seconds in a row."""
+    deadline, quiet, last = time.monotonic() + timeout, 0, cpu_seconds(pid)
+    while quiet < 2 and time.monotonic() < deadline:
+        time.sleep(1)
+        now = cpu_seconds(pid)
+        quiet, last = (quiet + 1 if now - last < 0.1 else 0), now
 
 
 def upstream_stats(port: int) -> dict:
@@ -242,7 +264,7 @@ async def progress(tally: Tally, started: float, pid: int, memory: dict, stop: a
 async def drive(server: LiveServer, keys: list[str], upstream_port: int, options) -> dict:
     lines = rendered_lines()
     tally = Tally()
-    memory = {"before": rss_mb(server.process.pid), "peak": 0.0}
+    memory = {"before": rss_mb(server.process.pid), "peak": 0.0, "cpu": cpu_seconds(server.process.pid)}
     started = time.monotonic()
     stop = asyncio.Event()
     watcher = asyncio.ensure_future(progress(tally, started, server.process.pid, memory, stop))
@@ -251,6 +273,7 @@ async def drive(server: LiveServer, keys: list[str], upstream_port: int, options
     await asyncio.gather(*kiosks)
     stop.set()
     await watcher
+    memory["cpu"] = cpu_seconds(server.process.pid) - memory["cpu"]
     upstream = await asyncio.to_thread(upstream_stats, upstream_port)
     return summary(tally, options, memory, upstream["upstream_ms"], time.monotonic() - started)
 
@@ -275,6 +298,7 @@ def summary(tally: Tally, options, memory: dict, upstream: dict, elapsed: float)
         "errors": dict(tally.errors),
         "server_rss_mb": {"before": round(memory["before"], 1), "peak": round(memory["peak"], 1)},
         "server_mb_per_session": round((memory["peak"] - memory["before"]) / options.sessions, 2),
+        "server_cpu_percent": round(100 * memory["cpu"] / elapsed, 1),
     }
 
 
@@ -312,6 +336,7 @@ def run(options) -> dict:
         server.start()
         try:
             wait_for_port(upstream_port, 60, upstream, server.log)
+            wait_until_settled(server.process.pid)
             return asyncio.run(drive(server, keys, upstream_port, options))
         finally:
             server.stop()
@@ -339,7 +364,7 @@ def report(result: dict) -> str:
             f"fallbacks by reason: {result['fallbacks'] or 'none'}",
             f"errors by kind: {result['errors'] or 'none'}",
             f"server RSS {result['server_rss_mb']['before']} -> {result['server_rss_mb']['peak']} MB: "
-            f"{result['server_mb_per_session']} MB per session",
+            f"{result['server_mb_per_session']} MB per session; server CPU {result['server_cpu_percent']}% of a core",
         ]
     )
 
