@@ -213,9 +213,11 @@ async def kiosk_loop(url: str, key: str, number: int, deadline: float, lines, ta
         except Dropped as drop:
             tally.dropped += 1
             tally.errors[str(drop)] += 1
+            await asyncio.sleep(1)  # the kiosk page reconnects after a second
         except (TimeoutError, OSError, websockets.WebSocketException) as error:
             tally.dropped += 1
             tally.errors[type(error).__name__] += 1
+            await asyncio.sleep(1)
         count += 1
 
 
@@ -240,8 +242,10 @@ def wait_until_settled(pid: int, timeout: float = 180.0) -> None:
         quiet, last = (quiet + 1 if now - last < 0.1 else 0), now
 
 
-def upstream_stats(port: int) -> dict:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=10) as response:
+def upstream_stats(port: int, reset: bool = False) -> dict:
+    """The stand-in's kiosk → upstream samples (`reset`: and it starts afresh)."""
+    path = "/stats?reset" if reset else "/stats"
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
         return json.loads(response.read())
 
 

@@ -154,8 +154,11 @@ def build_standin(port: int, brain_kind: str, pace: float):
         upstream_ms = array("d")
 
         async def _process_request(self, connection, request):
-            if request.path == STATS_PATH:
-                return _json_response(HTTPStatus.OK, {"upstream_ms": percentiles(self.upstream_ms)})
+            if request.path.startswith(STATS_PATH):  # `?reset`: and start counting afresh
+                stats = {"upstream_ms": percentiles(self.upstream_ms)}
+                if request.path.endswith("?reset"):
+                    del self.upstream_ms[:]
+                return _json_response(HTTPStatus.OK, stats)
             return await super()._process_request(connection, request)
 
         async def _handle(self, connection) -> None:
