@@ -70,6 +70,7 @@ class Tally:
     downstream_ms: list[float] = field(default_factory=list)
     fallbacks: Counter = field(default_factory=Counter)
     errors: Counter = field(default_factory=Counter)
+    decisions: Counter = field(default_factory=Counter)  # "mode (reason)" of each session.started
 
 
 class Dropped(Exception):
@@ -125,6 +126,8 @@ class Kiosk:
         kind = message["type"]
         if kind in ("session.started", "mode.changed"):
             self.mode = message["mode"]
+            if kind == "session.started":
+                self.tally.decisions[f"{message['mode']} ({message['reason']})"] += 1
             if kind == "mode.changed":
                 self.tally.fallbacks[message["reason"]] += 1
         elif kind == "error":
@@ -298,6 +301,7 @@ def summary(tally: Tally, options, memory: dict, upstream: dict, elapsed: float)
         "turns_lost": tally.lost,
         "first_audio_ms": {path: percentiles(samples) for path, samples in tally.latency_ms.items()},
         "relay_added_ms": {**worst, "kiosk_to_upstream": upstream, "upstream_to_kiosk": downstream},
+        "sessions_started": dict(tally.decisions),
         "fallbacks": dict(tally.fallbacks),
         "errors": dict(tally.errors),
         "server_rss_mb": {"before": round(memory["before"], 1), "peak": round(memory["peak"], 1)},
@@ -365,6 +369,7 @@ def report(result: dict) -> str:
             f"end of speech -> first audio, legacy:   {fmt(latency['legacy'])}",
             f"server adds, kiosk -> upstream: {fmt(relay['kiosk_to_upstream'])}",
             f"server adds, upstream -> kiosk: {fmt(relay['upstream_to_kiosk'])}",
+            f"sessions started: {result['sessions_started']}",
             f"fallbacks by reason: {result['fallbacks'] or 'none'}",
             f"errors by kind: {result['errors'] or 'none'}",
             f"server RSS {result['server_rss_mb']['before']} -> {result['server_rss_mb']['peak']} MB: "
