@@ -492,6 +492,13 @@ def _tls_context() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=certifi.where())
 
 
+def warm_up() -> None:
+    """Load what the SDK loads at its first session (its client, the Realtime resources, the CA bundle): ~1 s that
+    would otherwise block the event loop, and every live session's audio, when the first visitor arrives."""
+    client = AsyncOpenAI(api_key="warm-up", max_retries=0, http_client=DefaultAsyncHttpxClient(verify=_tls_context()))
+    client.realtime.connect(model="warm-up")  # the connection manager only: nothing is opened
+
+
 class _ClosedByUs(Exception):
     """The socket ended because `close()` was called: the event stream simply stops."""
 
