@@ -167,10 +167,11 @@ def top_costs(path: Path, count: int = 15) -> list[tuple[float, str]]:
     for line in path.read_text().splitlines():
         stack, _, samples = line.rpartition(" ")
         frames = stack.split(";")
-        if not any("run_forever" in frame for frame in frames):
+        loop = [i for i, frame in enumerate(frames) if "_run_once" in frame]
+        if not loop:
             continue  # other threads (the database's, the speech engines') wait most of the time
         total += int(samples)
-        for frame in set(frames[frames.index(next(f for f in frames if "_run_once" in f)) + 1 :]):
+        for frame in set(frames[loop[0] + 1 :]):
             inclusive[frame] += int(samples)
     return [(round(100 * n / max(1, total), 1), frame) for frame, n in inclusive.most_common(count)]
 
