@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import inspect
 import json
 import logging
+import ssl
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
+import certifi
 from django.conf import settings
-from openai import AsyncOpenAI
+from openai import AsyncOpenAI, DefaultAsyncHttpxClient
 from websockets.exceptions import ConnectionClosed
 
 from .errors import (
@@ -143,7 +146,12 @@ class RealtimeClient:
         self.session: dict[str, Any] | None = None
         self.malformed_frames = 0
         self.received_at = 0.0  # when the frame of the event last yielded by events() was read
-        self._openai = AsyncOpenAI(api_key=api_key, websocket_base_url=base_url, max_retries=0)
+        self._openai = AsyncOpenAI(
+            api_key=api_key,
+            websocket_base_url=base_url,
+            max_retries=0,
+            http_client=DefaultAsyncHttpxClient(verify=_tls_context()),
+        )
         self._ws_options = {
             "open_timeout": connect_timeout,
             "ping_interval": ping_interval,
@@ -437,6 +445,20 @@ def message_item(role: str, text: str) -> dict[str, Any]:
     """A conversation message item: user text in, assistant text as the transcript of what was said."""
     kind = "output_text" if role == "assistant" else "input_text"
     return {"type": "message", "role": role, "content": [{"type": kind, "text": text}]}
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """The CA bundle, loaded once per process. The SDK client of each session would otherwise load its own: ~80 ms
+    of CPU on the event loop at every session start, which every other live session's audio waits for."""
+    return ssl.create_default_context(cafile=certifi.where())
+
+
+def warm_up() -> None:
+    """Load what the SDK loads at its first session (its client, the Realtime resources, the CA bundle): ~1 s that
+    would otherwise block the event loop, and every live session's audio, when the first visitor arrives."""
+    client = AsyncOpenAI(api_key="warm-up", max_retries=0, http_client=DefaultAsyncHttpxClient(verify=_tls_context()))
+    client.realtime.connect(model="warm-up")  # the connection manager only: nothing is opened
 
 
 class _ClosedByUs(Exception):

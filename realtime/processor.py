@@ -87,6 +87,9 @@ class RealtimeAudioProcessor:
         self.bridge = LangGraphBridge(session_id, output)
         self.unanswered_text: str | None = None
         self.clock = TurnClock()
+        # The workflow's latest reply (the greeting, or its answer to a turn a function call gave it) has not reached
+        # the kiosk yet: a session that moves to Legacy now has Legacy say it, or the kiosk would wait for ever.
+        self.reply_owed = False
         self.sessions_opened = 0
         self.failed = False
         self._client: RealtimeClient | None = None
@@ -130,6 +133,7 @@ class RealtimeAudioProcessor:
         self._install(client)
         self._spawn(self._watch(), "watchdog")
         if turn.reply:
+            self.reply_owed = True
             # A per-response instruction override: the words are the workflow's, the voice is the model's, and
             # the greeting becomes an assistant item of the conversation (an injected assistant item has no audio).
             await self._request(client.create_response({"instructions": say_exactly(instructions, turn.reply)}))
@@ -147,7 +151,7 @@ class RealtimeAudioProcessor:
         client = self._client
         if client is None or self.failed or self._closing:
             return  # kept in unanswered_text for the Legacy path
-        self.clock.end_turn(time.monotonic())
+        self._end_turn(time.monotonic())
         await self._request(client.create_item(message_item("user", text)), client.create_response())
 
     async def feed_audio(self, pcm16: bytes) -> None:
@@ -177,7 +181,7 @@ class RealtimeAudioProcessor:
         if self._uncommitted_bytes < MIN_COMMIT_BYTES:
             raise ProtocolError("input_audio_empty", "No speech was heard; please speak while holding the button.")
         self._uncommitted_bytes = 0
-        self.clock.end_turn(time.monotonic())
+        self._end_turn(time.monotonic())
         await self._request(client.commit(), client.create_response())
 
     async def interrupt(self) -> None:
@@ -194,6 +198,7 @@ class RealtimeAudioProcessor:
         if playing is not None and playing.session == self.sessions_opened:
             await self._request(client.truncate(playing.item_id, 0, playing.played_ms(now)))
         self.replies.flush()
+        self.reply_owed = False
         await self.output.send_message({"type": "response.done", "status": "cancelled"})
 
     def detach(self) -> None:
@@ -378,7 +383,7 @@ class RealtimeAudioProcessor:
                 await self.interrupt()
             case "input_audio_buffer.speech_stopped":
                 self._speech_active = False
-                self.clock.end_turn(arrived)
+                self._end_turn(arrived)
             case "input_audio_buffer.committed":
                 self._uncommitted_bytes = 0
             case "response.function_call_arguments.done":
@@ -396,6 +401,12 @@ class RealtimeAudioProcessor:
             # Sent to the kiosk (or, to a visitor who only types, handled): the turn's wait is over.
             self.clock.answered(turn_end, event["response_id"], arrived)
 
+    def _end_turn(self, at: float) -> None:
+        """The visitor's turn ended at `at` (monotonic): its wait for the first audio starts, and the reply owed
+        before it is superseded (Legacy answers the turn itself from what it heard)."""
+        self.clock.end_turn(at)
+        self.reply_owed = False
+
     async def _on_response_done(self, response: dict[str, Any]) -> None:
         self.replies.response_id = None
         timing = self.clock.timing(response["id"])
@@ -406,6 +417,7 @@ class RealtimeAudioProcessor:
             return
         status = self.replies.done(response)
         if status is not None:
+            self.reply_owed = False
             await self.output.send_message({"type": "response.done", "status": status})
         if self._move_due is not None and self._idle():
             await self._fail(self._move_due, None)
@@ -421,6 +433,7 @@ class RealtimeAudioProcessor:
                 # The workflow has this turn now: replaying it on the Legacy path would apply it twice.
                 self._unanswered.clear()
                 self.unanswered_text = None
+                self.reply_owed = True
         except RealtimeError:
             logger.warning("session %s: the output of %s could not be sent upstream", self.session_id, name)
         finally:

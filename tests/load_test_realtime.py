@@ -1,22 +1,34 @@
-"""Load test: many kiosks holding whole reception conversations at once, on 127.0.0.1 only.
+"""Load test: many kiosks streaming their microphones and holding whole reception conversations at once, on 127.0.0.1.
 
-Starts the Realtime emulator and a real daphne server over a fresh database, switches Realtime on
-for every session, then keeps `--sessions` kiosks in conversation for `--duration` seconds (each
-conversation: start, name and company, host, confirmation, end). Prints turns, latencies
-(p50/p95/p99 of input_text → response.done), errors, fallbacks and lost turns. Stops by itself.
+Starts a real daphne server over a fresh database with Realtime on for every session, and the upstream stand-in
+(`tests/support/load_upstream.py`: the bundled emulator with a brain that costs next to nothing) in its own process. Each
+kiosk then holds conversations for `--duration` seconds as the kiosk page does: its microphone streams 20 ms PCM16
+frames at real-time pace the whole time (the visitor's lines, spoken once by the local text-to-speech, then
+silence), the server VAD ends each turn, the visitor listens to the reply and thinks before answering (`--text`:
+the visitor types instead, the microphone still streams). Prints a live progress line, then sessions held and
+dropped, turns sent / answered / lost, end of speech → first audio by path, the time the server adds to each
+frame in each direction (measured against the kiosk's and the stand-in's timestamps, same clock), fallbacks by
+reason, errors by kind and the server's memory per session. Exits 1 on any lost turn or dropped session.
 
-    python tests/load_test_realtime.py --sessions 50 --duration 300 [--database sqlite|postgres]
+A turn is lost when it gets neither an answer (`response.done`, on Realtime or on Legacy after a fallback) nor an
+`error` within `--turn-timeout`; a greeting that never comes counts as a lost turn.
+
+    python tests/load_test_realtime.py --sessions 50 --duration 300 [--text] [--brain reception] [--json PATH]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
-import statistics
+import os
+import random
+import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,104 +37,343 @@ import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.support.live_server import LiveServer, free_port, throwaway_database, wait_for_port
+from tests.support.load_upstream import FRAME_BYTES, SCRIPT, percentiles, stamp, stamp_age_ms
+from tests.support.live_server import REPO, LiveServer, free_port, throwaway_database, wait_for_port
 
-TURNS = ["株式会社テストの山田太郎です。", "鈴木さんと10時にお約束があります。", "はい"]
+FRAME_SECONDS = 0.02
+SILENCE = bytes(FRAME_BYTES)
+
+
+def rendered_lines() -> list[list[bytes]]:
+    """The visitor's lines, spoken once by the local Japanese text-to-speech, cut into 20 ms frames."""
+    from speech.tts import OpenJTalkTTS
+
+    tts = OpenJTalkTTS()
+    lines = []
+    for text, _, _ in SCRIPT:
+        pcm = tts.synthesize(text, "ja")
+        pcm += bytes(-len(pcm) % FRAME_BYTES)
+        lines.append([pcm[i : i + FRAME_BYTES] for i in range(0, len(pcm), FRAME_BYTES)])
+    return lines
 
 
 @dataclass
 class Tally:
-    latencies: list[float] = field(default_factory=list)
-    conversations: int = 0
-    errors: list[str] = field(default_factory=list)
-    fallbacks: Counter = field(default_factory=Counter)
+    held: int = 0  # conversations that ran to session.ended
+    dropped: int = 0
+    live: int = 0
     turns_sent: int = 0
+    answered: int = 0
+    errored: int = 0
+    lost: int = 0
+    latency_ms: dict[str, list[float]] = field(default_factory=lambda: {"realtime": [], "legacy": []})
+    downstream_ms: list[float] = field(default_factory=list)
+    fallbacks: Counter = field(default_factory=Counter)
+    errors: Counter = field(default_factory=Counter)
+    decisions: Counter = field(default_factory=Counter)  # "mode (reason)" of each session.started
 
 
-async def until_done(ws, tally: Tally) -> None:
-    while True:
-        message = await asyncio.wait_for(ws.recv(), timeout=30)
-        if isinstance(message, bytes):
-            continue
-        message = json.loads(message)
-        if message["type"] == "mode.changed":
-            tally.fallbacks[message["reason"]] += 1
-        if message["type"] == "error":
-            tally.errors.append(message["code"])
+class Dropped(Exception):
+    """The server closed the kiosk's socket in the middle of a conversation."""
+
+
+class Kiosk:
+    """One kiosk socket: a microphone task, a reader task, and the visitor's side of the conversation."""
+
+    def __init__(self, ws, lines: list[list[bytes]], tally: Tally, options: argparse.Namespace) -> None:
+        self.ws, self.lines, self.tally, self.options = ws, lines, tally, options
+        self.mode = "realtime"
+        self.speech: list[bytes] = []  # frames still to speak, with their utterance number
+        self.utterance = 0
+        self.spoke_at = 0.0  # when the last frame of the visitor's speech (or the typed text) went out
+        self.first_audio: float | None = None
+        self.audio_bytes = 0
+        self.outcome: asyncio.Future | None = None
+        self.ended = asyncio.get_running_loop().create_future()
+        self.spoken = asyncio.Event()  # the last frame of the line being said went out
+
+    async def microphone(self) -> None:
+        """20 ms frames at real-time pace, on an absolute schedule, for as long as the socket is open."""
+        tick = time.monotonic()
+        while True:
+            frame = self.speech.pop(0) if self.speech else SILENCE
+            await self.ws.send(stamp(frame, self.utterance if frame is not SILENCE else 0))
+            if frame is not SILENCE and not self.speech:
+                self.spoke_at = time.monotonic()
+                self.outcome = asyncio.get_running_loop().create_future()
+                self.spoken.set()
+            tick = max(tick + FRAME_SECONDS, time.monotonic() - 0.2)  # a late generator catches up, not in a burst
+            await asyncio.sleep(max(0.0, tick - time.monotonic()))
+
+    async def reader(self) -> None:
+        async for frame in self.ws:
+            if isinstance(frame, bytes):
+                self.on_audio(frame)
+            else:
+                self.on_message(json.loads(frame))
+
+    def on_audio(self, pcm16: bytes) -> None:
+        now = time.monotonic()
+        if self.mode == "realtime" and len(pcm16) >= 12:
+            self.tally.downstream_ms.append(stamp_age_ms(pcm16))
+        if self.first_audio is None:
+            self.first_audio = now
+            if self.spoke_at:
+                self.tally.latency_ms[self.mode].append((now - self.spoke_at) * 1000)
+        self.audio_bytes += len(pcm16)
+
+    def on_message(self, message: dict) -> None:
+        kind = message["type"]
+        if kind in ("session.started", "mode.changed"):
+            self.mode = message["mode"]
+            if kind == "session.started":
+                self.tally.decisions[f"{message['mode']} ({message['reason']})"] += 1
+            if kind == "mode.changed":
+                self.tally.fallbacks[message["reason"]] += 1
+        elif kind == "error":
+            self.tally.errors[message["code"]] += 1
+            if message["code"] != "rate_limited":  # a refused frame, not the answer to the turn
+                self.settle("error")
+        elif kind == "response.done":
+            self.settle("answered")
+        elif kind == "session.ended" and not self.ended.done():
+            self.ended.set_result(message)
+
+    def settle(self, how: str) -> None:
+        if self.outcome is not None and not self.outcome.done():
+            self.outcome.set_result(how)
+
+    async def turn(self, number: int) -> None:
+        """Say (or type) line `number` and wait for its answer; then listen to the reply and think."""
+        self.first_audio, self.audio_bytes = None, 0
+        self.tally.turns_sent += 1
+        if self.options.text:
+            self.spoke_at = time.monotonic()
+            self.outcome = asyncio.get_running_loop().create_future()
+            await self.ws.send(json.dumps({"type": "input_text", "text": SCRIPT[number][0]}, ensure_ascii=False))
+        else:
+            self.spoke_at, self.outcome, self.utterance = 0.0, None, number + 1
+            self.spoken.clear()
+            self.speech = list(self.lines[number])
+            await self.spoken.wait()
+        await self.await_outcome()
+
+    async def await_outcome(self) -> None:
+        try:
+            how = await asyncio.wait_for(asyncio.shield(self.outcome), self.options.turn_timeout)
+        except TimeoutError:
+            self.tally.lost += 1
             return
-        if message["type"] == "response.done":
+        if how == "error":
+            self.tally.errored += 1
             return
+        self.tally.answered += 1
+        if self.first_audio is not None:  # the visitor hears the reply out (the kiosk plays at 1x)
+            await asyncio.sleep(max(0.0, self.first_audio + self.audio_bytes / 48_000 - time.monotonic()))
+        await asyncio.sleep(random.uniform(0.5, 1.5) * self.options.think)
 
 
-async def kiosk(url: str, key: str, number: int, deadline: float, tally: Tally) -> None:
-    conversation = 0
+async def visit(kiosk: Kiosk, session_id: str) -> None:
+    """One whole conversation: greeting, the visitor's lines, the end of the session."""
+    kiosk.outcome = asyncio.get_running_loop().create_future()  # the greeting (not a visitor's turn)
+    await kiosk.ws.send(json.dumps({"type": "session.start", "session_id": session_id, "voice": True}))
+    await kiosk.await_outcome()
+    for number in range(len(SCRIPT)):
+        await kiosk.turn(number)
+    await kiosk.ws.send(json.dumps({"type": "session.end"}))
+    await asyncio.wait_for(kiosk.ended, kiosk.options.turn_timeout)
+
+
+async def conversation(url: str, key: str, session_id: str, lines, tally: Tally, options) -> None:
+    """A conversation on its own socket; the socket closing before the end is a dropped session (raised)."""
+    async with websockets.connect(
+        url, additional_headers={"Authorization": f"Bearer {key}"}, max_size=None, compression=None
+    ) as ws:
+        kiosk = Kiosk(ws, lines, tally, options)
+        script = asyncio.ensure_future(visit(kiosk, session_id))
+        await asyncio.sleep(0)  # session.start goes first; the microphone streams from then on
+        tasks = [asyncio.ensure_future(coroutine) for coroutine in (kiosk.microphone(), kiosk.reader())]
+        tally.live += 1
+        try:
+            await asyncio.wait([script, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            if not script.done():
+                raise Dropped(f"socket_closed_{ws.close_code}")
+            script.result()
+            tally.held += 1
+        finally:
+            tally.live -= 1
+            for task in (script, *tasks):
+                task.cancel()
+            await asyncio.gather(script, *tasks, return_exceptions=True)
+
+
+async def kiosk_loop(url: str, key: str, number: int, deadline: float, lines, tally: Tally, options) -> None:
+    await asyncio.sleep(random.uniform(0, 2))  # kiosks do not all start on the same frame
+    count = 0
     while time.monotonic() < deadline:
         try:
-            async with websockets.connect(url, additional_headers={"Authorization": f"Bearer {key}"}) as ws:
-                await ws.send(json.dumps({"type": "session.start", "session_id": f"load-{number}-{conversation}"}))
-                await until_done(ws, tally)
-                for text in TURNS:
-                    tally.turns_sent += 1
-                    started = time.perf_counter()
-                    await ws.send(json.dumps({"type": "input_text", "text": text}, ensure_ascii=False))
-                    await until_done(ws, tally)
-                    tally.latencies.append(time.perf_counter() - started)
-                await ws.send(json.dumps({"type": "session.end"}))
-                while True:
-                    message = await asyncio.wait_for(ws.recv(), timeout=30)
-                    if isinstance(message, str) and json.loads(message)["type"] == "session.ended":
-                        break
-            tally.conversations += 1
+            await conversation(url, key, f"load-{number}-{count}", lines, tally, options)
+        except Dropped as drop:
+            tally.dropped += 1
+            tally.errors[str(drop)] += 1
+            await asyncio.sleep(1)  # the kiosk page reconnects after a second
         except (TimeoutError, OSError, websockets.WebSocketException) as error:
-            tally.errors.append(type(error).__name__)
-        conversation += 1
+            tally.dropped += 1
+            tally.errors[type(error).__name__] += 1
+            await asyncio.sleep(1)
+        count += 1
 
 
-def percentile(samples: list[float], fraction: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))] if ordered else float("nan")
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
-async def run(sessions: int, duration: float, database: str) -> Tally:
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_until_settled(pid: int, timeout: float = 180.0) -> None:
+    """Until the server has loaded its models in the background (its warm-up): two quiet seconds in a row."""
+    deadline, quiet, last = time.monotonic() + timeout, 0, cpu_seconds(pid)
+    while quiet < 2 and time.monotonic() < deadline:
+        time.sleep(1)
+        now = cpu_seconds(pid)
+        quiet, last = (quiet + 1 if now - last < 0.1 else 0), now
+
+
+def upstream_stats(port: int, reset: bool = False) -> dict:
+    """The stand-in's kiosk → upstream samples (`reset`: and it starts afresh)."""
+    path = "/stats?reset" if reset else "/stats"
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+        return json.loads(response.read())
+
+
+async def progress(tally: Tally, started: float, pid: int, memory: dict, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        memory["peak"] = max(memory["peak"], rss_mb(pid))
+        latency = tally.latency_ms["realtime"] + tally.latency_ms["legacy"]
+        line = (
+            f"[{time.monotonic() - started:5.0f}s] live={tally.live} held={tally.held} dropped={tally.dropped} "
+            f"turns sent={tally.turns_sent} answered={tally.answered} lost={tally.lost} "
+            f"fallbacks={sum(tally.fallbacks.values())} errors={sum(tally.errors.values())} "
+            f"first-audio p95={percentiles(latency)['p95']} ms "
+            f"relay-down p95={percentiles(tally.downstream_ms)['p95']} ms rss={memory['peak']:.0f} MB"
+        )
+        print(line, file=sys.stderr, flush=True)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 5)
+
+
+async def drive(server: LiveServer, keys: list[str], upstream_port: int, options) -> dict:
+    lines = rendered_lines()
     tally = Tally()
-    with tempfile.TemporaryDirectory() as directory, throwaway_database(database, Path(directory)) as url:
-        emulator_port = free_port()
-        # Every session uses one kiosk key and reconnects per conversation, faster than any lobby kiosk:
-        # the kiosk connection limits (benchmarks/flood.py measures them) are lifted for the load run.
+    memory = {"before": rss_mb(server.process.pid), "peak": 0.0, "cpu": cpu_seconds(server.process.pid)}
+    started = time.monotonic()
+    stop = asyncio.Event()
+    watcher = asyncio.ensure_future(progress(tally, started, server.process.pid, memory, stop))
+    deadline = started + options.duration
+    kiosks = [kiosk_loop(server.url, keys[n], n, deadline, lines, tally, options) for n in range(options.sessions)]
+    await asyncio.gather(*kiosks)
+    stop.set()
+    await watcher
+    memory["cpu"] = cpu_seconds(server.process.pid) - memory["cpu"]
+    upstream = await asyncio.to_thread(upstream_stats, upstream_port)
+    return summary(tally, options, memory, upstream["upstream_ms"], time.monotonic() - started)
+
+
+def summary(tally: Tally, options, memory: dict, upstream: dict, elapsed: float) -> dict:
+    downstream = percentiles(tally.downstream_ms)
+    worst = {key: max(upstream[key], downstream[key]) for key in ("p50", "p95", "p99")}
+    return {
+        "sessions": options.sessions,
+        "duration_s": round(elapsed, 1),
+        "input": "text" if options.text else "audio",
+        "brain": options.brain,
+        "sessions_held": tally.held,
+        "sessions_dropped": tally.dropped,
+        "turns_sent": tally.turns_sent,
+        "turns_answered": tally.answered,
+        "turns_errored": tally.errored,
+        "turns_lost": tally.lost,
+        "first_audio_ms": {path: percentiles(samples) for path, samples in tally.latency_ms.items()},
+        "relay_added_ms": {**worst, "kiosk_to_upstream": upstream, "upstream_to_kiosk": downstream},
+        "sessions_started": dict(tally.decisions),
+        "fallbacks": dict(tally.fallbacks),
+        "errors": dict(tally.errors),
+        "server_rss_mb": {"before": round(memory["before"], 1), "peak": round(memory["peak"], 1)},
+        "server_mb_per_session": round((memory["peak"] - memory["before"]) / options.sessions, 2),
+        "server_cpu_percent": round(100 * memory["cpu"] / elapsed, 1),
+    }
+
+
+def create_kiosks(server: LiveServer, count: int) -> list[str]:
+    """One kiosk (and key) per load session, as in a lobby: the per-kiosk limits apply to each as in production."""
+    code = (
+        "from core.history import audit_context, cli_actor\n"
+        "from reception.models import Kiosk\n"
+        "with audit_context(cli_actor(), 'load test'):\n"
+        f"    for n in range({count}):\n"
+        "        kiosk = Kiosk(name=f'load-{n}')\n"
+        "        print(kiosk.set_new_key())\n"
+        "        kiosk.save()\n"
+    )
+    return server.manage("shell", "-c", code).split()[-count:]
+
+
+def run(options) -> dict:
+    with tempfile.TemporaryDirectory() as directory, throwaway_database(options.database, Path(directory)) as url:
+        upstream_port = free_port()
         env = {
-            "REALTIME_API_URL": f"ws://127.0.0.1:{emulator_port}/v1/realtime",
-            "KIOSK_MAX_CONNECTIONS_PER_KIOSK": str(sessions),
+            "REALTIME_API_URL": f"ws://127.0.0.1:{upstream_port}/v1/realtime",
+            # Every kiosk connects from 127.0.0.1, and reconnects per conversation faster than a lobby kiosk does.
             "KIOSK_RATE_CONNECTS_PER_KIOSK_PER_MINUTE": "1000000",
             "KIOSK_RATE_CONNECTS_PER_ADDRESS_PER_MINUTE": "1000000",
         }
         server = LiveServer(url, Path(directory), env)
-        key = server.prepare()
+        server.prepare()
+        keys = create_kiosks(server, options.sessions)
         server.manage("rollout", "--enable", "--reason", "load test")
         server.manage("rollout", "--percent", "100", "--reason", "load test")
-        # The emulator runs as `make run` runs it: its own process, the server's database, local speech.
-        emulator = server.spawn("realtime_emulator", "--port", str(emulator_port), "--brain", "reception")
+        command = [sys.executable, "tests/support/load_upstream.py", "--port", str(upstream_port), "--brain", options.brain]
+        with server.log.open("ab") as log:
+            upstream = subprocess.Popen(command, cwd=REPO, env=server.env, stdout=log, stderr=subprocess.STDOUT)
         server.start()
         try:
-            wait_for_port(emulator_port)
-            deadline = time.monotonic() + duration
-            await asyncio.gather(*(kiosk(server.url, key, n, deadline, tally) for n in range(sessions)))
+            wait_for_port(upstream_port, 60, upstream, server.log)
+            wait_until_settled(server.process.pid)
+            return asyncio.run(drive(server, keys, upstream_port, options))
         finally:
             server.stop()
-            emulator.terminate()
-            emulator.wait(timeout=10)
-    return tally
+            upstream.terminate()
+            upstream.wait(timeout=10)
+            if options.server_log:
+                Path(options.server_log).write_bytes(server.log.read_bytes())
 
 
-def report(tally: Tally, sessions: int, duration: float) -> str:
-    ms = [latency * 1000 for latency in tally.latencies]
-    lost = tally.turns_sent - len(tally.latencies)
+def report(result: dict) -> str:
+    latency = result["first_audio_ms"]
+    relay = result["relay_added_ms"]
+    fmt = lambda p: f"p50={p['p50']} p95={p['p95']} p99={p['p99']} ms (n={p.get('count', '-')})"  # noqa: E731
     return "\n".join(
         [
-            f"sessions={sessions} duration={duration:.0f}s conversations={tally.conversations} turns={len(ms)}",
-            f"turn latency p50={percentile(ms, 0.5):.1f} ms p95={percentile(ms, 0.95):.1f} ms "
-            f"p99={percentile(ms, 0.99):.1f} ms mean={statistics.fmean(ms) if ms else float('nan'):.1f} ms",
-            f"errors={len(tally.errors)} fallbacks={sum(tally.fallbacks.values())} lost_turns={lost}"
-            + (f" (fallbacks by reason: {dict(tally.fallbacks)})" if tally.fallbacks else ""),
+            f"sessions={result['sessions']} duration={result['duration_s']}s input={result['input']} "
+            f"brain={result['brain']}",
+            f"sessions held={result['sessions_held']} dropped={result['sessions_dropped']}",
+            f"turns sent={result['turns_sent']} answered={result['turns_answered']} "
+            f"errored={result['turns_errored']} lost={result['turns_lost']}",
+            f"end of speech -> first audio, realtime: {fmt(latency['realtime'])}",
+            f"end of speech -> first audio, legacy:   {fmt(latency['legacy'])}",
+            f"server adds, kiosk -> upstream: {fmt(relay['kiosk_to_upstream'])}",
+            f"server adds, upstream -> kiosk: {fmt(relay['upstream_to_kiosk'])}",
+            f"sessions started: {result['sessions_started']}",
+            f"fallbacks by reason: {result['fallbacks'] or 'none'}",
+            f"errors by kind: {result['errors'] or 'none'}",
+            f"server RSS {result['server_rss_mb']['before']} -> {result['server_rss_mb']['peak']} MB: "
+            f"{result['server_mb_per_session']} MB per session; server CPU {result['server_cpu_percent']}% of a core",
         ]
     )
 
@@ -130,12 +381,20 @@ def report(tally: Tally, sessions: int, duration: float) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=50)
-    parser.add_argument("--duration", type=float, default=300.0, help="seconds")
+    parser.add_argument("--duration", type=float, default=300.0, help="seconds of new conversations")
+    parser.add_argument("--text", action="store_true", help="visitors type their lines (the microphone streams)")
+    parser.add_argument("--brain", choices=("scripted", "reception"), default="scripted", help="the stand-in's brain")
+    parser.add_argument("--think", type=float, default=2.0, help="mean seconds a visitor thinks before answering")
+    parser.add_argument("--turn-timeout", type=float, default=30.0, help="seconds after which a turn is lost")
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
-    args = parser.parse_args(argv)
-    tally = asyncio.run(run(args.sessions, args.duration, args.database))
-    print(report(tally, args.sessions, args.duration))
-    return 1 if tally.errors or tally.conversations == 0 else 0
+    parser.add_argument("--json", help="also write the result as one JSON object to this path")
+    parser.add_argument("--server-log", help="keep the server's and the stand-in's log at this path")
+    options = parser.parse_args(argv)
+    result = run(options)
+    print(report(result))
+    if options.json:
+        Path(options.json).write_text(json.dumps(result, indent=2, ensure_ascii=False))
+    return 1 if result["turns_lost"] or result["sessions_dropped"] else 0
 
 
 if __name__ == "__main__":

@@ -19,12 +19,15 @@ if __name__ == "__main__":  # `python tests/test_fallback_scenarios.py`: this fi
     sys.exit(pytest.main([__file__, *sys.argv[1:]]))
 
 import asyncio
+import json
+import time
 
 import pytest
 from channels.db import database_sync_to_async
 
 from fallback.emergency import apply_action
 from fallback.models import FallbackEvent, FallbackReason, GuardState
+from realtime.emulator import CallFunction, Say, ScriptedBrain
 from realtime.emulator.audio import tone
 from realtime.emulator.reception_brain import build_reception_brain
 from reception.models import Visit
@@ -224,6 +227,65 @@ async def test_slow_upstream_falls_back_on_the_first_audio_deadline(upstream, ki
     messages = await say_through_fallback(ws, HOST_TURN)
     assert_survived(messages)
     assert await fallback_events("slow") == [FallbackReason.LATENCY]
+    await finish(ws)
+
+
+# --- a reply the kiosk is owed when the upstream goes silent: Legacy says it ---------------------------------
+
+
+def hanging_voice(hang: dict):
+    """The emulator's voice, stuck (as a stalled upstream is) on replies holding `hang["words"]` while `hang["on"]`."""
+
+    def voice(text: str, language: str | None) -> bytes:
+        deadline = time.monotonic() + 3
+        while hang["on"] and hang["words"] in text and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return synthetic_voice(text, language)
+
+    return voice
+
+
+async def test_a_greeting_stuck_upstream_is_said_by_legacy(upstream, kiosk_and_key):
+    _, key = kiosk_and_key
+    hang = {"on": True, "words": "いらっしゃいませ"}
+    upstream.brain = build_reception_brain(transcribe=lambda pcm, language: "", synthesize=hanging_voice(hang))
+    ws = await connect(key)
+    await ws.send_json_to({"type": "session.start", "session_id": "stuck-greeting", "language": "ja", "voice": True})
+    messages, _ = await collect_until(ws, lambda m, ms: m["type"] in ("response.done", "error"), wait=10)
+    hang["on"] = False
+    assert last(messages, "mode.changed")["reason"] == "connection_error"
+    assert "いらっしゃいませ" in last(messages, "transcript", "assistant")["text"]  # the greeting, from Legacy
+    assert await fallback_events("stuck-greeting") == [FallbackReason.CONNECTION_ERROR]
+    await finish(ws)
+
+
+class HostCallBrain(ScriptedBrain):
+    """Calls the tool for the host turn at once, then says the tool's reply in a voice that hangs."""
+
+    def __init__(self, voice) -> None:
+        super().__init__([CallFunction("collect_visitor_info", {"host_name": "鈴木", "purpose": "10時にお約束"})])
+        self.voice = voice
+
+    async def respond(self, context):
+        if context.function_outputs:
+            return Say(json.loads(context.function_outputs[-1]["output"])["reply"])
+        return await super().respond(context)
+
+    async def synthesize(self, text: str, language: str | None) -> bytes:
+        return await asyncio.to_thread(self.voice, text, language)
+
+
+async def test_a_reply_stuck_upstream_after_its_function_call_is_said_by_legacy(upstream, kiosk_and_key):
+    _, key = kiosk_and_key
+    hang = {"on": True, "words": "確認いたします"}
+    ws = await realtime_first_turn(key, "stuck-reply")
+    upstream.brain = HostCallBrain(hanging_voice(hang))
+    messages = await say_through_fallback(ws, HOST_TURN)  # the workflow has the turn; its reply is never spoken
+    hang["on"] = False
+    assert [m["type"] for m in messages].index("visit.updated") < [m["type"] for m in messages].index("mode.changed")
+    assert_survived(messages)
+    assert "鈴木" in last(messages, "transcript", "assistant")["text"]  # the confirmation, said by Legacy
+    assert await fallback_events("stuck-reply") == [FallbackReason.CONNECTION_ERROR]
     await finish(ws)
 
 

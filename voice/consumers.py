@@ -7,8 +7,10 @@ group, so an emergency stop reaches each live session in every process.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
 import uuid
 
 from autobahn.exception import Disconnected
@@ -47,6 +49,11 @@ def _session_owned_elsewhere(session_id: str, kiosk_id: int) -> bool:
     return Visit.objects.filter(session_id=session_id).exclude(kiosk_id=kiosk_id).exists()
 
 
+def _queued(inbox: object) -> int:
+    """How many frames wait in the server's queue of a socket (0 when the server does not say)."""
+    return inbox.qsize() if isinstance(inbox, asyncio.Queue) else 0
+
+
 def _client_address(scope: dict) -> str:
     client = scope.get("client")
     return str(client[0]) if client else "unknown"
@@ -63,6 +70,7 @@ class KioskConsumer(AsyncWebsocketConsumer):
     idle: IdleWatchdog | None = None
 
     async def __call__(self, scope, receive, send) -> None:
+        self.inbox = getattr(receive, "__self__", None)  # the server's queue of this socket's frames (daphne's)
         try:
             await super().__call__(scope, receive, send)
         finally:  # however the connection dies, the watchdog dies with it, and its refusals are counted
@@ -181,7 +189,10 @@ class KioskConsumer(AsyncWebsocketConsumer):
 
     async def dispatch_message(self, message: KioskMessage) -> None:
         if message.type == "session.start":
+            opening = time.monotonic()
             await self.start_session(**message.fields)
+            # The kiosk's microphone streamed meanwhile: what queued is read now, in one burst.
+            self.rate_limits.allow_backlog(_queued(self.inbox), time.monotonic() - opening)
             return
         if self.voice_path is None:
             raise ProtocolError("session_not_started", "Send session.start first.")

@@ -22,6 +22,7 @@ from django.conf import settings
 
 from core.blocking import run_blocking
 from core.timing import TurnTiming, upstream_call, upstream_clock, upstream_seconds
+from realtime import client as realtime_client
 from realtime.kiosk import KioskOutput, ProtocolError
 from reception import workflow
 from reception.workflow.names import recognition_hint
@@ -46,6 +47,7 @@ def warm_up_in_background() -> None:
     def warm_up() -> None:
         try:
             workflow.warm_up()
+            realtime_client.warm_up()
             if settings.SPEECH_WARM_UP:
                 seconds = legacy_engines().warm_up()
                 logger.info("speech engines ready: %s", {step: round(value, 2) for step, value in seconds.items()})

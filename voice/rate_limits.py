@@ -114,6 +114,8 @@ class KioskRateLimits:
         self.kiosk_key = ""
         self._uncounted: Counter[str] = Counter()
         self._counting: asyncio.Task | None = None
+        self._backlog = {"frames": 0, "audio": 0}  # admitted without a hit (see allow_backlog)
+        self._in_backlog = False  # the frame being read is one of them
 
     async def address_open(self, address: str) -> None:
         """Before authentication: refuse `address` once it used up its budget of new connections (RateLimited)."""
@@ -134,13 +136,28 @@ class KioskRateLimits:
         if not await self.limiter.hit(self.limits.kiosk_connects, "kiosk-connects", self.kiosk_key):
             raise RateLimited("kiosk_connects", "This kiosk reconnects too often; try again in a minute.")
 
+    def allow_backlog(self, frames: int, seconds: float) -> None:
+        """This connection read nothing for `seconds` (its session was opening) while the kiosk streamed on and
+        `frames` queued: they are admitted without a hit, up to what the limits allow in that time. Read in one
+        burst, they would otherwise be refused as a flood (and the visitor's first words with them)."""
+        per_second = self.limits.messages.amount / self.limits.messages.get_expiry()
+        audio_per_second = self.limits.audio_bytes.amount / self.limits.audio_bytes.get_expiry()
+        self._backlog = {"frames": min(frames, int(seconds * per_second)), "audio": int(seconds * audio_per_second)}
+
     async def message(self) -> None:
         """One frame from the kiosk; raises RateLimited."""
+        self._in_backlog = self._backlog["frames"] > 0
+        if self._in_backlog:
+            self._backlog["frames"] -= 1
+            return
         if not await self.limiter.hit(self.limits.messages, "kiosk-messages", self.kiosk_key):
             raise RateLimited("messages", "Too many messages; slow down.")
 
     async def audio(self, nbytes: int) -> None:
         """`nbytes` of PCM16 from the kiosk; raises RateLimited when audio comes faster than allowed."""
+        if self._in_backlog and nbytes <= self._backlog["audio"]:
+            self._backlog["audio"] -= nbytes
+            return
         if nbytes and not await self.limiter.hit(self.limits.audio_bytes, "kiosk-audio", self.kiosk_key, cost=nbytes):
             raise RateLimited("audio", "Audio is arriving faster than real time; this chunk was dropped.")
 

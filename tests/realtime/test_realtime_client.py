@@ -358,3 +358,16 @@ async def test_the_event_stream_stops_at_close(realtime_emulator):
     async with asyncio.timeout(5):
         await reader
     assert seen[0] == "response.created" and "response.done" in seen
+
+
+async def test_session_starts_do_not_each_load_the_ca_bundle_on_the_event_loop(realtime_emulator, monkeypatch):
+    """Loading the CA bundle costs ~80 ms of CPU; at every session start it held up every live session's audio."""
+    import ssl
+
+    loads = []
+    real = ssl.SSLContext.load_verify_locations
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", lambda *a, **k: loads.append(1) or real(*a, **k))
+    clients = [RealtimeClient(api_key=TEST_KEY, base_url=realtime_emulator.base_url) for _ in range(3)]
+    await clients[0].connect()
+    await asyncio.gather(*(client.close() for client in clients))
+    assert len(loads) <= 1

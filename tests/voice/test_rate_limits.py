@@ -19,6 +19,7 @@ from metrics.refusals import refusal_counts
 from reception.models import Kiosk
 from reception_project.asgi import application
 from tests.support import waiting
+from voice.hybrid import HybridVoiceManager
 from voice.rate_limits import KioskRateLimits, Limits, RateLimited
 
 pytestmark = pytest.mark.rate_limits  # these tests keep the kiosk rate limits (see tests/conftest.py)
@@ -194,6 +195,30 @@ async def test_audio_faster_than_real_time_is_refused_and_the_socket_stays_usabl
     assert await counts_reach("audio", len(refusals)) and refusal_counts()["flood_closed"] == 0
     turn = await say(ws, "My name is Jane Doe")
     assert [m for m in turn if m["type"] == "visit.updated"][-1]["visitor_name"] == "Jane Doe"
+    await ws.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("isolated_workflow_state", "demo_directory")
+async def test_audio_streamed_while_the_session_opens_is_not_taken_for_a_flood(settings, monkeypatch):
+    """The kiosk page streams its microphone from session.start on; a session that takes 3 s to open (a slow
+    upstream handshake) finds 3 s of frames queued, read in one burst."""
+    opening = HybridVoiceManager.open
+
+    async def slow_open(self, kiosk_id):
+        await asyncio.sleep(3)
+        await opening(self, kiosk_id)
+
+    monkeypatch.setattr(HybridVoiceManager, "open", slow_open)
+    ws = communicator(await new_kiosk("early talker"))
+    assert (await ws.connect())[0]
+    await ws.send_json_to({"type": "session.start", "language": "en"})
+    for _ in range(150):  # 20 ms frames, as the page sends them, while the session opens
+        await ws.send_to(bytes_data=CHUNK[:960])
+        await asyncio.sleep(0.02)
+    messages = await until(ws, lambda m: m.get("type") == "response.done")  # the greeting
+    messages += await drain_quiet(ws)
+    assert not [m for m in messages if m["type"] == "error"], messages
     await ws.disconnect()
 
 

@@ -1,0 +1,291 @@
+"""Benchmark: what one server process adds to real-time kiosk audio, against a minimal raw relay, and how many
+sessions it holds.
+
+Three processes besides this one: the upstream stand-in (`tests/support/load_upstream.py`), one daphne worker of the
+project (Realtime on for every session), and a raw relay (this script with `--serve-raw-relay`: a bare `websockets`
+server that turns kiosk frames into `input_audio_buffer.append` and reply deltas back into binary frames, nothing
+else). Kiosks stream stamped 20 ms PCM16 frames at real-time pace and speak a line every few seconds, which the
+stand-in answers with audio; the time added per frame is measured kiosk → stand-in (at the stand-in) and stand-in →
+kiosk (at the kiosk), same clock.
+
+* compare: the same sessions through each relay in turn: time added p50/p95/p99 per direction, and messages per
+  second per core (frames relayed over the relay's CPU seconds), as ratios ours/raw;
+* capacity: step the sessions up through our server until the added time's p95 passes `--budget-ms` (20).
+
+`--profile`: py-spy samples the server during the largest step that held (else the first), and the top costs
+are printed.
+
+    python benchmarks/relay_capacity.py [--sessions 10] [--seconds 20] [--steps 10,20,40,60,80,100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import websockets
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.load_test_realtime import cpu_seconds, create_kiosks, upstream_stats, wait_until_settled
+from tests.support.load_upstream import APPEND_PREFIX, FRAME_BYTES, percentiles, stamp, stamp_age_ms
+from tests.support.live_server import REPO, LiveServer, free_port, throwaway_database, wait_for_port
+
+SILENCE = bytes(FRAME_BYTES)
+SPEECH = [(b"\x00\x20\x00\xe0" * (FRAME_BYTES // 4)) for _ in range(40)]  # 0.8 s of a loud square wave
+LINE_EVERY = 4.0  # seconds between the kiosk's lines
+
+
+# --- the raw relay ------------------------------------------------------------------------------------------------
+
+
+async def raw_relay(kiosk, upstream_url: str) -> None:
+    """One kiosk socket relayed to one upstream session with nothing in between."""
+    async with websockets.connect(
+        upstream_url, additional_headers={"Authorization": "Bearer sk-raw"}, max_size=None, compression=None
+    ) as upstream:
+
+        async def down() -> None:
+            async for raw in upstream:
+                if raw.startswith('{"type": "response.output_audio.delta"'):
+                    await kiosk.send(base64.b64decode(json.loads(raw)["delta"]))
+                elif raw.startswith('{"type": "response.done"'):
+                    await kiosk.send('{"type": "response.done"}')
+
+        task = asyncio.ensure_future(down())
+        try:
+            async for frame in kiosk:
+                if isinstance(frame, bytes):
+                    await upstream.send(APPEND_PREFIX + base64.b64encode(frame).decode() + '"}')
+                elif json.loads(frame).get("type") == "session.start":
+                    await kiosk.send(json.dumps({"type": "session.started", "mode": "realtime"}))
+        finally:
+            task.cancel()
+
+
+async def serve_raw_relay(port: int, upstream_url: str) -> None:
+    async with websockets.serve(
+        lambda kiosk: raw_relay(kiosk, upstream_url), "127.0.0.1", port, max_size=None, compression=None
+    ):
+        await asyncio.Future()
+
+
+# --- kiosks -------------------------------------------------------------------------------------------------------
+
+
+class Kiosks:
+    """N kiosks on one relay: stamped frames at real-time pace."""
+
+    def __init__(self, url: str, keys: list[str], seconds: float) -> None:
+        self.url, self.keys, self.seconds = url, keys, seconds
+        self.downstream_ms: list[float] = []
+        self.sent = 0
+        self.errors: Counter = Counter()
+
+    async def run(self) -> None:
+        await asyncio.gather(*(self.kiosk(key, n) for n, key in enumerate(self.keys)))
+
+    async def kiosk(self, key: str, number: int) -> None:
+        await asyncio.sleep(number * 0.02 % 1.0)
+        try:
+            async with websockets.connect(
+                self.url, additional_headers={"Authorization": f"Bearer {key}"}, max_size=None, compression=None
+            ) as ws:
+                await ws.send(json.dumps({"type": "session.start", "session_id": f"bench-{number}-{time.time_ns()}"}))
+                reader = asyncio.ensure_future(self.read(ws))
+                await asyncio.sleep(1.0)  # the greeting
+                await self.stream(ws)
+                reader.cancel()
+        except (OSError, websockets.WebSocketException) as error:
+            self.errors[type(error).__name__] += 1
+
+    async def read(self, ws) -> None:
+        async for frame in ws:
+            if isinstance(frame, bytes) and len(frame) >= 12:
+                self.downstream_ms.append(stamp_age_ms(frame))
+            elif isinstance(frame, str) and json.loads(frame)["type"] == "error":
+                self.errors[json.loads(frame)["code"]] += 1
+
+    async def stream(self, ws) -> None:
+        start = tick = time.monotonic()
+        while tick - start < self.seconds:
+            phase = (tick - start) % LINE_EVERY
+            frame = SPEECH[int(phase / 0.02)] if phase < 0.8 else SILENCE
+            await ws.send(stamp(frame))
+            self.sent += 1
+            tick = max(tick + 0.02, time.monotonic() - 0.2)
+            await asyncio.sleep(max(0.0, tick - time.monotonic()))
+
+
+async def phase(url: str, keys: list[str], seconds: float, upstream_port: int, pid: int) -> dict:
+    """One run of the kiosks through one relay at real-time pace; the stand-in's counts are reset first."""
+    await asyncio.sleep(2)  # what the previous phase left in flight arrives first
+    await asyncio.to_thread(upstream_stats, upstream_port, True)
+    kiosks = Kiosks(url, keys, seconds)
+    cpu, started = cpu_seconds(pid), time.monotonic()
+    await kiosks.run()
+    elapsed, cpu = time.monotonic() - started, cpu_seconds(pid) - cpu
+    upstream = (await asyncio.to_thread(upstream_stats, upstream_port))["upstream_ms"]
+    down = percentiles(kiosks.downstream_ms)
+    return {
+        "sessions": len(keys),
+        "kiosk_to_upstream_ms": upstream,
+        "upstream_to_kiosk_ms": down,
+        "added_p95_ms": max(upstream["p95"], down["p95"]),
+        "frames_sent": kiosks.sent,
+        "frames_relayed_per_second": round(upstream["count"] / elapsed, 1),
+        "relay_cpu_percent": round(100 * cpu / elapsed, 1),
+        # Frames relayed (both directions) per second of the relay's CPU: the messages per second one core carries.
+        "messages_per_cpu_second": round((upstream["count"] + down["count"]) / max(cpu, 1e-3)),
+        "errors": dict(kiosks.errors),
+    }
+
+
+# --- the run ------------------------------------------------------------------------------------------------------
+
+
+def profile(pid: int, seconds: float, path: Path) -> subprocess.Popen:
+    """py-spy sampling the server (raw stacks, aggregated by `top_costs`)."""
+    spy = Path(sys.executable).with_name("py-spy")
+    command = [str(spy), "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "100", "-f", "raw", "-o", str(path)]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def top_costs(path: Path, count: int = 15) -> list[tuple[float, str]]:
+    """The functions of the event loop's thread with the most samples (inclusive), in % of its samples."""
+    inclusive: Counter = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, samples = line.rpartition(" ")
+        frames = stack.split(";")
+        loop = [i for i, frame in enumerate(frames) if "_run_once" in frame]
+        if not loop:
+            continue  # other threads (the database's, the speech engines') wait most of the time
+        total += int(samples)
+        for frame in set(frames[loop[0] + 1 :]):
+            inclusive[frame] += int(samples)
+    return [(round(100 * n / max(1, total), 1), frame) for frame, n in inclusive.most_common(count)]
+
+
+async def compare(ours: str, raw: str, keys: list[str], options, upstream_port: int, pids: dict) -> dict:
+    result = {}
+    for name, url in (("raw", raw), ("ours", ours)):
+        result[name] = await phase(url, keys, options.seconds, upstream_port, pids[name])
+    ratio = lambda key, a, b: round(a[key] / b[key], 2) if b[key] else None  # noqa: E731
+    up = lambda name, key: result[name]["kiosk_to_upstream_ms"][key]  # noqa: E731
+    result["ratios_ours_over_raw"] = {
+        "added_p50_kiosk_to_upstream": round(up("ours", "p50") / up("raw", "p50"), 2),
+        "added_p95_kiosk_to_upstream": round(up("ours", "p95") / up("raw", "p95"), 2),
+        "added_p95_worst_direction": ratio("added_p95_ms", result["ours"], result["raw"]),
+        "messages_per_cpu_second": ratio("messages_per_cpu_second", result["ours"], result["raw"]),
+    }
+    return result
+
+
+async def capacity(ours: str, keys: list[str], options, upstream_port: int, pid: int, scratch: Path) -> dict:
+    steps, held = [], None
+    for count in options.steps:
+        step = await phase(ours, keys[:count], options.seconds, upstream_port, pid)
+        steps.append(step)
+        print(f"  {count} sessions: added p95 {step['added_p95_ms']} ms, CPU {step['relay_cpu_percent']}%", flush=True)
+        if step["added_p95_ms"] > options.budget_ms or step["errors"]:
+            break
+        held = count
+    result = {"steps": steps, "most_sessions_within_budget": held}
+    if options.profile:
+        spy = profile(pid, options.seconds + 2, scratch / "profile.txt")
+        await phase(ours, keys[: held or options.steps[0]], options.seconds, upstream_port, pid)
+        spy.wait(timeout=60)
+        result["profile_top_inclusive_percent"] = top_costs(scratch / "profile.txt")
+    return result
+
+
+def start_processes(options, scratch: Path, database_url: str):
+    upstream_port, raw_port = free_port(), free_port()
+    env = {
+        "REALTIME_API_URL": f"ws://127.0.0.1:{upstream_port}/v1/realtime",
+        "KIOSK_RATE_CONNECTS_PER_KIOSK_PER_MINUTE": "1000000",
+        "KIOSK_RATE_CONNECTS_PER_ADDRESS_PER_MINUTE": "1000000",
+    }
+    server = LiveServer(database_url, scratch, env)
+    server.prepare()
+    keys = create_kiosks(server, max([options.sessions, *options.steps]))
+    server.manage("rollout", "--enable", "--reason", "benchmark")
+    server.manage("rollout", "--percent", "100", "--reason", "benchmark")
+    with server.log.open("ab") as log:
+        upstream = subprocess.Popen(
+            [sys.executable, "tests/support/load_upstream.py", "--port", str(upstream_port)],
+            cwd=REPO,
+            env=server.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        raw = subprocess.Popen(
+            [sys.executable, __file__, "--serve-raw-relay", str(raw_port), env["REALTIME_API_URL"] + "?model=m"],
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    server.start()
+    wait_for_port(upstream_port, 60, upstream, server.log)
+    wait_for_port(raw_port, 30, raw, server.log)
+    wait_until_settled(server.process.pid)
+    return server, upstream, raw, keys, upstream_port, f"ws://127.0.0.1:{raw_port}/"
+
+
+def run(options) -> dict:
+    with tempfile.TemporaryDirectory() as directory, throwaway_database("sqlite", Path(directory)) as url:
+        scratch = Path(directory)
+        server, upstream, raw, keys, upstream_port, raw_url = start_processes(options, scratch, url)
+        pids = {"ours": server.process.pid, "raw": raw.pid}
+        try:
+            result = {
+                "compare": asyncio.run(
+                    compare(server.url, raw_url, keys[: options.sessions], options, upstream_port, pids)
+                )
+            }
+            if options.steps:
+                result["capacity"] = asyncio.run(
+                    capacity(server.url, keys, options, upstream_port, pids["ours"], scratch)
+                )
+            return result
+        finally:
+            server.stop()
+            for process in (upstream, raw):
+                process.terminate()
+                process.wait(timeout=10)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=10, help="sessions of the comparison")
+    parser.add_argument("--seconds", type=float, default=20.0, help="seconds of each phase and step")
+    parser.add_argument("--steps", default="10,20,40,60,80,100", help="session counts of the capacity run ('': none)")
+    parser.add_argument("--budget-ms", type=float, default=20.0, help="the added time's p95 a step must stay under")
+    parser.add_argument("--profile", action="store_true", help="py-spy the server during the largest step held")
+    parser.add_argument("--json", help="also write the result to this path")
+    parser.add_argument("--serve-raw-relay", nargs=2, metavar=("PORT", "UPSTREAM_URL"), help=argparse.SUPPRESS)
+    options = parser.parse_args()
+    if options.serve_raw_relay:
+        asyncio.run(serve_raw_relay(int(options.serve_raw_relay[0]), options.serve_raw_relay[1]))
+        return 0
+    os.environ.setdefault("DJANGO_SECRET_KEY", "benchmark")
+    options.steps = [int(count) for count in options.steps.split(",") if count]
+    result = run(options)
+    print(json.dumps(result, indent=2, ensure_ascii=False))
+    if options.json:
+        Path(options.json).write_text(json.dumps(result, indent=2, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
