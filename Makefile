@@ -53,6 +53,9 @@ run: install
 lint: install-dev security
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/python tools/room_sizes.py
+	$(BIN)/python tools/dead_code.py
 
 # Static security analysis (config in pyproject.toml); every suppression is a `# nosec BXXX` with its reason.
 security: install-dev
