@@ -66,6 +66,9 @@ serve-reload:
 lint: install-dev security
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/python tools/room_sizes.py
+	$(BIN)/python tools/dead_code.py
 
 # Static security analysis (config in pyproject.toml); every suppression is a `# nosec BXXX` with its reason.
 security: install-dev

@@ -73,10 +73,9 @@ def piper_in_process_probe() -> None:
     print(json.dumps({"load_s": load, "short_sentence_s": per_call, "rss_before_mb": before, "rss_after_mb": rss_mb()}))
 
 
-def main() -> None:
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores; RSS at start {rss_mb():.0f} MB")
+def load_engines():
+    """Load the local engines and print what each load cost."""
     from speech.engines import get_speech_engines
-    from speech.tts import split_sentences
 
     t0 = time.perf_counter()
     engines = get_speech_engines("local")
@@ -90,54 +89,62 @@ def main() -> None:
         f"{tts.english.worker_load_seconds:.2f} s, spawn+ready {tts.english.load_seconds:.2f} s"
     )
     print(f"  RSS after warm-up {rss_mb():.0f} MB (this process)")
+    return engines
 
-    for lang in ("ja", "en"):
-        print(f"\n== {lang}: utterance {UTTERANCES[lang]!r}")
-        pcm24 = tts.synthesize(UTTERANCES[lang], lang)
-        dur = len(pcm24) / 2 / KIOSK_SAMPLE_RATE
-        print(f"  audio {dur:.2f} s")
-        # VAD: the utterance plus 1 s of silence, in 20 ms kiosk frames
-        stream = pcm24 + bytes(2 * KIOSK_SAMPLE_RATE)
-        frames = [stream[i : i + 960] for i in range(0, len(stream), 960)]
 
-        def vad_run(frames=frames):
-            seg = engines.new_segmenter()
-            out = []
-            for f in frames:
-                out += seg.feed(f)
-            return out
+def vad_stage(engines, pcm24: bytes) -> None:
+    """VAD over the utterance plus 1 s of silence, in 20 ms kiosk frames."""
+    stream = pcm24 + bytes(2 * KIOSK_SAMPLE_RATE)
+    frames = [stream[i : i + 960] for i in range(0, len(stream), 960)]
 
-        t_vad, events = median_time(vad_run)
-        stream_dur = len(stream) / 2 / KIOSK_SAMPLE_RATE
-        print(
-            f"  VAD (resample + Silero + segmenter): {t_vad * 1000:.0f} ms for {stream_dur:.2f} s, "
-            f"RTF {t_vad / stream_dur:.3f}; events {[type(e).__name__ for e in events]}"
-        )
-        pcm16 = resample_pcm16(pcm24, KIOSK_SAMPLE_RATE, RECOGNITION_SAMPLE_RATE)
-        for label, kwargs in (("adaptive window (default)", {}), ("30 s window", {"min_chunk_length": 30})):
-            if kwargs:
-                stt.min_chunk_length, saved = 30, stt.min_chunk_length
-            t_stt, tr = median_time(lambda pcm16=pcm16, lang=lang: stt.transcribe(pcm16, lang))
-            if kwargs:
-                stt.min_chunk_length = saved
-            print(f"  STT {label}: {t_stt:.2f} s, RTF {t_stt / dur:.2f} -> {tr.text}")
-        # TTS of a two-sentence reply
-        sentences = split_sentences(REPLIES[lang], lang)
-        t = time.perf_counter()
-        first = tts.synthesize(sentences[0], lang)
-        ttfs = time.perf_counter() - t
-        rest = [tts.synthesize(s, lang) for s in sentences[1:]]
-        total = time.perf_counter() - t
-        audio = (len(first) + sum(len(r) for r in rest)) / 2 / KIOSK_SAMPLE_RATE
-        t_whole, _ = median_time(lambda lang=lang: tts.synthesize(REPLIES[lang], lang))
-        print(
-            f"  TTS reply ({len(sentences)} sentences, {audio:.2f} s audio): first sentence in "
-            f"{ttfs * 1000:.0f} ms, all sentences {total:.2f} s (RTF {total / audio:.3f}); "
-            f"whole text at once {t_whole:.2f} s"
-        )
+    def vad_run():
+        seg = engines.new_segmenter()
+        out = []
+        for f in frames:
+            out += seg.feed(f)
+        return out
 
-    # Piper out of process vs in process (the GPL decision)
-    en = tts.english
+    t_vad, events = median_time(vad_run)
+    stream_dur = len(stream) / 2 / KIOSK_SAMPLE_RATE
+    print(
+        f"  VAD (resample + Silero + segmenter): {t_vad * 1000:.0f} ms for {stream_dur:.2f} s, "
+        f"RTF {t_vad / stream_dur:.3f}; events {[type(e).__name__ for e in events]}"
+    )
+
+
+def stt_stage(stt, pcm24: bytes, lang: str, duration: float) -> None:
+    """Recognition time with the adaptive window and with Whisper's 30 s window."""
+    pcm16 = resample_pcm16(pcm24, KIOSK_SAMPLE_RATE, RECOGNITION_SAMPLE_RATE)
+    for label, window in (("adaptive window (default)", None), ("30 s window", 30)):
+        saved = stt.min_chunk_length
+        if window:
+            stt.min_chunk_length = window
+        t_stt, tr = median_time(lambda: stt.transcribe(pcm16, lang))
+        stt.min_chunk_length = saved
+        print(f"  STT {label}: {t_stt:.2f} s, RTF {t_stt / duration:.2f} -> {tr.text}")
+
+
+def tts_stage(tts, lang: str) -> None:
+    """Synthesis of a two-sentence reply: first sentence, all sentences, whole text at once."""
+    from speech.tts import split_sentences
+
+    sentences = split_sentences(REPLIES[lang], lang)
+    t = time.perf_counter()
+    first = tts.synthesize(sentences[0], lang)
+    ttfs = time.perf_counter() - t
+    rest = [tts.synthesize(s, lang) for s in sentences[1:]]
+    total = time.perf_counter() - t
+    audio = (len(first) + sum(len(r) for r in rest)) / 2 / KIOSK_SAMPLE_RATE
+    t_whole, _ = median_time(lambda: tts.synthesize(REPLIES[lang], lang))
+    print(
+        f"  TTS reply ({len(sentences)} sentences, {audio:.2f} s audio): first sentence in "
+        f"{ttfs * 1000:.0f} ms, all sentences {total:.2f} s (RTF {total / audio:.3f}); "
+        f"whole text at once {t_whole:.2f} s"
+    )
+
+
+def piper_comparison(en) -> float:
+    """Piper out of process (default) against in process (the GPL decision); returns the worker's RSS."""
     per_call, _ = median_time(lambda: en.synthesize("Thank you for waiting.", "en"), 5)
     worker_rss = vm_hwm_mb(en.worker_pid) if en.worker_pid else float("nan")
     probe = subprocess.run(
@@ -154,6 +161,21 @@ def main() -> None:
         f"process RSS {p['rss_before_mb']:.0f} -> {p['rss_after_mb']:.0f} MB "
         f"(+{p['rss_after_mb'] - p['rss_before_mb']:.0f} MB)"
     )
+    return worker_rss
+
+
+def main() -> None:
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores; RSS at start {rss_mb():.0f} MB")
+    engines = load_engines()
+    for lang in ("ja", "en"):
+        print(f"\n== {lang}: utterance {UTTERANCES[lang]!r}")
+        pcm24 = engines.tts.synthesize(UTTERANCES[lang], lang)
+        duration = len(pcm24) / 2 / KIOSK_SAMPLE_RATE
+        print(f"  audio {duration:.2f} s")
+        vad_stage(engines, pcm24)
+        stt_stage(engines.stt, pcm24, lang, duration)
+        tts_stage(engines.tts, lang)
+    worker_rss = piper_comparison(engines.tts.english)
 
     # a silent sanity figure: PCM helpers are not the bottleneck
     x = np.random.default_rng(0).standard_normal(KIOSK_SAMPLE_RATE * 60).astype(np.float32) * 0.1
