@@ -1,10 +1,9 @@
 """RealtimeAudioProcessor: one kiosk session on the Realtime path, with the same public shape as LegacyAudioService.
 
-Kiosk audio goes straight to the upstream input buffer; the service's server VAD finds the turns, its audio and
-transcripts come back to the kiosk, and its function calls run the reception workflow through the LangGraphBridge.
-The processor also does what a kiosk must never notice: barge-in truncation at what was actually played, renewing
-the upstream session before its 60-minute limit (or when it expires), and reporting any upstream failure through
-`on_failure` so that the session manager can switch the visitor to Legacy, which then answers
+Kiosk audio goes to the upstream input buffer; the server VAD finds turns, audio and transcripts come back to the
+kiosk, and function calls run the reception workflow through the LangGraphBridge. The processor also truncates at
+what was played on barge-in, renews the upstream session before its 60-minute limit, and reports upstream failures
+through `on_failure`, so that the session manager can move the visitor to Legacy, which then answers
 `unanswered_utterance` / `unanswered_text`.
 """
 
@@ -27,7 +26,7 @@ from .bridge import LangGraphBridge, build_instructions, say_exactly
 from .client import SERVER_VAD, RealtimeClient, invoke, message_item, settings_client_factory
 from .errors import RealtimeConnectionError, RealtimeError, RealtimeUpstreamError
 from .kiosk import KioskOutput, ProtocolError
-from .replies import BYTES_PER_MS, KioskReplies
+from .replies import BYTES_PER_MS, KioskReplies, append_capped
 from .turn_clock import TurnClock
 
 logger = logging.getLogger(__name__)
@@ -49,7 +48,6 @@ class RealtimeAudioProcessor:
     "latency" (end of speech to first audio over `latency_budget_seconds`). `on_response(response, timing)` gets
     every finished response that carries usage, with the TurnTiming of the visitor's turn it answered with audio
     (None for a response that answered no turn with audio: a greeting, a function call).
-    `clock` (a TurnClock) times each turn's wait.
     """
 
     mode = "realtime"
@@ -157,16 +155,17 @@ class RealtimeAudioProcessor:
     async def feed_audio(self, pcm16: bytes) -> None:
         """Kiosk audio (PCM16 24 kHz), relayed as it comes; held back only while the upstream session is swapped."""
         self.speak = True
-        _append_capped(self._unanswered, pcm16)
+        append_capped(self._unanswered, pcm16, MAX_UNANSWERED_BYTES)
         self._uncommitted_bytes += len(pcm16)
         client = self._client
         if self._swapping or client is None:
-            _append_capped(self._swap_buffer, pcm16)
+            append_capped(self._swap_buffer, pcm16, MAX_UNANSWERED_BYTES)
             return
         try:
             await client.append_audio(pcm16)
         except RealtimeError:
-            _append_capped(self._swap_buffer, pcm16)  # the event pump reports (or renews) the lost session
+            # the event pump reports (or renews) the lost session
+            append_capped(self._swap_buffer, pcm16, MAX_UNANSWERED_BYTES)
 
     async def commit(self) -> None:
         """Push-to-talk release. A manual commit never makes the service respond, so a response is asked for too;
@@ -402,8 +401,7 @@ class RealtimeAudioProcessor:
             self.clock.answered(turn_end, event["response_id"], arrived)
 
     def _end_turn(self, at: float) -> None:
-        """The visitor's turn ended at `at` (monotonic): its wait for the first audio starts, and the reply owed
-        before it is superseded (Legacy answers the turn itself from what it heard)."""
+        """The visitor's turn ended at `at` (monotonic): its wait for first audio starts; a reply owed is superseded."""
         self.clock.end_turn(at)
         self.reply_owed = False
 
@@ -500,9 +498,3 @@ class RealtimeAudioProcessor:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             logger.error("session %s: Realtime task failed", self.session_id, exc_info=task.exception())
-
-
-def _append_capped(buffer: bytearray, pcm16: bytes) -> None:
-    buffer += pcm16
-    if len(buffer) > MAX_UNANSWERED_BYTES:
-        del buffer[: len(buffer) - MAX_UNANSWERED_BYTES]

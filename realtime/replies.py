@@ -107,3 +107,10 @@ class KioskReplies:
             return None
         status = response.get("status")
         return status if status in ("completed", "cancelled") else "failed"
+
+
+def append_capped(buffer: bytearray, pcm16: bytes, limit: int) -> None:
+    """Append `pcm16` to `buffer`, keeping only its last `limit` bytes."""
+    buffer += pcm16
+    if len(buffer) > limit:
+        del buffer[: len(buffer) - limit]

@@ -1,7 +1,8 @@
 """Load test: many kiosks streaming their microphones and holding whole reception conversations at once, on 127.0.0.1.
 
 Starts a real daphne server over a fresh database with Realtime on for every session, and the upstream stand-in
-(`tests/support/load_upstream.py`: the bundled emulator with a brain that costs next to nothing) in its own process. Each
+(`tests/support/load_upstream.py`: the bundled emulator with a brain that costs next to nothing) in its own
+process. Each
 kiosk then holds conversations for `--duration` seconds as the kiosk page does: its microphone streams 20 ms PCM16
 frames at real-time pace the whole time (the visitor's lines, spoken once by the local text-to-speech, then
 silence), the server VAD ends each turn, the visitor listens to the reply and thinks before answering (`--text`:
@@ -37,8 +38,8 @@ import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.support.load_upstream import FRAME_BYTES, SCRIPT, percentiles, stamp, stamp_age_ms
 from tests.support.live_server import REPO, LiveServer, free_port, throwaway_database, wait_for_port
+from tests.support.load_upstream import FRAME_BYTES, SCRIPT, percentiles, stamp, stamp_age_ms
 
 FRAME_SECONDS = 0.02
 SILENCE = bytes(FRAME_BYTES)
@@ -338,7 +339,14 @@ def run(options) -> dict:
         keys = create_kiosks(server, options.sessions)
         server.manage("rollout", "--enable", "--reason", "load test")
         server.manage("rollout", "--percent", "100", "--reason", "load test")
-        command = [sys.executable, "tests/support/load_upstream.py", "--port", str(upstream_port), "--brain", options.brain]
+        command = [
+            sys.executable,
+            "tests/support/load_upstream.py",
+            "--port",
+            str(upstream_port),
+            "--brain",
+            options.brain,
+        ]
         with server.log.open("ab") as log:
             upstream = subprocess.Popen(command, cwd=REPO, env=server.env, stdout=log, stderr=subprocess.STDOUT)
         server.start()

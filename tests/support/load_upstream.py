@@ -15,15 +15,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import json
 import os
 import signal
 import struct
 import sys
 import time
-from array import array
-from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -87,83 +83,14 @@ def percentiles(samples: Any) -> dict[str, float | int]:
 
 
 def build_standin(port: int, brain_kind: str, pace: float):
-    """The emulator server (Django is set up for the reception brain and the say-exactly marker)."""
+    """The emulator server (Django is set up first: the reception brain and the say-exactly marker need it)."""
     import django
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "reception_project.settings")
     django.setup()
-    from realtime.bridge import text_to_say
-    from realtime.emulator import Brain, BrainContext, CallFunction, EmulatorConfig, EmulatorServer, Say
-    from realtime.emulator.audio import speech_for_text
+    from realtime.emulator import EmulatorConfig
     from realtime.emulator.reception_brain import build_reception_brain
-    from realtime.emulator.server import EmulatorSession, _json_response
-
-    class ScriptBrain(Brain):
-        """Transcripts and calls from SCRIPT, replies as slices of one pre-rendered clip (60 ms a character)."""
-
-        clip = speech_for_text("あ" * 150)
-
-        async def transcribe(self, pcm16: bytes, language: str | None) -> str:
-            number = utterance_of(pcm16)
-            return SCRIPT[number - 1][0] if 0 < number <= len(SCRIPT) else ""
-
-        async def respond(self, context: BrainContext):
-            spoken = text_to_say(context.instructions)
-            if spoken:
-                return Say(spoken)
-            if context.function_outputs:
-                try:
-                    output = json.loads(context.function_outputs[-1].get("output", ""))
-                except ValueError:
-                    output = {}
-                return Say(str(output.get("reply") or "もう一度お願いできますか。"))
-            call = CALLS.get((context.latest_user_text or "").strip())
-            return CallFunction(*call) if call else Say("もう一度お願いできますか。")
-
-        async def synthesize(self, text: str, language: str | None) -> bytes:
-            return self.clip[: max(200, 60 * len(text)) * 48]
-
-    class _Discard(list):
-        def append(self, item: Any) -> None:  # the emulator's event log: nothing kept over a long run
-            pass
-
-    class StampingSession(EmulatorSession):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self.received = self.sent = _Discard()
-            send = self.connection.send
-
-            async def stamped_send(frame: Any, *rest: Any) -> None:
-                if isinstance(frame, str) and frame.startswith('{"type": "response.output_audio.delta"'):
-                    at = frame.find('"delta": "') + 10
-                    fresh = base64.b64encode(stamp(bytes(STAMP_BYTES))[:STAMP_BYTES]).decode()
-                    if frame[at + len(fresh)] not in '"=':  # a delta of at least 12 bytes
-                        frame = frame[:at] + fresh + frame[at + len(fresh) :]
-                await send(frame, *rest)
-
-            self.connection.send = stamped_send
-
-        async def _on_message(self, message: str | bytes) -> None:
-            if isinstance(message, str) and message.startswith(APPEND_PREFIX):
-                start = len(APPEND_PREFIX)
-                head = base64.b64decode(message[start : start + 16])
-                server.upstream_ms.append(stamp_age_ms(head))
-            await super()._on_message(message)
-
-    class StandIn(EmulatorServer):
-        upstream_ms = array("d")
-
-        async def _process_request(self, connection, request):
-            if request.path.startswith(STATS_PATH):  # `?reset`: and start counting afresh
-                stats = {"upstream_ms": percentiles(self.upstream_ms)}
-                if request.path.endswith("?reset"):
-                    del self.upstream_ms[:]
-                return _json_response(HTTPStatus.OK, stats)
-            return await super()._process_request(connection, request)
-
-        async def _handle(self, connection) -> None:
-            model = connection.request.path.split("model=", 1)[1].split("&", 1)[0]
-            await StampingSession(self, connection, model).run(beta=False)  # not kept: nothing grows
+    from tests.support.load_standin import DiscardLog, ScriptBrain, StandIn
 
     server = StandIn(
         ScriptBrain() if brain_kind == "scripted" else build_reception_brain(),
@@ -171,7 +98,7 @@ def build_standin(port: int, brain_kind: str, pace: float):
         port=port,
         config=EmulatorConfig(pace=pace),
     )
-    server.received = server.sent = _Discard()
+    server.received = server.sent = DiscardLog()
     return server
 
 
