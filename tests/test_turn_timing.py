@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from channels.db import database_sync_to_async
 
@@ -27,6 +28,8 @@ from realtime.emulator.audio import silence, tone
 from realtime.emulator.reception_brain import build_reception_brain
 from realtime.processor import RealtimeAudioProcessor
 from reception.workflow.chat import OpenAIChatUnderstanding
+from speech.stt import Transcript
+from speech.vad import UtteranceSegmenter
 from tests.kiosk_client import collect_turn, connect
 from tests.metrics_fixtures import reference_prices  # noqa: F401  (Realtime admission needs prices)
 from tests.realtime_fixtures import assert_no_leaked_tasks
@@ -169,25 +172,37 @@ async def test_realtime_our_function_call_is_ours_not_the_upstreams(realtime_emu
 # --- Legacy --------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Transcript:
-    text: str
+class LoudVAD:
+    """Hears speech in any audible frame (the tone these tests speak with)."""
+
+    sample_rate = 16000
+    frame_samples = 512
+
+    def speech_probability(self, frame: np.ndarray) -> float:
+        return 1.0 if float(np.abs(frame).max()) > 0.01 else 0.0
+
+    def reset(self) -> None:
+        pass
 
 
 class SlowEngines:
     """Speech engines that take known times: recognition `DELAY`, the first sentence's synthesis `DELAY`, every
-    later sentence 2 s (after the first audio: never part of the wait)."""
+    later sentence 2 s (after the first audio: never part of the wait). Fixed phrases are not cached here."""
 
     kind = "local"
 
     def __init__(self) -> None:
         self.stt = self
         self.tts = self
+        self.phrases = self
         self.sentences = 0
+
+    def new_segmenter(self, **kwargs: Any) -> UtteranceSegmenter:
+        return UtteranceSegmenter(LoudVAD(), **kwargs)
 
     def transcribe(self, pcm16_16k: bytes, language: str, hint: str) -> Transcript:
         time.sleep(DELAY)
-        return Transcript("株式会社テストの山田太郎です。")
+        return Transcript("株式会社テストの山田太郎です。", language, 0.5, DELAY)
 
     def synthesize(self, sentence: str, language: str) -> bytes:
         self.sentences += 1

@@ -179,12 +179,14 @@ class HybridVoiceManager:
             self.path.fall_back_at_turn_boundary("cost_limit")
 
     async def _answer_what_was_left(self, realtime: RealtimeAudioProcessor, legacy: LegacyAudioService) -> None:
-        """Legacy answers the visitor's unanswered turn; a session that never got its greeting gets it now."""
+        """Legacy answers the visitor's unanswered turn (a recording only if it holds speech); a session that never
+        got its greeting, and left nothing to answer, gets it now."""
         if realtime.unanswered_text:
             await legacy.handle_text(realtime.unanswered_text)
-        elif realtime.unanswered_utterance:
-            await legacy.answer_recording(realtime.unanswered_utterance)
-        elif not realtime.sessions_opened:
+            return
+        recording = realtime.unanswered_utterance
+        answered = bool(recording) and await legacy.answer_recording(recording)
+        if not answered and not realtime.sessions_opened:
             await legacy.open(self._kiosk_id)
 
     def _on_failure(self, reason: str, error: Exception | None) -> None:
