@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import numpy as np
 import pytest
 from channels.db import database_sync_to_async
 
@@ -33,7 +32,7 @@ from speech.vad import UtteranceSegmenter
 from tests.kiosk_client import collect_turn, connect
 from tests.metrics_fixtures import reference_prices  # noqa: F401  (Realtime admission needs prices)
 from tests.realtime_fixtures import assert_no_leaked_tasks
-from tests.realtime_support import TEST_KEY, TIMEOUT, FakeKiosk
+from tests.realtime_support import TEST_KEY, TIMEOUT, FakeKiosk, LoudVAD
 from voice import legacy
 from voice.legacy import LegacyAudioService
 
@@ -170,19 +169,6 @@ async def test_realtime_our_function_call_is_ours_not_the_upstreams(realtime_emu
 
 
 # --- Legacy --------------------------------------------------------------------------------------------------
-
-
-class LoudVAD:
-    """Hears speech in any audible frame (the tone these tests speak with)."""
-
-    sample_rate = 16000
-    frame_samples = 512
-
-    def speech_probability(self, frame: np.ndarray) -> float:
-        return 1.0 if float(np.abs(frame).max()) > 0.01 else 0.0
-
-    def reset(self) -> None:
-        pass
 
 
 class SlowEngines:
