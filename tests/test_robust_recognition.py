@@ -8,6 +8,7 @@ run the real Silero VAD and Whisper on a tone, a door chime and a cough-like bur
 from __future__ import annotations
 
 import asyncio
+import threading
 from types import SimpleNamespace
 from typing import Any
 
@@ -195,6 +196,39 @@ async def test_speech_after_the_pause_discards_the_early_recognition(monkeypatch
     finally:
         await service.close()
     assert len(engines.heard) == 2 and len(engines.heard[1]) > len(engines.heard[0])
+    assert [m["text"] for m in kiosk.of_type("transcript", role="visitor")] == [NAME_TURN]
+
+
+class HeldEngines(ScriptedEngines):
+    """Recognition that does not finish until the test lets it."""
+
+    def __init__(self, *transcripts: Transcript) -> None:
+        super().__init__(*transcripts)
+        self.release = threading.Event()
+
+    def transcribe(self, pcm16_16k: bytes, language: str, hint: str | None = None) -> Transcript:
+        self.heard.append(pcm16_16k)
+        self.release.wait(WAIT)
+        return self.transcripts.pop(0)
+
+
+async def test_one_early_recognition_at_a_time(monkeypatch):
+    early = Transcript("株式会社テスト", "ja", 1.0, 0.1, 0.05, -0.2)
+    engines = HeldEngines(early, HEARD_NAME)
+    service, kiosk = await session(monkeypatch, engines, "early-one-at-a-time", named=False)
+    try:
+        await feed(service, tone(800) + silence(300))
+        await until(lambda: len(engines.heard) == 1)
+        await feed(service, tone(800) + silence(300))  # a second pause while the first guess still decodes
+        await asyncio.sleep(0.3)
+        assert len(engines.heard) == 1
+        engines.release.set()
+        await feed(service, silence(600))
+        await kiosk.wait_for("response.done", count=2, within=WAIT)
+    finally:
+        engines.release.set()
+        await service.close()
+    assert len(engines.heard) == 2  # the stale guess and the whole utterance, nothing more
     assert [m["text"] for m in kiosk.of_type("transcript", role="visitor")] == [NAME_TURN]
 
 

@@ -210,9 +210,12 @@ class LegacyAudioService:
                 await self._answer_visitor(text, received)
 
     def _recognise_early(self, pause: SpeechPaused) -> None:
-        """The visitor paused: start recognising what was said so far (the end of speech may follow)."""
-        if self._guess is not None:
-            self._guess[1].cancel()
+        """The visitor paused: start recognising what was said so far (the end of speech may follow).
+
+        At most one early recognition runs at a time: one already in a worker thread cannot be stopped, and
+        another would only queue behind it for the engine."""
+        if self._guess is not None and not self._guess[1].done():
+            return  # the one before is stale but still decoding: this pause is not recognised early
         self._guess = (pause, self._spawn(self._recognise(pause.utterance)))
 
     def _early_transcript(self, utterance: Utterance) -> asyncio.Task[Transcript] | None:
