@@ -193,6 +193,12 @@ REALTIME_EMULATOR_BRAIN = "realtime.emulator.reception_brain.build_reception_bra
 LEGACY_ENGINES = env("LEGACY_ENGINES", default="") or ("openai" if OPENAI_API_KEY else "local")
 # Legacy path: silence that ends an utterance, and where the joined Whisper model is kept.
 LEGACY_END_OF_SPEECH_SILENCE_MS = env.int("LEGACY_END_OF_SPEECH_SILENCE_MS", default=600)
+# Recognition starts after this much silence and is kept if the visitor stays quiet until the end of speech.
+LEGACY_SPECULATIVE_SILENCE_MS = env.int("LEGACY_SPECULATIVE_SILENCE_MS", default=200)
+# Whisper's words are acted on only below this probability that the audio held no speech (0.6, Whisper's own
+# default) and at or above this average token log-probability (-1.0, Whisper's own); otherwise the kiosk asks again.
+LEGACY_NO_SPEECH_THRESHOLD = env.float("LEGACY_NO_SPEECH_THRESHOLD", default=0.6)
+LEGACY_LOGPROB_THRESHOLD = env.float("LEGACY_LOGPROB_THRESHOLD", default=-1.0)
 SPEECH_WARM_UP = env.bool("SPEECH_WARM_UP", default=True)
 WHISPER_MODEL_DIR = env_path("WHISPER_MODEL_DIR", Path("data") / "models" / "whisper-base")
 FEATURE_REALTIME_MODE_ENABLED = env.bool("FEATURE_REALTIME_MODE_ENABLED", default=False)

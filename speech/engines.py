@@ -18,6 +18,7 @@ from django.conf import settings
 
 from .audio import RECOGNITION_SAMPLE_RATE
 from .stt import DEFAULT_OPENAI_BASE_URL, OpenAISTT, SpeechToText, WhisperSTT
+from .synthesis_cache import SynthesisCache
 from .tts import LocalTTS, OpenAITTS, OpenJTalkTTS, PiperTTS, TextToSpeech
 from .vad import UtteranceSegmenter, VoiceActivityDetector, make_silero_factory
 
@@ -35,6 +36,10 @@ class SpeechEngines:
     load_seconds: dict[str, float] = field(default_factory=dict)
     _warm_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _warm: bool = field(default=False, repr=False)
+    phrases: SynthesisCache = field(init=False, repr=False)  # fixed phrases, synthesised once per voice
+
+    def __post_init__(self) -> None:
+        self.phrases = SynthesisCache(self.tts)
 
     @property
     def warm(self) -> bool:

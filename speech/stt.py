@@ -36,6 +36,18 @@ class Transcript:
     language: str
     duration: float  # seconds of audio
     seconds_taken: float  # wall-clock time of the transcription
+    # Whisper's confidence, over its segments: the highest probability that a segment held no speech and the
+    # lowest average token log-probability. None where the engine gives none (OpenAI transcriptions).
+    no_speech_prob: float | None = None
+    avg_logprob: float | None = None
+
+    def confident(self, no_speech_threshold: float, logprob_threshold: float) -> bool:
+        """Words worth acting on: some text, not likely silence or noise, not a guess."""
+        if not self.text.strip():
+            return False
+        if self.no_speech_prob is not None and self.no_speech_prob >= no_speech_threshold:
+            return False
+        return self.avg_logprob is None or self.avg_logprob >= logprob_threshold
 
 
 @runtime_checkable
@@ -127,9 +139,14 @@ class WhisperSTT:
                 chunk_length=chunk_length,
                 word_timestamps=False,
             )
-            text = "".join(s.text for s in segments).strip()
+            heard = list(segments)
             taken = time.perf_counter() - t0
-        return Transcript(text, lang or info.language, duration, taken)
+        text = "".join(s.text for s in heard).strip()
+        if not heard:
+            return Transcript(text, lang or info.language, duration, taken)
+        no_speech = max(s.no_speech_prob for s in heard)
+        logprob = min(s.avg_logprob for s in heard)
+        return Transcript(text, lang or info.language, duration, taken, no_speech, logprob)
 
 
 def pcm16_wav(pcm16: bytes, sample_rate: int) -> bytes:

@@ -74,7 +74,21 @@ class Utterance:
         return len(self.pcm16_16k) / 2 / RECOGNITION_SAMPLE_RATE
 
 
-SegmenterEvent = SpeechStarted | Utterance
+@dataclass(frozen=True)
+class SpeechPaused:
+    """``pause_ms`` of silence after speech: the utterance so far, so that recognition may start before the
+    end-of-speech silence is over. If no speech follows, the ``Utterance`` that ends it has the same start,
+    end and audio (``same_speech``); otherwise the guess is stale."""
+
+    utterance: Utterance
+
+    def same_speech(self, utterance: Utterance) -> bool:
+        guess = self.utterance
+        same_span = (guess.start_s, guess.end_s) == (utterance.start_s, utterance.end_s)
+        return same_span and guess.pcm16_16k == utterance.pcm16_16k
+
+
+SegmenterEvent = SpeechStarted | SpeechPaused | Utterance
 
 
 class UtteranceSegmenter:
@@ -86,7 +100,9 @@ class UtteranceSegmenter:
     after ``silence_ms`` of silence; segments with fewer than ``min_speech_ms`` of voiced frames
     (coughs, door bangs) are dropped; ``pre_roll_ms`` of audio before the first voiced frame and
     ``post_roll_ms`` after the last one are kept; ``max_utterance_ms`` forces a cut.
-    ``flush()`` is the push-to-talk commit. One instance per session; not thread-safe.
+    ``flush()`` is the push-to-talk commit. With ``pause_ms`` (at least ``post_roll_ms``, below
+    ``silence_ms``), a ``SpeechPaused`` is reported after that much silence. One instance per session; not
+    thread-safe.
     """
 
     def __init__(
@@ -101,6 +117,7 @@ class UtteranceSegmenter:
         pre_roll_ms: int = 300,
         post_roll_ms: int = 200,
         max_utterance_ms: int = 15000,
+        pause_ms: int | None = None,
     ) -> None:
         self.vad = vad if vad is not None else SileroVAD()
         if self.vad.sample_rate != RECOGNITION_SAMPLE_RATE:
@@ -118,6 +135,9 @@ class UtteranceSegmenter:
         self._pre_roll_frames = frames(pre_roll_ms)
         self._post_roll_frames = frames(post_roll_ms)
         self._max_frames = max(frames(max_utterance_ms), self._min_speech_frames + 1)
+        # Never before the post-roll is in, so that the paused utterance's audio is the final one's.
+        pause = max(frames(pause_ms), self._post_roll_frames, 1) if pause_ms is not None else 0
+        self._pause_frames = pause if pause < self._silence_frames else 0
         self._resampler = Resampler(input_rate, RECOGNITION_SAMPLE_RATE)
         self._pending = np.zeros(0, dtype=np.float32)
         self._pre_roll: deque[np.ndarray] = deque(maxlen=max(self._pre_roll_frames, 1))
@@ -210,6 +230,8 @@ class UtteranceSegmenter:
                     self._speech_frames += 1
             else:
                 self._silence_run += 1
+                if self._silence_run == self._pause_frames and self._speech_frames >= self._min_speech_frames:
+                    events.append(SpeechPaused(self._utterance("pause")[0]))
             if self._silence_run >= self._silence_frames:
                 if self._speech_frames >= self._min_speech_frames:
                     events.append(self._emit("silence"))
@@ -236,18 +258,22 @@ class UtteranceSegmenter:
         self._reset_segment()
         self._pre_roll.extend(tail)
 
-    def _emit(self, reason: str) -> Utterance:
-        first = self._first_voiced
+    def _utterance(self, reason: str) -> tuple[Utterance, int]:
+        """The current segment as an utterance, and how many of its frames that is."""
         # frames list index of the last voiced frame, plus post-roll
         offset = self._first_voiced - self._head_frames  # stream index of self._frames[0]
         keep = min(len(self._frames), self._last_voiced - offset + 1 + self._post_roll_frames)
         audio = np.concatenate(self._frames[:keep]) if keep else np.zeros(0, np.float32)
         utt = Utterance(
             pcm16_16k=float32_to_pcm16(audio),
-            start_s=self._time(first),
+            start_s=self._time(self._first_voiced),
             end_s=self._time(self._last_voiced + 1),
             reason=reason,
         )
+        return utt, keep
+
+    def _emit(self, reason: str) -> Utterance:
+        utt, keep = self._utterance(reason)
         tail = self._frames[keep:][-self._pre_roll_frames :] if self._pre_roll_frames else []
         self._reset_segment()
         self._pre_roll.extend(tail)
@@ -260,6 +286,13 @@ def make_silero_factory(model_path: Path | str | None = None) -> Callable[[], Si
     return lambda: SileroVAD(path, verify=False)
 
 
+def utterances_in(segmenter: UtteranceSegmenter, pcm16: bytes) -> list[Utterance]:
+    """The utterances of a whole recording (PCM16 at the segmenter's input rate); none when it holds no speech."""
+    found = [event for event in segmenter.feed(pcm16) if isinstance(event, Utterance)]
+    last = segmenter.flush()
+    return [*found, last] if last is not None else found
+
+
 def pcm16_frames(pcm16: bytes, frame_ms: int = 20, rate: int = KIOSK_SAMPLE_RATE) -> list[bytes]:
     """Split PCM16 audio into kiosk-sized frames (tests, benchmarks, replay)."""
     step = rate * frame_ms // 1000 * 2
@@ -269,6 +302,7 @@ def pcm16_frames(pcm16: bytes, frame_ms: int = 20, rate: int = KIOSK_SAMPLE_RATE
 __all__ = [
     "SegmenterEvent",
     "SileroVAD",
+    "SpeechPaused",
     "SpeechStarted",
     "Utterance",
     "UtteranceSegmenter",
@@ -276,4 +310,5 @@ __all__ = [
     "make_silero_factory",
     "pcm16_frames",
     "pcm16_to_float32",
+    "utterances_in",
 ]

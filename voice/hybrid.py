@@ -178,15 +178,19 @@ class HybridVoiceManager:
             self.path.fall_back_at_turn_boundary("cost_limit")
 
     async def _answer_what_was_left(self, realtime: RealtimeAudioProcessor, legacy: LegacyAudioService) -> None:
-        """Legacy answers the visitor's unanswered turn, or says the workflow's reply the kiosk is still waiting for
-        (a greeting, the answer to a turn a function call already gave the workflow; the audio heard since is the
-        microphone's silence, not a turn); a session that never got its greeting gets it now."""
+        """Legacy answers the visitor's unanswered turn (a recording only if it holds speech), or says the workflow's
+        reply the kiosk is still waiting for (a greeting, or the answer to a turn a function call already gave the
+        workflow); a session that never got its greeting, and left nothing to answer, gets it now."""
         if realtime.unanswered_text:
             await legacy.handle_text(realtime.unanswered_text)
-        elif realtime.reply_owed or (not realtime.sessions_opened and not realtime.unanswered_utterance):
+            return
+        if realtime.reply_owed:
             await legacy.open(self._kiosk_id)
-        elif realtime.unanswered_utterance:
-            await legacy.answer_recording(realtime.unanswered_utterance)
+            return
+        recording = realtime.unanswered_utterance
+        answered = bool(recording) and await legacy.answer_recording(recording)
+        if not answered and not realtime.sessions_opened:
+            await legacy.open(self._kiosk_id)
 
     def _on_failure(self, reason: str, error: Exception | None) -> None:
         """Called by the Realtime processor; the switch runs in its own task (it closes the processor)."""

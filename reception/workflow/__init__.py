@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.conf import settings
@@ -20,7 +20,7 @@ from reception.models import Visit
 
 from .chat import get_understanding
 from .checkpoint import get_checkpointer, reset_checkpointer
-from .graph import build_graph, missing_fields
+from .graph import build_graph, missing_fields, reask_reply
 from .rules import RuleBasedUnderstanding
 from .state import STEP_CHOOSE_HOST, STEP_CONFIRM, STEP_DONE, VISIT_FIELDS, ReceptionState
 from .tools import TOOLS, validate_arguments
@@ -92,6 +92,12 @@ class ReceptionWorkflow:
         # What was said is shown only with REALTIME_ENABLE_DETAILED_LOGGING (core.logs).
         logger.debug("visitor turn", extra={"transcript": text, "reply": result.reply, "visit": result.visit})
         return result
+
+    def reask(self, session_id: str) -> TurnResult:
+        """Speech that could not be made out: the pending question again, and the visit left as it is."""
+        with self._session(session_id):
+            state = self._state(session_id)
+        return replace(self._result(state), reply=reask_reply(state))
 
     def handle_tool_call(self, session_id: str, name: str, arguments: dict) -> ToolCallResult:
         """A Realtime function call: a structured error for bad calls (never raises), else the same turn as text."""
@@ -225,6 +231,11 @@ def handle_text(session_id: str, text: str) -> TurnResult:
     return _default.handle_text(session_id, text)
 
 
+def reask(session_id: str) -> TurnResult:
+    """`ReceptionWorkflow.reask` on the process-wide workflow."""
+    return _default.reask(session_id)
+
+
 def handle_tool_call(session_id: str, name: str, arguments: dict) -> ToolCallResult:
     """`ReceptionWorkflow.handle_tool_call` on the process-wide workflow."""
     return _default.handle_tool_call(session_id, name, arguments)
@@ -269,6 +280,7 @@ __all__ = [
     "get_understanding",
     "handle_text",
     "handle_tool_call",
+    "reask",
     "reset_checkpointer",
     "snapshot",
     "start",

@@ -203,6 +203,19 @@ def confirm(state: ReceptionState) -> Command:
     )
 
 
+def reask_reply(state: ReceptionState) -> str:
+    """What to say when the visitor's words could not be made out (noise, low recognition confidence): the
+    pending question asked again, politely. Nothing in the state changes."""
+    language = language_of(state)
+    step = state.get("step", "")
+    if step == STEP_CONFIRM:
+        return say("confirm_unclear", language)
+    if step in ("", STEP_COLLECT):
+        wanted = missing_fields(state) or list(VISIT_FIELDS)
+        return say("ask_unclear", language, fields=field_list(wanted, language))
+    return state.get("reply", "")  # a choice between hosts, or the closing words: the same question again
+
+
 def finished(state: ReceptionState) -> dict:
     """A visitor who speaks after the end hears the closing words again."""
     given = state.get("input") or {}

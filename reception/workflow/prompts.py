@@ -113,6 +113,11 @@ def say(key: str, language: str, **values: str) -> str:
     return table["ja" if language == "ja" else "en"].format(**values)
 
 
+def templates(language: str) -> list[str]:
+    """Every sentence template in `language` (English unless "ja"), placeholders unfilled."""
+    return [table["ja" if language == "ja" else "en"] for table in _PROMPTS.values()]
+
+
 def field_list(fields: list[str], language: str) -> str:
     """The fields named in a sentence: 会社名、お名前 / your company name and your name."""
     labels = [_FIELD_LABELS[f]["ja" if language == "ja" else "en"] for f in fields]

@@ -7,6 +7,7 @@ import base64
 import json
 from typing import Any
 
+import numpy as np
 import websockets
 
 from realtime.emulator import EmulatorServer
@@ -71,6 +72,19 @@ async def open_raw(server: EmulatorServer, *, key: str = TEST_KEY, model: str = 
     created = await session.recv()
     assert created["type"] == "session.created"
     return session
+
+
+class LoudVAD:
+    """A VAD that hears speech in any audible frame (tests speak with tones; no model needed)."""
+
+    sample_rate = 16000
+    frame_samples = 512
+
+    def speech_probability(self, frame: np.ndarray) -> float:
+        return 1.0 if float(np.abs(frame).max()) > 0.01 else 0.0
+
+    def reset(self) -> None:
+        pass
 
 
 class FakeKiosk:

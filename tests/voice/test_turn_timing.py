@@ -26,8 +26,10 @@ from realtime.emulator.audio import silence, tone
 from realtime.emulator.reception_brain import build_reception_brain
 from realtime.processor import RealtimeAudioProcessor
 from reception.workflow.chat import OpenAIChatUnderstanding
+from speech.stt import Transcript
+from speech.vad import UtteranceSegmenter
 from tests.support.kiosk_client import collect_turn, connect
-from tests.support.realtime import TEST_KEY, FakeKiosk, assert_no_leaked_tasks
+from tests.support.realtime import TEST_KEY, FakeKiosk, LoudVAD, assert_no_leaked_tasks
 from tests.support.waiting import until
 from voice import legacy
 from voice.legacy import LegacyAudioService
@@ -161,25 +163,24 @@ async def test_realtime_our_function_call_is_ours_not_the_upstreams(realtime_emu
 # --- Legacy --------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Transcript:
-    text: str
-
-
 class SlowEngines:
     """Speech engines that take known times: recognition `DELAY`, the first sentence's synthesis `DELAY`, every
-    later sentence 2 s (after the first audio: never part of the wait)."""
+    later sentence 2 s (after the first audio: never part of the wait). Fixed phrases are not cached here."""
 
     kind = "local"
 
     def __init__(self) -> None:
         self.stt = self
         self.tts = self
+        self.phrases = self
         self.sentences = 0
+
+    def new_segmenter(self, **kwargs: Any) -> UtteranceSegmenter:
+        return UtteranceSegmenter(LoudVAD(), **kwargs)
 
     def transcribe(self, pcm16_16k: bytes, language: str, hint: str) -> Transcript:
         time.sleep(DELAY)  # the injected delay: slow speech recognition
-        return Transcript("株式会社テストの山田太郎です。")
+        return Transcript("株式会社テストの山田太郎です。", language, 0.5, DELAY)
 
     def synthesize(self, sentence: str, language: str) -> bytes:
         self.sentences += 1
