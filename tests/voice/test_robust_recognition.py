@@ -314,7 +314,9 @@ async def test_noise_replayed_after_a_fallback_never_changes_the_visit(monkeypat
     engines = legacy_engines()
     legacy, kiosk = await session(monkeypatch, engines, f"fallback-{noise}")
     manager = HybridVoiceManager(legacy.session_id, "ja", kiosk)
-    left = SimpleNamespace(unanswered_text="", unanswered_utterance=NOISES[noise](), sessions_opened=True)
+    left = SimpleNamespace(
+        unanswered_text="", reply_owed=False, unanswered_utterance=NOISES[noise](), sessions_opened=True
+    )
     try:
         await manager._answer_what_was_left(left, legacy)
         await legacy.handle_text(HOST_TURN)  # answered after anything the noise could have started
@@ -333,7 +335,9 @@ async def test_speech_replayed_after_a_fallback_is_answered(monkeypatch):
     engines = legacy_engines()
     legacy, kiosk = await session(monkeypatch, engines, "fallback-speech", named=False)
     spoken = engines.tts.synthesize(NAME_TURN + HOST_TURN, "ja")
-    left = SimpleNamespace(unanswered_text="", unanswered_utterance=silence(400) + spoken, sessions_opened=True)
+    left = SimpleNamespace(
+        unanswered_text="", reply_owed=False, unanswered_utterance=silence(400) + spoken, sessions_opened=True
+    )
     try:
         await HybridVoiceManager(legacy.session_id, "ja", kiosk)._answer_what_was_left(left, legacy)
         await kiosk.wait_for("response.done", count=2, within=90)
