@@ -328,7 +328,7 @@ async def test_harmless_upstream_noise_keeps_the_session_on_realtime(upstream, k
 
 async def test_fragmented_stream_changes_nothing(upstream, kiosk_and_key, settings):
     _, key = kiosk_and_key
-    proxy = TcpProxy(upstream.port, slice_bytes=64, delay=0.001)
+    proxy = TcpProxy(upstream.port, slice_bytes=256, delay=0.001)  # every frame in many pieces, faster than real time
     await proxy.start()
     settings.REALTIME_API_URL = f"ws://127.0.0.1:{proxy.port}/v1/realtime"
     ws = await realtime_first_turn(key, "fragmented")
