@@ -149,7 +149,8 @@ class HybridVoiceManager:
             self.path.fall_back_at_turn_boundary("cost_limit")
 
     async def close(self, outcome: str = "completed") -> None:
-        """Stop the active path and record how the session ended (the metrics feed the guards).
+        """Stop the active path and record how the session ended (the metrics feed the guards): the outcome is where
+        the reception got to (`visit_outcome`), with the workflow's counts of the conversation.
 
         The session's end is recorded after its last response has been priced, so `cost-status` holds it.
         """
@@ -158,7 +159,11 @@ class HybridVoiceManager:
             await self.path.close()
         await self._settle_tasks()
         if self.decision is not None:
-            quality = await run_blocking(workflow.quality)(self.session_id)
+            try:
+                quality = await run_blocking(workflow.quality)(self.session_id)
+            except Exception:  # the session's end (and its cost settlement) is recorded whatever the workflow says
+                logger.exception("session %s: the workflow's quality could not be read", self.session_id)
+                quality = None
             collector.record_session_end(
                 self.session_id, visit_outcome(quality, outcome), conversation=conversation_of(quality)
             )
