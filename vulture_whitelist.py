@@ -14,3 +14,8 @@ build_reception_brain
 # The emulator is the test double of the Realtime service: tests observe it through these.
 _.handshakes
 _.wait_for_session
+
+# The kiosk's rating scale: read as a whole (`Satisfaction.values`, `.choices`), never member by member.
+_.UNHAPPY
+_.NEUTRAL
+_.HAPPY

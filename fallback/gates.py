@@ -2,7 +2,8 @@
 
 The soak window runs from ``stage_entered_at`` to now. The metric gates read the sessions that ended in it
 (by the path they started on) through ``metrics.stats``; with fewer than MIN_SESSIONS_PER_PATH sessions on
-either path a metric gate does not pass ("not enough sessions"): no data is never a green light.
+either path a metric gate does not pass ("not enough sessions"): no data is never a green light. The
+satisfaction gate also needs PROMOTION_MIN_RATINGS one-tap ratings on each path.
 """
 
 from __future__ import annotations
@@ -17,14 +18,13 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from metrics.models import Mode, SessionMetric
-from metrics.stats import SLOW_TURN_MS, rate, session_stats, turn_stats
+from metrics.stats import SLOW_TURN_MS, quality_stats, rate, session_stats, turn_stats
 from reception.models import Visit
 
 from .models import STAGE_PLAN, GuardState, GuardStatus, RolloutConfig
 
 MIN_SESSIONS_PER_PATH = 20
 ERROR_RATE_MARGIN = 0.02  # Realtime may fail at most 2 points more often than Legacy
-COMPLETED_MARGIN = 0.05  # Realtime may complete at most 5 points fewer visits than Legacy
 COMPLETED_STATUSES = (
     Visit.Status.HOST_NOTIFIED,
     Visit.Status.SENT_TO_DESK,
@@ -44,7 +44,7 @@ class Gate:
     legacy: Any
     rule: str
     reason: str = ""
-    unit: str = ""  # "%", "ms", "USD", "h" or "" (how the values are shown)
+    unit: str = ""  # "%", "ms", "USD", "h", "/3" (a mean rating) or "" (how the values are shown)
 
     def show(self, value: Any) -> str:
         if value is None:
@@ -57,6 +57,8 @@ class Gate:
             return f"{float(value):.4f} USD"
         if self.unit == "h":
             return f"{float(value):.1f} h"
+        if self.unit == "/3":
+            return f"{float(value):.2f} / 3"
         return str(value)
 
     @property
@@ -123,6 +125,9 @@ class _Soak:
     completed_lg: float | None
     per_visit_rt: Decimal | None
     per_visit_lg: Decimal | None
+    satisfaction_rt: float | None
+    satisfaction_lg: float | None
+    rated: int  # ratings on the path with fewer
     too_few: str  # why no metric gate can pass yet ("" once both paths have enough sessions)
 
     def gate(self, name: str, ok: bool | None, value_rt: Any, value_lg: Any, rule: str, unit: str, why: str) -> Gate:
@@ -135,7 +140,7 @@ class _Soak:
 
 
 def _soak(since: datetime, now: datetime) -> _Soak:
-    sessions, turns = session_stats(since, now), turn_stats(since, now)
+    sessions, turns, quality = session_stats(since, now), turn_stats(since, now), quality_stats(since, now)
     rt, lg = sessions[Mode.REALTIME], sessions[Mode.LEGACY]
     done_rt, cost_rt = _completed(Mode.REALTIME, since, now)
     done_lg, cost_lg = _completed(Mode.LEGACY, since, now)
@@ -150,6 +155,9 @@ def _soak(since: datetime, now: datetime) -> _Soak:
         completed_lg=rate(done_lg, lg["ended"]),
         per_visit_rt=cost_rt / done_rt if done_rt else None,
         per_visit_lg=cost_lg / done_lg if done_lg else None,
+        satisfaction_rt=quality[Mode.REALTIME]["mean_satisfaction"],
+        satisfaction_lg=quality[Mode.LEGACY]["mean_satisfaction"],
+        rated=min(quality[Mode.REALTIME]["rated"], quality[Mode.LEGACY]["rated"]),
         too_few=short if few else "",
     )
 
@@ -169,6 +177,7 @@ def _metric_gates(since: datetime, now: datetime) -> list[Gate]:
         soak.per_visit_lg,
     )
     max_cost = Decimal(str(settings.REALTIME_MAX_COST_PER_VISIT))
+    margin = settings.PROMOTION_COMPLETED_MARGIN
     known = _known
     return [
         gate(
@@ -191,10 +200,10 @@ def _metric_gates(since: datetime, now: datetime) -> list[Gate]:
         ),
         gate(
             "completed visits",
-            completed_lg - completed_rt <= COMPLETED_MARGIN + _EPSILON if known(completed_rt, completed_lg) else None,
+            completed_lg - completed_rt <= margin + _EPSILON if known(completed_rt, completed_lg) else None,
             completed_rt,
             completed_lg,
-            f"Realtime >= Legacy - {COMPLETED_MARGIN * 100:.0f} points",
+            f"Realtime >= Legacy - {margin * 100:.0f} points (PROMOTION_COMPLETED_MARGIN)",
             "%",
             "Realtime completes fewer visits than Legacy allows"
             if known(completed_rt, completed_lg)
@@ -209,4 +218,16 @@ def _metric_gates(since: datetime, now: datetime) -> list[Gate]:
             "USD",
             "above the limit" if per_visit_rt is not None else "no completed Realtime visits",
         ),
+        _satisfaction_gate(soak),
     ]
+
+
+def _satisfaction_gate(soak: _Soak) -> Gate:
+    """The visitors' one-tap rating (1-3): Realtime no lower than Legacy less the margin, once rated enough."""
+    margin, least = settings.PROMOTION_SATISFACTION_MARGIN, settings.PROMOTION_MIN_RATINGS
+    rt, lg = soak.satisfaction_rt, soak.satisfaction_lg
+    rule = f"Realtime >= Legacy - {margin:g} (PROMOTION_SATISFACTION_MARGIN), {least}+ ratings each"
+    if soak.rated < least or not _known(rt, lg):
+        return soak.gate("satisfaction", None, rt, lg, rule, "/3", f"not enough ratings (at least {least} each)")
+    ok = lg - rt <= margin + _EPSILON
+    return soak.gate("satisfaction", ok, rt, lg, rule, "/3", "visitors rate Realtime lower than Legacy allows")

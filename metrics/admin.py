@@ -89,8 +89,20 @@ class DashboardAdmin(ReadOnlyAdmin):
 
 @admin.register(SessionMetric)
 class SessionMetricAdmin(ReadOnlyAdmin):
-    list_display = ("session_id", "started_at", "mode", "paths", "outcome", "turns", "fallbacks", "cost_usd")
-    list_filter = ("mode", "outcome")
+    list_display = (
+        "session_id",
+        "started_at",
+        "mode",
+        "paths",
+        "outcome",
+        "turns",
+        "fallbacks",
+        "cost_usd",
+        "visitor_turns",
+        "reasks",
+        "satisfaction",
+    )
+    list_filter = ("mode", "outcome", "satisfaction")
     search_fields = ("session_id",)
     date_hierarchy = "started_at"
 

@@ -33,7 +33,7 @@ from django.utils import timezone
 from .alerts import evaluate_alerts
 from .cost import RealtimeUsage, cost_of_legacy_usage, price_for
 from .ledger import add_spend, settle_session_cost
-from .models import Mode, Outcome, SessionMetric, TurnMetric, UnknownPrice
+from .models import Mode, Outcome, Satisfaction, SessionMetric, TurnMetric, UnknownPrice
 from .signals import realtime_session_ended, realtime_spend_recorded, realtime_turn_recorded
 from .sources import sources
 
@@ -67,15 +67,32 @@ class SessionStart:
     at: datetime = field(default_factory=timezone.now)
 
 
+@dataclass(frozen=True)
+class Conversation:
+    """How a session's conversation went, as the voice layer read it from the workflow."""
+
+    visitor_turns: int = 0
+    reasks: int = 0
+    corrections: int = 0
+    seconds_to_complete: float | None = None
+
+
 @dataclass
 class SessionEnd:
     session_id: str
     outcome: str
     error: str
+    conversation: Conversation = field(default_factory=Conversation)
     at: datetime = field(default_factory=timezone.now)
 
 
-Record = TurnRecord | SessionStart | SessionEnd
+@dataclass
+class Feedback:
+    session_id: str
+    rating: int
+
+
+Record = TurnRecord | SessionStart | SessionEnd | Feedback
 _HURRY = object()  # queued by flush() and stop(): the writer writes what it holds without waiting out `interval`
 
 
@@ -138,12 +155,21 @@ class MetricsCollector:
             raise ValueError(f"Unknown voice path {mode!r}; expected realtime or legacy.")
         self._put(SessionStart(session_id[:64], mode, reason[:64]))
 
-    def record_session_end(self, session_id: str, outcome: str, *, error: str = "") -> None:
-        """A session ended: completed, handed_off, abandoned or error. Turns, cost, paths and fallbacks are
-        derived from what was recorded; a Realtime reservation is settled after the session's last turn."""
+    def record_session_end(
+        self, session_id: str, outcome: str, *, error: str = "", conversation: Conversation | None = None
+    ) -> None:
+        """A session ended: completed, handed_off, abandoned or error, and how its conversation went. Turns, cost,
+        paths and fallbacks are derived from what was recorded; a Realtime reservation is settled after the
+        session's last turn."""
         if outcome not in Outcome.values:
             raise ValueError(f"Unknown outcome {outcome!r}; expected one of {', '.join(Outcome.values)}.")
-        self._put(SessionEnd(session_id[:64], outcome, error[:200]))
+        self._put(SessionEnd(session_id[:64], outcome, error[:200], conversation or Conversation()))
+
+    def record_feedback(self, session_id: str, rating: int) -> None:
+        """The visitor's one-tap rating of the session (1 unhappy, 2 neutral, 3 happy); the last one counts."""
+        if rating not in Satisfaction.values:
+            raise ValueError(f"Unknown rating {rating!r}; expected one of {Satisfaction.values}.")
+        self._put(Feedback(session_id[:64], rating))
 
     def _put(self, record: Record) -> None:
         with self._cond:
@@ -324,6 +350,8 @@ def write_batch(batch: list[Record]) -> None:
                 realtime_turn_recorded.send(sender=MetricsCollector, ttfa_ms=row.ttfa_ms, at=row.occurred_at)
         for end in ends:
             _finish_session(end)
+        for feedback in (r for r in batch if isinstance(r, Feedback)):
+            SessionMetric.objects.filter(session_id=feedback.session_id).update(satisfaction=feedback.rating)
 
 
 def _finish_session(end: SessionEnd) -> None:
@@ -339,6 +367,9 @@ def _finish_session(end: SessionEnd) -> None:
     session.paths = ",".join(p for p in (Mode.REALTIME, Mode.LEGACY) if p in paths)
     session.turns, session.cost_usd = totals["n"], totals["cost"] or Decimal(0)
     session.fallbacks = sources.session_fallbacks(end.session_id)
+    talk = end.conversation
+    session.visitor_turns, session.reasks, session.corrections = talk.visitor_turns, talk.reasks, talk.corrections
+    session.seconds_to_complete = talk.seconds_to_complete
     session.save()
     if session.mode == Mode.REALTIME:
         realtime_session_ended.send(sender=MetricsCollector, session_id=end.session_id, outcome=end.outcome, at=end.at)

@@ -146,8 +146,17 @@ class Outcome(models.TextChoices):
     ERROR = "error", _("error")
 
 
+class Satisfaction(models.IntegerChoices):
+    """The visitor's one-tap answer at the end of a visit (optional)."""
+
+    UNHAPPY = 1, _("unhappy")
+    NEUTRAL = 2, _("neutral")
+    HAPPY = 3, _("happy")
+
+
 class SessionMetric(models.Model):
-    """One kiosk session: the path it started on, the paths it took, its outcome, turns, fallbacks and cost."""
+    """One kiosk session: the path it started on, the paths it took, its outcome, turns, fallbacks and cost, and
+    how the conversation went (visitor turns, re-asks, corrections, time to complete, the visitor's rating)."""
 
     session_id = models.CharField(_("session id"), max_length=64, unique=True)
     started_at = models.DateTimeField(_("started at"), db_index=True)
@@ -160,6 +169,21 @@ class SessionMetric(models.Model):
     turns = models.PositiveIntegerField(_("turns"), default=0)
     fallbacks = models.PositiveIntegerField(_("fallbacks"), default=0)
     cost_usd = models.DecimalField(_("cost (USD)"), default=Decimal(0), **USD_FIELD)
+    visitor_turns = models.PositiveIntegerField(
+        _("visitor turns"), default=0, help_text=_("What the visitor said before the reception finished.")
+    )
+    reasks = models.PositiveIntegerField(
+        _("re-asks"), default=0, help_text=_("Questions asked again after an unclear answer.")
+    )
+    corrections = models.PositiveIntegerField(
+        _("corrections"), default=0, help_text=_("Details the visitor corrected.")
+    )
+    seconds_to_complete = models.FloatField(
+        _("time to complete (s)"), null=True, blank=True, help_text=_("From the greeting to the end of the reception.")
+    )
+    satisfaction = models.PositiveSmallIntegerField(
+        _("satisfaction"), null=True, blank=True, choices=Satisfaction.choices
+    )
 
     class Meta:
         verbose_name = _("session")

@@ -34,6 +34,14 @@ class PathStatsSerializer(PerformancePathSerializer):
     error_rate = serializers.FloatField(allow_null=True)
     turn_error_rate = serializers.FloatField(allow_null=True)
     cost_usd = serializers.DecimalField(**MONEY)
+    handed_off = serializers.IntegerField()
+    mean_turns_to_complete = serializers.FloatField(allow_null=True)
+    mean_seconds_to_complete = serializers.FloatField(allow_null=True)
+    reasks = serializers.IntegerField()
+    reask_rate = serializers.FloatField(allow_null=True)
+    corrections = serializers.IntegerField()
+    rated = serializers.IntegerField()
+    mean_satisfaction = serializers.FloatField(allow_null=True)
 
 
 class PathsSerializer(serializers.Serializer):

@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Q, Sum
+from django.db.models import Avg, Count, Q, Sum
 from django.utils import timezone
 
 from .models import Mode, Outcome, SessionMetric, TurnMetric
@@ -23,6 +23,8 @@ WINDOWS: dict[str, timedelta] = {"hour": timedelta(hours=1), "day": timedelta(da
 # Cost chart buckets per window: 5 minutes over an hour, 1 hour over a day, 6 hours over a week.
 BUCKETS: dict[str, timedelta] = {"hour": timedelta(minutes=5), "day": timedelta(hours=1), "week": timedelta(hours=6)}
 PATHS = (Mode.REALTIME, Mode.LEGACY)
+# A completed visit: the reception reached its end (the host told, or the visitor handed to the desk).
+COMPLETED_VISIT = Q(outcome__in=[Outcome.COMPLETED, Outcome.HANDED_OFF])
 SLOW_TURN_MS = 2000  # a turn slower than this to its first audio is slow (the latency guard counts it a failure)
 
 
@@ -47,14 +49,15 @@ def window_of(name: str) -> timedelta:
 
 
 def session_stats(since: datetime, until: datetime) -> dict[str, dict[str, Any]]:
-    """Per starting path: sessions started, ended, completed, errors, fell back, success and error rates."""
+    """Per starting path: sessions started, ended, completed visits, errors, fell back, success rate (the
+    completed-visit rate) and error rate."""
     result = {}
     for path in PATHS:
         started = SessionMetric.objects.filter(mode=path, started_at__gt=since, started_at__lte=until)
         ended = SessionMetric.objects.filter(mode=path, ended_at__gt=since, ended_at__lte=until)
         counts = ended.aggregate(
             ended=Count("id"),
-            completed=Count("id", filter=Q(outcome__in=[Outcome.COMPLETED, Outcome.HANDED_OFF])),
+            completed=Count("id", filter=COMPLETED_VISIT),
             errors=Count("id", filter=Q(outcome=Outcome.ERROR)),
             fell_back=Count("id", filter=Q(fallbacks__gt=0)),
         )
@@ -63,6 +66,37 @@ def session_stats(since: datetime, until: datetime) -> dict[str, dict[str, Any]]
             **counts,
             "success_rate": rate(counts["completed"], counts["ended"]),
             "error_rate": rate(counts["errors"], counts["ended"]),
+        }
+    return result
+
+
+def quality_stats(since: datetime, until: datetime) -> dict[str, dict[str, Any]]:
+    """Per starting path, over the sessions that ended in the window: visits handed to the desk, mean visitor
+    turns and seconds to a completed visit, re-asks per visitor turn, corrections, and the mean one-tap rating
+    with the number of ratings. (The completed-visit rate is `session_stats`' success rate.)"""
+    result = {}
+    done = COMPLETED_VISIT
+    for path in PATHS:
+        ended = SessionMetric.objects.filter(mode=path, ended_at__gt=since, ended_at__lte=until)
+        row = ended.aggregate(
+            handed_off=Count("id", filter=Q(outcome=Outcome.HANDED_OFF)),
+            turns=Sum("visitor_turns"),
+            reasks=Sum("reasks"),
+            corrections=Sum("corrections"),
+            turns_to_complete=Avg("visitor_turns", filter=done),
+            seconds_to_complete=Avg("seconds_to_complete", filter=done),
+            rated=Count("satisfaction"),
+            satisfaction=Avg("satisfaction"),
+        )
+        result[path] = {
+            "handed_off": row["handed_off"],
+            "mean_turns_to_complete": row["turns_to_complete"],
+            "mean_seconds_to_complete": row["seconds_to_complete"],
+            "reasks": row["reasks"] or 0,
+            "reask_rate": rate(row["reasks"] or 0, row["turns"] or 0),
+            "corrections": row["corrections"] or 0,
+            "rated": row["rated"],
+            "mean_satisfaction": row["satisfaction"],
         }
     return result
 
@@ -127,14 +161,14 @@ def summary(window: str = "hour", *, now: datetime | None = None) -> dict[str, A
     """Everything the dashboard and the metrics endpoint show for one window, Realtime and Legacy side by side."""
     now = now or timezone.now()
     since = now - window_of(window)
-    sessions, turns = session_stats(since, now), turn_stats(since, now)
+    sessions, turns, quality = session_stats(since, now), turn_stats(since, now), quality_stats(since, now)
     total_cost = TurnMetric.objects.filter(occurred_at__gt=since, occurred_at__lte=now).aggregate(c=Sum("cost_usd"))
     return {
         "window": window,
         "since": since,
         "until": now,
         "percentile_method": "nearest-rank",
-        "paths": {path: {**sessions[path], **turns[path]} for path in PATHS},
+        "paths": {path: {**sessions[path], **turns[path], **quality[path]} for path in PATHS},
         "fallbacks_by_reason": sources.fallbacks_by_reason(since, now),
         "cost_usd": total_cost["c"] or Decimal(0),
     }

@@ -213,6 +213,11 @@ REALTIME_COST_LIMIT_PER_HOUR = env.float("REALTIME_COST_LIMIT_PER_HOUR", default
 REALTIME_CLOSE_DRAIN_SECONDS = env.float("REALTIME_CLOSE_DRAIN_SECONDS", default=3.0)
 # USD; a stage promotion needs Realtime's cost per completed visit over the soak at or below this.
 REALTIME_MAX_COST_PER_VISIT = env.float("REALTIME_MAX_COST_PER_VISIT", default=0.50)
+# Promotion gates: Realtime may complete this share fewer visits than Legacy (0.05 = 5 points) ...
+PROMOTION_COMPLETED_MARGIN = env.float("PROMOTION_COMPLETED_MARGIN", default=0.05)
+# ... and be rated this much lower on the 1-3 satisfaction scale, once each path has this many ratings.
+PROMOTION_SATISFACTION_MARGIN = env.float("PROMOTION_SATISFACTION_MARGIN", default=0.2)
+PROMOTION_MIN_RATINGS = env.int("PROMOTION_MIN_RATINGS", default=20)
 ALERT_COST_THRESHOLD = env.float("ALERT_COST_THRESHOLD", default=40.0)
 ALERT_ERROR_RATE_THRESHOLD = env.float("ALERT_ERROR_RATE_THRESHOLD", default=0.1)
 # Metrics app: alerts, Realtime cost reservations, the Prometheus scrape (docs/metrics.md).

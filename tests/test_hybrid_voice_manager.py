@@ -16,9 +16,11 @@ from metrics.cost import cost_of_realtime_usage
 from metrics.ledger import spend_last_hour
 from realtime.emulator.audio import tone
 from realtime.emulator.reception_brain import build_reception_brain
+from reception import workflow
 from tests.support.kiosk_client import collect_turn, collect_until, connect, last
 from tests.support.realtime import assert_no_leaked_tasks
 from tests.support.waiting import until
+from voice.hybrid import conversation_of, visit_outcome
 
 pytestmark = pytest.mark.usefixtures("reference_prices")  # Realtime admission needs prices
 
@@ -198,3 +200,21 @@ async def test_kiosks_that_drop_and_come_back_keep_their_path_while_the_rollout_
     assert {mode for mode, _ in first} == {"realtime", "legacy"}
     assert await RoutingDecision.objects.acount() == count
     await assert_no_leaked_tasks()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("finished", "to_desk", "ended", "recorded"),
+    [
+        (True, False, "completed", "completed"),
+        (True, True, "completed", "handed_off"),
+        (True, False, "abandoned", "completed"),  # the visitor walked away after the reception finished
+        (False, False, "completed", "abandoned"),  # the kiosk ended the session before the reception finished
+        (False, False, "error", "error"),
+    ],
+)
+def test_the_recorded_outcome_is_where_the_reception_got_to(finished, to_desk, ended, recorded):
+    quality = workflow.VisitQuality(3, 0, 0, finished, to_desk, 30.0 if finished else None)
+    assert visit_outcome(quality, ended) == recorded
+    assert visit_outcome(None, ended) == ended  # a session the workflow never saw keeps how it ended
+    assert conversation_of(quality).visitor_turns == 3 and conversation_of(None).visitor_turns == 0

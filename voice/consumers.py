@@ -208,6 +208,10 @@ class KioskConsumer(AsyncWebsocketConsumer):
             await self.voice_path.interrupt()
         elif message.type == "session.end":
             await self.end_session("client_ended")
+        elif message.type == "feedback":
+            if message.fields["session_id"] != self.voice_path.session_id:
+                raise ProtocolError("session_forbidden", "feedback is for this connection's session only.")
+            await self.voice_path.feedback(message.fields["rating"])
 
     async def start_session(self, session_id: str | None, language: str, voice: bool) -> None:
         """`voice`: the kiosk listens and speaks, so replies are spoken from the greeting on."""

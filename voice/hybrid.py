@@ -24,10 +24,12 @@ from fallback import guards
 from fallback.emergency import COST_LIMIT_ACTION
 from fallback.models import FallbackReason
 from fallback.services import decide_for_session, record_fallback_event, record_realtime_spend
-from metrics.collector import collector
+from metrics.collector import Conversation, collector
+from metrics.models import Outcome
 from realtime.errors import RealtimeError
 from realtime.kiosk import KioskOutput
 from realtime.processor import RealtimeAudioProcessor
+from reception import workflow
 
 from .legacy import LegacyAudioService
 
@@ -42,6 +44,24 @@ FAILURE_REASONS = {
 }
 
 VoicePath = LegacyAudioService | RealtimeAudioProcessor
+
+
+def visit_outcome(quality: workflow.VisitQuality | None, ended: str) -> str:
+    """The recorded outcome: from the reception when it finished (completed, or handed to the desk); a session
+    that ends before the reception finished is abandoned (an error stays an error; a session the workflow never
+    saw keeps how it ended)."""
+    if quality is None or ended == Outcome.ERROR:
+        return ended
+    if quality.finished:
+        return Outcome.HANDED_OFF if quality.to_desk else Outcome.COMPLETED
+    return Outcome.ABANDONED
+
+
+def conversation_of(quality: workflow.VisitQuality | None) -> Conversation:
+    """The plain numbers the metrics keep of the workflow's reading of the conversation."""
+    if quality is None:
+        return Conversation()
+    return Conversation(quality.turns, quality.reasks, quality.corrections, quality.seconds_to_complete)
 
 
 class HybridVoiceManager:
@@ -129,7 +149,8 @@ class HybridVoiceManager:
             self.path.fall_back_at_turn_boundary("cost_limit")
 
     async def close(self, outcome: str = "completed") -> None:
-        """Stop the active path and record how the session ended (the metrics feed the guards).
+        """Stop the active path and record how the session ended (the metrics feed the guards): the outcome is where
+        the reception got to (`visit_outcome`), with the workflow's counts of the conversation.
 
         The session's end is recorded after its last response has been priced, so `cost-status` holds it.
         """
@@ -138,7 +159,18 @@ class HybridVoiceManager:
             await self.path.close()
         await self._settle_tasks()
         if self.decision is not None:
-            collector.record_session_end(self.session_id, outcome)
+            try:
+                quality = await run_blocking(workflow.quality)(self.session_id)
+            except Exception:  # the session's end (and its cost settlement) is recorded whatever the workflow says
+                logger.exception("session %s: the workflow's quality could not be read", self.session_id)
+                quality = None
+            collector.record_session_end(
+                self.session_id, visit_outcome(quality, outcome), conversation=conversation_of(quality)
+            )
+
+    async def feedback(self, rating: int) -> None:
+        """The visitor's one-tap rating of this session (no personal data: only the number)."""
+        collector.record_feedback(self.session_id, rating)
 
     async def _settle_tasks(self) -> None:
         while self._tasks:

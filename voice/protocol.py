@@ -22,7 +22,9 @@ CLIENT_MESSAGE_TYPES = (
     "input_text",
     "response.cancel",
     "session.end",
+    "feedback",
 )
+RATINGS = (1, 2, 3)  # the one-tap satisfaction answer: unhappy, neutral, happy
 
 
 @dataclass(frozen=True)
@@ -88,8 +90,19 @@ def _validate_audio_append(data: dict[str, Any]) -> dict[str, Any]:
     return {"audio": audio}
 
 
+def _validate_feedback(data: dict[str, Any]) -> dict[str, Any]:
+    session_id = data.get("session_id")
+    if not isinstance(session_id, str) or not SESSION_ID_PATTERN.match(session_id):
+        raise ProtocolError("invalid_session_id", "feedback needs the session_id of this session.")
+    rating = data.get("rating")
+    if type(rating) is not int or rating not in RATINGS:
+        raise ProtocolError("invalid_rating", "rating must be 1, 2 or 3.")
+    return {"session_id": session_id, "rating": rating}
+
+
 _VALIDATORS = {
     "session.start": _validate_session_start,
     "input_text": _validate_input_text,
     "input_audio.append": _validate_audio_append,
+    "feedback": _validate_feedback,
 }

@@ -31,6 +31,9 @@ logger = logging.getLogger(__name__)
 # Why a session ended when its visitor walked away: the idle timeout, or the clean-up of a crashed server.
 ABANDONING_REASONS = frozenset({"idle", "inactive"})
 
+# How `end` closes a reception that never finished: not a completed visit.
+ENDED_STATUSES = (Visit.Status.ENDED, Visit.Status.ABANDONED)
+
 # The keys of `visit.updated`: the visitor's fields, then what the workflow made of the visit.
 VISIT_KEYS = (*VISIT_FIELDS, "visitor_type", "status")
 
@@ -43,6 +46,21 @@ class TurnResult:
     visit: dict[str, str]
     finished: bool
     resumed: bool = False
+
+
+@dataclass(frozen=True)
+class VisitQuality:
+    """How a session's conversation went: visitor turns, questions asked again, corrections, and its end.
+
+    ``to_desk``: the reception ended by handing the visitor to the desk. ``seconds_to_complete``: from the
+    greeting to the end of the reception, None while it is not finished."""
+
+    turns: int
+    reasks: int
+    corrections: int
+    finished: bool
+    to_desk: bool
+    seconds_to_complete: float | None
 
 
 @dataclass
@@ -133,6 +151,25 @@ class ReceptionWorkflow:
         """The session's current state (last reply, visit fields), or None for an unknown session."""
         state = self._state(session_id)
         return self._result(state) if state.get("step") else None
+
+    def quality(self, session_id: str) -> VisitQuality | None:
+        """The session's conversation quality so far, or None for an unknown session."""
+        state = self._state(session_id)
+        if not state.get("step"):
+            return None
+        finished = bool(state.get("finished")) and state.get("status") not in ENDED_STATUSES
+        seconds = None
+        visit = Visit.objects.filter(session_id=session_id).values("created_at", "completed_at").first()
+        if finished and visit and visit["completed_at"]:
+            seconds = max((visit["completed_at"] - visit["created_at"]).total_seconds(), 0.0)
+        return VisitQuality(
+            turns=state.get("turn_count", 0),
+            reasks=state.get("reask_count", 0),
+            corrections=state.get("correction_count", 0),
+            finished=finished,
+            to_desk=finished and state.get("status") == Visit.Status.SENT_TO_DESK,
+            seconds_to_complete=seconds,
+        )
 
     def end(self, session_id: str, reason: str) -> int | None:
         """Close the session: an unfinished Visit becomes ENDED, or ABANDONED for the ABANDONING_REASONS.
@@ -246,6 +283,11 @@ def snapshot(session_id: str) -> TurnResult | None:
     return _default.snapshot(session_id)
 
 
+def quality(session_id: str) -> VisitQuality | None:
+    """`ReceptionWorkflow.quality` on the process-wide workflow."""
+    return _default.quality(session_id)
+
+
 def end(session_id: str, reason: str) -> int | None:
     """`ReceptionWorkflow.end` on the process-wide workflow."""
     return _default.end(session_id, reason)
@@ -275,11 +317,13 @@ __all__ = [
     "ToolCallResult",
     "TurnResult",
     "Understanding",
+    "VisitQuality",
     "end",
     "forget",
     "get_understanding",
     "handle_text",
     "handle_tool_call",
+    "quality",
     "reask",
     "reset_checkpointer",
     "snapshot",

@@ -21,7 +21,18 @@ from langgraph.types import Command
 from reception.models import Visit
 
 from .chat import get_understanding
-from .outcome import ask, check, choose_host, delivery, language_of, notify, save_visit, to_desk, understood
+from .outcome import (
+    ask,
+    asked_again,
+    check,
+    choose_host,
+    delivery,
+    language_of,
+    notify,
+    save_visit,
+    to_desk,
+    understood,
+)
 from .prompts import field_list, say
 from .reconcile import reconcile_with_today
 from .state import STEP_CHOOSE_HOST, STEP_COLLECT, STEP_CONFIRM, STEP_DONE, VISIT_FIELDS, ReceptionState
@@ -111,7 +122,12 @@ def interpret(state: ReceptionState, understanding: LanguageUnderstanding | None
     goto = {STEP_CONFIRM: "confirm", STEP_CHOOSE_HOST: "choose_host"}.get(step, "collect")
     return Command(
         goto=goto,
-        update={"understood": asdict(u), "input": {}, "messages": [{"role": "visitor", "text": said}]},
+        update={
+            "understood": asdict(u),
+            "input": {},
+            "messages": [{"role": "visitor", "text": said}],
+            "turn_count": state.get("turn_count", 0) + 1,
+        },
     )
 
 
@@ -146,7 +162,7 @@ def collect(state: ReceptionState) -> Command:
             return Command(goto="to_desk", update={**update, "unclear_count": unclear, "desk_reason": "unclear"})
         wanted = missing or list(VISIT_FIELDS)
         reply = say("ask_unclear", language, fields=field_list(wanted, language))
-        return ask({**update, "unclear_count": unclear}, reply, STEP_COLLECT, wanted[0])
+        return ask({**update, "unclear_count": unclear, **asked_again(state)}, reply, STEP_COLLECT, wanted[0])
     update["unclear_count"] = 0
     if not missing:
         return Command(goto="check" if update["correction_count"] >= MAX_CORRECTIONS else "ask_confirm", update=update)
@@ -195,7 +211,7 @@ def confirm(state: ReceptionState) -> Command:
     if unclear >= MAX_UNCLEAR:
         return Command(goto="to_desk", update={"unclear_count": unclear, "desk_reason": "unclear"})
     return ask(
-        {"unclear_count": unclear},
+        {"unclear_count": unclear, **asked_again(state)},
         say("confirm_unclear", language_of(state)),
         STEP_CONFIRM,
         EXPECT_CONFIRMATION,

@@ -42,6 +42,11 @@ def ask(update: dict, reply: str, step: str, expecting: str, status: str = Visit
     )
 
 
+def asked_again(state: ReceptionState) -> dict:
+    """The update that counts one more question asked again after an unclear answer."""
+    return {"reask_count": state.get("reask_count", 0) + 1}
+
+
 def _finish(update: dict, reply: str, status: str) -> Command:
     """End the reception; `guidance` keeps the closing words, to say again if the visitor speaks on."""
     return Command(
@@ -200,7 +205,7 @@ def choose_host(state: ReceptionState) -> Command:
     if unclear >= MAX_HOST_CHOICE_TRIES:
         return Command(goto="to_desk", update={"unclear_count": unclear, "desk_reason": "ambiguous_host"})
     question = _host_choice_question(state, candidates)
-    return ask({"unclear_count": unclear}, question, STEP_CHOOSE_HOST, EXPECT_HOST_CHOICE)
+    return ask({"unclear_count": unclear, **asked_again(state)}, question, STEP_CHOOSE_HOST, EXPECT_HOST_CHOICE)
 
 
 def _host_notified_reply(state: ReceptionState, visit: Visit, label: str) -> str:

@@ -42,7 +42,9 @@ class ReceptionState(TypedDict, total=False):
     expecting: str  # the field or answer the last reply asked for
     correction_count: int
     correcting: bool  # a "no" at confirmation was counted; the values that follow are the same correction
-    unclear_count: int
+    unclear_count: int  # unclear answers in a row (reset by progress)
+    reask_count: int  # questions asked again after an unclear answer, over the whole visit
+    turn_count: int  # visitor turns read before the reception finished
     desk_reason: str
     host_candidates: list[int]
     # Outcome.

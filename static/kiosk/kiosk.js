@@ -16,6 +16,8 @@
   let retryDelay = 1000;
   let microphone = "off"; // off | on | refused
   let talkHeld = false;
+  let sessionId = null;
+  let rated = false; // this session's visitor answered (or skipped) the satisfaction question
 
   function setStatus(text) { el("connection-status").textContent = text; }
 
@@ -43,7 +45,28 @@
     }
     el("field-status").textContent = strings.statuses[visit.status] || visit.status || "—";
     clearTimeout(resetTimer);
-    if (FINISHED.includes(visit.status)) resetTimer = setTimeout(restart, RESET_AFTER_MS);
+    const finished = FINISHED.includes(visit.status);
+    if (finished) resetTimer = setTimeout(restart, RESET_AFTER_MS);
+    el("feedback").hidden = !finished || rated;
+  }
+
+  // The optional one-tap question at the end of a visit: only the number goes to the server.
+  function rate(rating) {
+    if (rated || !sessionId) return;
+    rated = true;
+    if (rating) send({ type: "feedback", session_id: sessionId, rating });
+    el("feedback").querySelector(".feedback-choices").hidden = true;
+    el("feedback-question").hidden = true;
+    el("feedback-thanks").hidden = !rating;
+    if (!rating) el("feedback").hidden = true;
+  }
+
+  function resetFeedback() {
+    rated = false;
+    el("feedback").hidden = true;
+    el("feedback").querySelector(".feedback-choices").hidden = false;
+    el("feedback-question").hidden = false;
+    el("feedback-thanks").hidden = true;
   }
 
   function showMode(mode) {
@@ -61,6 +84,8 @@
 
   const handlers = {
     "session.started": (message) => {
+      if (message.session_id !== sessionId) resetFeedback();
+      sessionId = message.session_id;
       sessionStorage.setItem(SESSION_KEY, message.session_id);
       showMode(message.mode);
     },
@@ -153,6 +178,7 @@
     sessionStorage.removeItem(SESSION_KEY);
     el("visitor-text").value = "";
     clearScreen();
+    resetFeedback();
   }
 
   // The server closes the ended session; then a fresh one starts on a new connection.
@@ -199,6 +225,10 @@
   talk.addEventListener("pointerup", release);
   talk.addEventListener("pointerleave", release);
   el("restart").addEventListener("click", restart);
+  for (const button of document.querySelectorAll("#feedback .rating")) {
+    button.addEventListener("click", () => rate(Number(button.dataset.rating)));
+  }
+  el("feedback-skip").addEventListener("click", () => rate(0));
 
   connect();
 })();

@@ -21,7 +21,7 @@ from reception.models import Visit
 
 START = timezone.now() - timedelta(hours=30)  # stage s1 entered here
 NOW = START + timedelta(hours=25)  # soaked
-METRIC_GATES = ("error rate", "p95 time to first audio", "completed visits", "cost per completed visit")
+METRIC_GATES = ("error rate", "p95 time to first audio", "completed visits", "cost per completed visit", "satisfaction")
 
 
 def seed(
@@ -33,8 +33,10 @@ def seed(
     ttfa: float = 800.0,
     cost: str = "0.10",
     at=None,
+    ratings: tuple[int, ...] = (3,),
 ) -> None:
-    """``n`` sessions started on ``path`` (ended in the soak), one timed turn each, and their visits."""
+    """``n`` sessions started on ``path`` (ended in the soak), one timed turn each, and their visits; the sessions
+    are rated by turns from ``ratings`` (None: not rated)."""
     at = at or START + timedelta(hours=1)
     completed = n - errors if completed is None else completed
     for i in range(n):
@@ -48,6 +50,7 @@ def seed(
             outcome=Outcome.ERROR if i < errors else Outcome.COMPLETED,
             turns=1,
             cost_usd=Decimal(cost),
+            satisfaction=ratings[i % len(ratings)],
         )
         TurnMetric.objects.create(event_id=session_id, session_id=session_id, occurred_at=at, path=path, ttfa_ms=ttfa)
         status = Visit.Status.HOST_NOTIFIED if i < completed else Visit.Status.ENDED
@@ -122,6 +125,40 @@ def test_completed_visits_may_trail_legacy_by_five_points(rt_completed, passed):
     gate = gates_by_name()["completed visits"]
     assert gate.passed is passed
     assert (gate.realtime, gate.legacy) == (rt_completed / 100, 0.9)
+
+
+@pytest.mark.django_db
+def test_the_completed_visits_margin_follows_the_setting(settings):
+    settings.PROMOTION_COMPLETED_MARGIN = 0.0
+    at_stage_s1()
+    seed("realtime", completed=89)
+    seed("legacy", completed=90)
+    gate = gates_by_name()["completed visits"]
+    assert not gate.passed and "Legacy - 0 points" in gate.rule
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("rt_ratings", "passed"), [((3, 3, 3, 3, 2), True), ((3, 3, 3, 2, 2), False)])
+def test_satisfaction_may_trail_legacy_by_the_margin(rt_ratings, passed):
+    at_stage_s1()
+    seed("realtime", ratings=rt_ratings)  # mean 2.8 or 2.6 against 3.0 (margin 0.2)
+    seed("legacy")
+    gate = gates_by_name()["satisfaction"]
+    assert gate.passed is passed
+    assert gate.realtime == pytest.approx(sum(rt_ratings) / len(rt_ratings))
+    assert gate.realtime_display.endswith("/ 3")
+
+
+@pytest.mark.django_db
+def test_satisfaction_needs_enough_ratings_on_each_path(settings):
+    settings.PROMOTION_MIN_RATINGS = 30
+    at_stage_s1()
+    seed("realtime", n=29, ratings=(None,))
+    seed("realtime", n=29, at=START + timedelta(hours=2))
+    seed("legacy", n=40)
+    gate = gates_by_name()["satisfaction"]
+    assert not gate.passed and gate.reason == "not enough ratings (at least 30 each)"
+    assert gates_by_name()["completed visits"].passed  # unrated sessions still count for the other gates
 
 
 @pytest.mark.django_db

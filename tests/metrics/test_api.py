@@ -166,8 +166,15 @@ def recorded():
         outcome="completed",
         turns=2,
         cost_usd=Decimal("0.05"),
+        visitor_turns=3,
+        reasks=1,
+        corrections=1,
+        seconds_to_complete=40.0,
+        satisfaction=3,
     )
-    SessionMetric.objects.create(session_id="lg-1", started_at=now, ended_at=now, mode="legacy", outcome="error")
+    SessionMetric.objects.create(
+        session_id="lg-1", started_at=now, ended_at=now, mode="legacy", outcome="error", visitor_turns=2
+    )
     for i, (path, ttfa, server, cost) in enumerate(
         [("realtime", 600, 8, "0.03"), ("realtime", 900, 30, "0.02"), ("legacy", 1800, 120, "0.001")]
     ):
@@ -193,6 +200,21 @@ def test_every_get_endpoint_shape(client, token, recorded):
     rt = data["metrics"]["paths"]["realtime"]
     assert (rt["started"], rt["completed"], rt["turns"], rt["ttfa_p50_ms"], rt["ttfa_p95_ms"]) == (1, 1, 2, 600, 900)
     assert data["metrics"]["paths"]["legacy"]["error_rate"] == 1.0
+    assert (rt["success_rate"], rt["handed_off"], rt["mean_turns_to_complete"], rt["mean_seconds_to_complete"]) == (
+        1.0,
+        0,
+        3.0,
+        40.0,
+    )
+    assert (rt["reasks"], rt["reask_rate"], rt["corrections"], rt["rated"], rt["mean_satisfaction"]) == (
+        1,
+        pytest.approx(1 / 3),
+        1,
+        1,
+        3.0,
+    )
+    lg = data["metrics"]["paths"]["legacy"]
+    assert (lg["mean_turns_to_complete"], lg["reask_rate"], lg["rated"], lg["mean_satisfaction"]) == (None, 0, 0, None)
     assert data["metrics"]["fallbacks_by_reason"] == {"LATENCY": 1}
     assert Decimal(data["metrics"]["cost_usd"]) == Decimal("0.051")
     assert data["fallback-status"]["fallbacks_last_hour"] == {"LATENCY": 1}

@@ -46,6 +46,9 @@ def recorded(monkeypatch):
             paths=mode,
             turns=2,
             cost_usd=Decimal("0.04"),
+            visitor_turns=3 + i,
+            reasks=i,
+            satisfaction=3 - i,
         )
     for i in range(12):
         path = "realtime" if i % 3 else "legacy"
@@ -78,6 +81,16 @@ def test_dashboard_for_staff_shows_both_paths_and_every_window(client, viewer, r
         assert 'id="side-by-side"' in page and "vendor/chartjs/chart.umd.min.js" in page
         assert response.context["summary"]["paths"]["realtime"]["started"] == 2
     assert "cdn" not in page.lower()
+
+
+@pytest.mark.django_db
+def test_dashboard_compares_conversation_quality_per_path(client, viewer, recorded):
+    client.force_login(viewer)
+    response = client.get(reverse("admin:metrics_metricsdashboard_changelist"), HTTP_ACCEPT_LANGUAGE="ja")
+    rt = response.context["summary"]["paths"]["realtime"]
+    assert (rt["mean_turns_to_complete"], rt["reasks"], rt["rated"], rt["mean_satisfaction"]) == (3.0, 1, 2, 2.5)
+    page = response.content.decode()
+    assert "完了までの訪問者の発話数（平均）" in page and "満足度" in page
 
 
 @pytest.mark.django_db

@@ -19,7 +19,7 @@ from fallback.models import FallbackEvent, GuardName, GuardState
 from metrics import collector as collector_module
 from metrics import ledger
 from metrics.alerts import evaluate_alerts
-from metrics.collector import MetricsCollector, get_collector
+from metrics.collector import Conversation, MetricsCollector, get_collector
 from metrics.models import AlertState, CostBucket, SessionMetric, TurnMetric
 from tests.metrics import harness as metrics_harness
 from tests.metrics.test_cost import USAGE_A
@@ -64,6 +64,23 @@ def test_a_session_is_recorded_with_its_turns_cost_paths_and_fallbacks(fresh_col
     error_guard = GuardState.objects.get(name=GuardName.ERROR_RATE)
     assert error_guard.window_samples == 1 and error_guard.window_failures == 1  # upstream fallback = a failure
     assert ledger.reserved_unused() == 0  # settled after the last turn
+
+
+def test_a_session_keeps_how_its_conversation_went_and_its_rating(fresh_collector):
+    fresh_collector.record_session_start("visit-q", "legacy", "disabled")
+    fresh_collector.record_feedback("visit-q", 2)  # rated before the end: the end keeps the rating
+    assert fresh_collector.flush()
+    fresh_collector.record_session_end("visit-q", "completed", conversation=Conversation(4, 1, 2, 75.5))
+    fresh_collector.record_session_end("visit-other", "abandoned")
+    fresh_collector.record_feedback("visit-other", 3)  # in the same batch as its end
+    assert fresh_collector.flush()
+    session = SessionMetric.objects.get(session_id="visit-q")
+    assert (session.visitor_turns, session.reasks, session.corrections) == (4, 1, 2)
+    assert (session.seconds_to_complete, session.satisfaction) == (75.5, 2)
+    other = SessionMetric.objects.get(session_id="visit-other")
+    assert (other.visitor_turns, other.seconds_to_complete, other.satisfaction) == (0, None, 3)
+    with pytest.raises(ValueError, match="Unknown rating"):
+        fresh_collector.record_feedback("visit-q", 4)
 
 
 def test_recording_does_no_database_work_on_the_callers_thread(fresh_collector):

@@ -96,3 +96,33 @@ def test_the_page_forgets_a_visitor_who_walked_away_and_starts_fresh(tmp_path):
 
     assert visits[first_session]["status"] == "abandoned"
     assert [visit["status"] for key, visit in visits.items() if key != first_session] == ["collecting"]
+
+
+def test_a_finished_visit_offers_the_one_tap_rating_and_keeps_it(tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    wav = tmp_path / "silence.wav"
+    write_wav(wav, bytes(24000 * 2))
+    with demo_server(tmp_path) as server, sync_playwright() as playwright:
+        browser = launch_chromium(playwright, wav)
+        try:
+            page = open_paired_kiosk(browser, server)
+            expect(page.locator("#send")).to_be_enabled(timeout=30_000)  # the greeting is done
+            session_id = page.evaluate("sessionStorage.getItem('reception-session')")
+            for line in ("株式会社テストの山田太郎です。鈴木さんと10時にお約束があります。", "はい"):
+                expect(page.locator("#feedback")).to_be_hidden()  # only once the visit is finished
+                page.locator("#visitor-text").fill(line)
+                page.locator("#send").click()
+                expect(page.locator("#send")).to_be_enabled(timeout=30_000)
+            expect(page.locator("#feedback")).to_be_visible(timeout=30_000)
+            expect(page.locator("#feedback")).to_contain_text("よかった")
+            page.locator('#feedback [data-rating="3"]').click()
+            expect(page.locator("#feedback-thanks")).to_be_visible()
+            expect(page.locator("#feedback .rating").first).to_be_hidden()
+        finally:
+            browser.close()
+        read = (
+            "from metrics.models import SessionMetric as S; "
+            f"print(S.objects.get(session_id='{session_id}').satisfaction)"
+        )
+        assert server.manage("shell", "-c", read).strip().splitlines()[-1] == "3"

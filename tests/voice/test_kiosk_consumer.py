@@ -8,6 +8,8 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
+from metrics.collector import collector
+from metrics.models import SessionMetric
 from reception.models import Kiosk, KioskPairing, Visit
 from reception_project.asgi import application
 
@@ -254,3 +256,64 @@ async def test_reconnecting_with_the_same_session_continues_without_asking_again
     visit = of_type(resumed, "visit.updated")
     assert visit["visitor_name"].replace(" ", "") == "山田太郎" and "テスト" in visit["company_name"]
     await ws.disconnect()
+
+
+async def end_and_read_metrics(ws, session_id: str) -> SessionMetric:
+    await ws.send_json_to({"type": "session.end"})
+    assert (await ws.receive_json_from(timeout=10))["type"] == "session.ended"
+    await ws.disconnect()
+    assert await database_sync_to_async(collector.flush)()
+    return await SessionMetric.objects.aget(session_id=session_id)
+
+
+async def test_a_visit_is_measured_and_rated_on_its_session(demo_directory, kiosk_and_key):
+    _, key = kiosk_and_key
+    ws = communicator(key)
+    await ws.connect()
+    await start(ws, session_id="quality-1", language="ja")
+    await say(ws, "えーと")  # nothing the workflow can use: it asks again
+    await say(ws, "株式会社テストの山田太郎です。鈴木さんと10時にお約束があります。")
+    await say(ws, "いいえ")  # a correction at the confirmation
+    assert of_type(await say(ws, "山田次郎です"), "visit.updated")["visitor_name"].replace(" ", "") == "山田次郎"
+    assert of_type(await say(ws, "はい"), "visit.updated")["status"] == "host_notified"
+    await ws.send_json_to({"type": "feedback", "session_id": "quality-1", "rating": 3})
+    session = await end_and_read_metrics(ws, "quality-1")
+    assert session.outcome == "completed"
+    assert (session.visitor_turns, session.reasks, session.corrections) == (5, 1, 1)
+    assert session.seconds_to_complete is not None and session.seconds_to_complete >= 0
+    assert session.satisfaction == 3
+
+
+async def test_a_session_ended_before_its_visit_finished_is_abandoned(demo_directory, kiosk_and_key):
+    _, key = kiosk_and_key
+    ws = communicator(key)
+    await ws.connect()
+    await start(ws, session_id="quality-2", language="ja")
+    await say(ws, "株式会社テストの山田太郎です")
+    session = await end_and_read_metrics(ws, "quality-2")
+    assert session.outcome == "abandoned"
+    assert (session.visitor_turns, session.seconds_to_complete, session.satisfaction) == (1, None, None)
+
+
+@pytest.mark.parametrize(
+    ("fields", "code"),
+    [
+        ({"session_id": "someone-else", "rating": 3}, "session_forbidden"),
+        ({"session_id": "quality-3", "rating": 4}, "invalid_rating"),
+        ({"session_id": "quality-3", "rating": 2.5}, "invalid_rating"),
+        ({"session_id": "quality-3", "rating": True}, "invalid_rating"),
+        ({"session_id": "quality-3", "rating": "3"}, "invalid_rating"),
+        ({"rating": 3}, "invalid_session_id"),
+    ],
+)
+async def test_feedback_is_one_rating_of_this_connections_session(demo_directory, kiosk_and_key, fields, code):
+    _, key = kiosk_and_key
+    ws = communicator(key)
+    await ws.connect()
+    await ws.send_json_to({"type": "feedback", "session_id": "quality-3", "rating": 3})
+    assert (await ws.receive_json_from(timeout=10))["code"] == "session_not_started"
+    await start(ws, session_id="quality-3", language="ja")
+    await ws.send_json_to({"type": "feedback", **fields})
+    assert (await ws.receive_json_from(timeout=10))["code"] == code
+    session = await end_and_read_metrics(ws, "quality-3")
+    assert session.satisfaction is None

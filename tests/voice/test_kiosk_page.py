@@ -103,3 +103,21 @@ def test_visitors_see_friendly_voice_path_names_and_staff_the_product_names(clie
     assert strings["modes"] == {"realtime": "リアルタイム", "legacy": "標準"}
     with translation.override("ja"):  # the admin's mode column and filters
         assert [str(label) for label in Mode.labels] == ["Realtime", "Legacy"]
+
+
+@pytest.mark.parametrize(
+    ("lang", "question", "labels"),
+    [
+        ("ja", "本日の受付はいかがでしたか？", ["よかった", "ふつう", "よくなかった", "スキップ"]),
+        ("en", "How was the reception today?", ["Good", "Fair", "Poor", "Skip"]),
+    ],
+)
+def test_the_page_offers_an_optional_one_tap_rating_at_the_end(client, kiosk_and_key, lang, question, labels):
+    kiosk, _ = kiosk_and_key
+    pair(client, kiosk)
+    page = client.get(f"/kiosk/?lang={lang}").content.decode()
+    panel = re.search(r'<section class="feedback" id="feedback" hidden.*?</section>', page, re.S).group(0)
+    assert question in panel
+    assert re.findall(r'data-rating="(\d)"', panel) == ["3", "2", "1"]
+    assert all(label in panel for label in labels)
+    assert "<input" not in panel  # nothing to type: no personal data
