@@ -117,7 +117,7 @@ def build_standin(port: int, brain_kind: str, pace: float):
                 except ValueError:
                     output = {}
                 return Say(str(output.get("reply") or "もう一度お願いできますか。"))
-            call = CALLS.get((context.latest_user_text or "").strip())
+            call = CALLS.get(context.user_texts[-1].strip() if context.user_texts else "")
             return CallFunction(*call) if call else Say("もう一度お願いできますか。")
 
         async def synthesize(self, text: str, language: str | None) -> bytes:
