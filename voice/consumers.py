@@ -82,7 +82,7 @@ class KioskConsumer(AsyncWebsocketConsumer):
         if not origin_allowed(self.scope):
             await self.close(code=CLOSE_FORBIDDEN_ORIGIN)
             return
-        self.rate_limits = KioskRateLimits()
+        self.rate_limits = KioskRateLimits(queued=lambda: _queued(self.inbox))
         address = _client_address(self.scope)
         try:
             await self.rate_limits.address_open(address)
@@ -156,7 +156,9 @@ class KioskConsumer(AsyncWebsocketConsumer):
         if message["type"] != "websocket.receive":
             await super().dispatch(message)
         elif await self.admit_frame():
+            began, queued = time.monotonic(), _queued(self.inbox)
             await self.websocket_receive(message)
+            self.rate_limits.stalled(time.monotonic() - began, queued)  # what queued meanwhile came at its pace
 
     async def admit_frame(self) -> bool:
         """Whether a frame from the kiosk is read: not after the close, not over the frame rate."""
@@ -189,10 +191,7 @@ class KioskConsumer(AsyncWebsocketConsumer):
 
     async def dispatch_message(self, message: KioskMessage) -> None:
         if message.type == "session.start":
-            opening = time.monotonic()
-            await self.start_session(**message.fields)
-            # The kiosk's microphone streamed meanwhile: what queued is read now, in one burst.
-            self.rate_limits.allow_backlog(_queued(self.inbox), time.monotonic() - opening)
+            await self.start_session(**message.fields)  # the kiosk's microphone streams on meanwhile
             return
         if self.voice_path is None:
             raise ProtocolError("session_not_started", "Send session.start first.")

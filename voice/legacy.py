@@ -110,6 +110,7 @@ class LegacyAudioService:
         self.on_turn = on_turn  # on_turn(ttfa_ms=, upstream_ms=, server_ms=, usage=, ok=) after each answered turn
         self._engines: SpeechEngines | None = None
         self._segmenter: UtteranceSegmenter | None = None
+        self._unfed = bytearray()  # kiosk audio not yet given to the segmenter (under AUDIO_CHUNK_BYTES)
         self._turn_lock = asyncio.Lock()
         self._playback: asyncio.Task | None = None
         self._first_audio: float | None = None
@@ -132,7 +133,13 @@ class LegacyAudioService:
     async def feed_audio(self, pcm16: bytes) -> None:
         """Kiosk audio (PCM16 24 kHz); utterances found in it are answered in the background."""
         self.speak = True
+        self._unfed += pcm16
+        if len(self._unfed) >= AUDIO_CHUNK_BYTES:  # one thread hop per 100 ms, not per 20 ms frame
+            await self._feed_segmenter()
+
+    async def _feed_segmenter(self) -> None:
         segmenter = await self._get_segmenter()
+        pcm16, self._unfed = bytes(self._unfed), bytearray()
         for event in await asyncio.to_thread(segmenter.feed, pcm16):
             if isinstance(event, SpeechStarted):
                 await self.interrupt()
@@ -143,6 +150,8 @@ class LegacyAudioService:
 
     async def commit(self) -> None:
         """Push-to-talk release: answer what was said since the last utterance."""
+        if self._unfed:
+            await self._feed_segmenter()
         segmenter = await self._get_segmenter()
         utterance = await asyncio.to_thread(segmenter.flush)
         if utterance is None:

@@ -23,6 +23,7 @@ import asyncio
 import time
 import weakref
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -39,7 +40,9 @@ CLOSE_FLOODING = 4429
 CLOSE_REPLACED = 4409
 PCM16_BYTES_PER_SECOND = 48_000  # 24 kHz mono
 
+STALL_SECONDS = 0.25  # a connection that could not read for longer finds the frames of that time queued
 _storages: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Storage] = weakref.WeakKeyDictionary()
+_loop_watches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopWatch] = weakref.WeakKeyDictionary()
 
 
 def shared_storage() -> Storage:
@@ -56,6 +59,40 @@ def shared_storage() -> Storage:
             storage = MemoryStorage()
         _storages[loop] = storage
     return storage
+
+
+class LoopWatch:
+    """The stalls of one event loop: `stalls` counts the times it stood still for more than STALL_SECONDS, and
+    `stalled_for` is how long the latest lasted. A timer keeps `ticked` fresh; every read checks it too, so the
+    first frame read after a stall sees it whichever of the two runs first."""
+
+    TICK = 0.05
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.ticked = time.monotonic()
+        self.stalls = 0
+        self.stalled_for = 0.0
+        loop.call_later(self.TICK, self._tick)
+
+    def _tick(self) -> None:
+        self.check()
+        asyncio.get_running_loop().call_later(self.TICK, self._tick)  # no reference to the loop: it can go
+
+    def check(self) -> None:
+        now = time.monotonic()
+        if now - self.ticked > self.TICK + STALL_SECONDS:
+            self.stalls += 1
+            self.stalled_for = now - self.ticked
+        self.ticked = now
+
+
+def loop_watch() -> LoopWatch:
+    """The watch of the running event loop (one per loop, started with the first kiosk connection)."""
+    loop = asyncio.get_running_loop()
+    watch = _loop_watches.get(loop)
+    if watch is None:
+        watch = _loop_watches[loop] = LoopWatch(loop)
+    return watch
 
 
 class RateLimited(ProtocolError):
@@ -106,8 +143,13 @@ def kiosk_identity(kiosk) -> str:
 class KioskRateLimits:
     """The limits of one kiosk connection. `storage` defaults to the shared one."""
 
-    def __init__(self, storage: Storage | None = None, limits: Limits | None = None) -> None:
+    def __init__(
+        self, storage: Storage | None = None, limits: Limits | None = None, queued: Callable[[], int] = lambda: 0
+    ) -> None:
         self.limits = limits or Limits.from_settings()
+        self.queued = queued  # how many of the kiosk's frames wait to be read behind the one being read
+        self.loop_watch = loop_watch()
+        self._stalls_seen = self.loop_watch.stalls
         storage = storage or shared_storage()
         self.limiter = SlidingWindowCounterRateLimiter(storage)
         self.lockout = MovingWindowRateLimiter(storage)  # exact: from the 4429 on, for the whole window
@@ -136,16 +178,28 @@ class KioskRateLimits:
         if not await self.limiter.hit(self.limits.kiosk_connects, "kiosk-connects", self.kiosk_key):
             raise RateLimited("kiosk_connects", "This kiosk reconnects too often; try again in a minute.")
 
-    def allow_backlog(self, frames: int, seconds: float) -> None:
-        """This connection read nothing for `seconds` (its session was opening) while the kiosk streamed on and
-        `frames` queued: they are admitted without a hit, up to what the limits allow in that time. Read in one
-        burst, they would otherwise be refused as a flood (and the visitor's first words with them)."""
+    def stalled(self, seconds: float, queued_before: int) -> None:
+        """This connection could read nothing for `seconds` (a slow handler, such as a session that opens) while
+        the kiosk streamed on, and `queued_before` frames were waiting already: those that queued meanwhile are
+        counted as they arrived, so they are admitted without a hit, up to what the limits allow in that time.
+        Read in one burst, they would otherwise be refused as a flood (and the visitor's words with them)."""
+        if seconds > STALL_SECONDS:
+            self._allow_backlog(self.queued() - queued_before, seconds)
+
+    def _allow_backlog(self, frames: int, seconds: float) -> None:
         per_second = self.limits.messages.amount / self.limits.messages.get_expiry()
         audio_per_second = self.limits.audio_bytes.amount / self.limits.audio_bytes.get_expiry()
-        self._backlog = {"frames": min(frames, int(seconds * per_second)), "audio": int(seconds * audio_per_second)}
+        # Two stalls read as one (the loop stood still while a session opened) overlap: the larger grant covers both.
+        audio = self._backlog["audio"] if self._backlog["frames"] else 0
+        frames = max(self._backlog["frames"], min(frames, int(seconds * per_second)))
+        self._backlog = {"frames": frames, "audio": max(audio, int(seconds * audio_per_second))}
 
     async def message(self) -> None:
         """One frame from the kiosk; raises RateLimited."""
+        self.loop_watch.check()
+        if self.loop_watch.stalls != self._stalls_seen:  # the loop stood still since the last frame read
+            self._stalls_seen = self.loop_watch.stalls
+            self._allow_backlog(self.queued() + 1, self.loop_watch.stalled_for)  # this frame queued too
         self._in_backlog = self._backlog["frames"] > 0
         if self._in_backlog:
             self._backlog["frames"] -= 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 import uuid
 
 import pytest
@@ -219,6 +220,26 @@ async def test_audio_streamed_while_the_session_opens_is_not_taken_for_a_flood(s
     messages = await until(ws, lambda m: m.get("type") == "response.done")  # the greeting
     messages += await drain_quiet(ws)
     assert not [m for m in messages if m["type"] == "error"], messages
+    await ws.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("isolated_workflow_state", "demo_directory")
+async def test_audio_that_queued_while_the_event_loop_stood_still_is_not_taken_for_a_flood(settings):
+    """The server's event loop stands still for 1.5 s while the kiosk streams on: the 75 frames of that time are
+    read in one burst afterwards, but they came at the kiosk's pace."""
+    settings.KIOSK_RATE_MESSAGES_PER_SECOND = 60  # above the 50 frames/s of real-time audio, below the burst
+    ws = await started(await new_kiosk("steady talker"))
+    for _ in range(50):
+        await ws.send_to(bytes_data=CHUNK[:960])
+        await asyncio.sleep(0.02)
+    time.sleep(1.5)  # noqa: ASYNC251 - the loop stands still; the kiosk's frames of that time arrive after
+    for _ in range(75):
+        await ws.send_to(bytes_data=CHUNK[:960])
+    for _ in range(50):
+        await ws.send_to(bytes_data=CHUNK[:960])
+        await asyncio.sleep(0.02)
+    assert not [m for m in await drain_quiet(ws) if m["type"] == "error"]
     await ws.disconnect()
 
 
