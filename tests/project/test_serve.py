@@ -109,7 +109,7 @@ async def test_two_workers_behind_nginx(tmp_path):
                 stop_everything(serve)
             assert serve.returncode == 0, (tmp_path / "serve.log").read_text()
             for leftover in [port, *worker_ports(run_dir)]:
-                with pytest.raises(RuntimeError):
+                with pytest.raises(AssertionError, match="something listening"):
                     wait_for_port(leftover, timeout=0.3)  # nobody listens any more
     finally:
         await upstream.stop()
