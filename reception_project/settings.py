@@ -146,8 +146,20 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Channel layer: in-process by default, Redis when several server processes share the work.
 REDIS_URL = env("REDIS_URL", default="")
+# channels-redis waits for a kiosk's next message with a 5 s BZPOPMIN; redis-py 8 gives up on any read after 5 s
+# by default, so an idle session's wait raised "Timeout reading" and daphne closed the kiosk with 1011. The
+# layer's reads get a longer timeout than its blocking pop (a dead Redis is still noticed, 15 s later).
+CHANNEL_LAYER_READ_TIMEOUT_SECONDS = 15
+
+
+def redis_channel_layer(url: str) -> dict:
+    """The channel layer over the Redis at `url`, its reads outlasting its blocking pop."""
+    hosts = [{"address": url, "socket_timeout": CHANNEL_LAYER_READ_TIMEOUT_SECONDS}]
+    return {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": hosts}}
+
+
 if REDIS_URL:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}}
+    CHANNEL_LAYERS = {"default": redis_channel_layer(REDIS_URL)}
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 # The cache holds the API throttles' and the refusal counters: shared (Redis) when several processes serve.

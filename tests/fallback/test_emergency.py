@@ -18,6 +18,7 @@ from django.urls import reverse
 from fallback.emergency import CONTROL_GROUP, CONTROL_MESSAGE_TYPE, ActionError, apply_action
 from fallback.models import AppendOnlyError, AuditEntry, EmergencyState, RolloutConfig, RoutingDecision
 from fallback.watch import stop_watching_emergencies, watch_emergencies
+from reception_project.settings import redis_channel_layer
 from tests.fallback import harness as fallback_harness
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -186,9 +187,7 @@ async def test_broadcast_reaches_a_group_member_with_the_in_memory_layer(setting
 @pytest.mark.redis
 @pytest.mark.django_db(transaction=True)
 async def test_broadcast_from_another_process_reaches_a_member_over_redis(settings, tmp_path):
-    settings.CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
-    }
+    settings.CHANNEL_LAYERS = {"default": redis_channel_layer(REDIS_URL)}
     url = await sync_to_async(fallback_harness.sqlite_database)(tmp_path)
     reason = f"redis {uuid.uuid4()}"
 
