@@ -155,8 +155,7 @@ async def main() -> None:
         try:
             wait_for_port(emulator_port)
             legacy = [await legacy_trial(server, key, n) for n in range(args.trials)]
-            server.manage("rollout", "--enable", "--reason", "benchmark")
-            server.manage("rollout", "--percent", "100", "--reason", "benchmark")
+            server.manage("rollout", "--enable", "--percent", "100", "--reason", "benchmark")
             await failover_trial(server, key, emulator_port, -1)  # warm-up, not counted
             failover = [await failover_trial(server, key, emulator_port, n) for n in range(args.trials)]
 

@@ -219,8 +219,7 @@ def start_processes(options, scratch: Path, database_url: str):
     server = LiveServer(database_url, scratch, env)
     server.prepare()
     keys = create_kiosks(server, max([options.sessions, *options.steps]))
-    server.manage("rollout", "--enable", "--reason", "benchmark")
-    server.manage("rollout", "--percent", "100", "--reason", "benchmark")
+    server.manage("rollout", "--enable", "--percent", "100", "--reason", "benchmark")
     with server.log.open("ab") as log:
         upstream = subprocess.Popen(
             [sys.executable, "tests/support/load_upstream.py", "--port", str(upstream_port)],

@@ -18,7 +18,6 @@ from django.utils.translation import gettext_lazy as _
 from simple_history.admin import SimpleHistoryAdmin
 
 from core.history_admin import AuditedAdmin, ReadOnlyAdmin
-from reception.workflow.checkpoint import get_checkpointer
 
 from .alerts import evaluate_alerts
 from .cost import cost_status
@@ -33,6 +32,10 @@ PERSONAL_DATA_PERMISSION = "metrics.view_personal_data"
 
 def session_transcript(session_id: str) -> list[dict[str, str]] | None:
     """The conversation of a session from its workflow checkpoint; None if none is kept (or unreadable)."""
+    # Imported here: the workflow package loads LangGraph (0.9 s), which no command or worker process that only
+    # sets Django up (every `manage.py` call loads the admin) should pay for.
+    from reception.workflow.checkpoint import get_checkpointer
+
     try:
         saved = get_checkpointer().get_tuple({"configurable": {"thread_id": session_id}})
     except Exception:  # a checkpoint store problem must not break the detail page

@@ -13,11 +13,16 @@ os.environ.setdefault("SPEECH_WARM_UP", "false")
 
 import pytest
 from django.apps import apps
+from hypothesis import settings as hypothesis_settings
 
 from realtime.emulator import EmulatorConfig, EmulatorServer, ScriptedBrain
 from reception.demo import create_demo_data
 from reception.models import Kiosk
 from tests.support.realtime import TEST_KEY, assert_no_leaked_tasks
+
+# The suite runs Hypothesis' default 100 examples per property that does not set its own count;
+# `pytest --hypothesis-profile thorough` runs ten times as many (the routing machine, the kiosk fuzz).
+hypothesis_settings.register_profile("thorough", max_examples=1000)
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -337,8 +337,7 @@ def run(options) -> dict:
         server = LiveServer(url, Path(directory), env)
         server.prepare()
         keys = create_kiosks(server, options.sessions)
-        server.manage("rollout", "--enable", "--reason", "load test")
-        server.manage("rollout", "--percent", "100", "--reason", "load test")
+        server.manage("rollout", "--enable", "--percent", "100", "--reason", "load test")
         command = [
             sys.executable,
             "tests/support/load_upstream.py",

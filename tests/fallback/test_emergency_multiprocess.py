@@ -30,8 +30,7 @@ async def test_emergency_stop_reaches_live_sessions_in_every_process(tmp_path):
             env = {"REDIS_URL": "redis://127.0.0.1:6379/14", "REALTIME_API_URL": upstream.url}
             servers = [LiveServer(database_url, tmp_path, env) for _ in range(2)]
             key = servers[0].prepare()
-            servers[0].manage("rollout", "--enable", "--reason", "drill")
-            servers[0].manage("rollout", "--percent", "100", "--reason", "drill")
+            servers[0].manage("rollout", "--enable", "--percent", "100", "--reason", "drill")
             for server in servers:
                 server.start()
             try:
@@ -63,6 +62,7 @@ async def test_emergency_stop_reaches_live_sessions_in_every_process(tmp_path):
             finally:
                 for server in servers:
                     server.stop()
+                print(servers[0].log.read_text()[-4000:])  # both workers' log, shown when the test fails
     finally:
         await upstream.stop()
 

@@ -383,7 +383,6 @@ def test_routing_state_machine(routing_settings, quiet_routing_logs):
     run_state_machine_as_test(
         RoutingMachine,
         settings=settings(
-            max_examples=200,
             stateful_step_count=20,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],

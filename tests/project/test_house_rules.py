@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -45,3 +46,13 @@ def test_the_checks_pass_on_the_repository():
     for command in ([sys.executable, "tools/room_sizes.py"], [sys.executable, "tools/dead_code.py"], [lint_imports]):
         result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_setting_django_up_leaves_the_workflow_unloaded():
+    """Every `manage.py` command and worker process sets Django up; LangGraph (0.9 s of imports) waits for the
+    first conversation, so the admin and the commands start in half the time."""
+    probe = "import sys, django; django.setup(); print(sorted(m for m in sys.modules if m.startswith('langgraph')))"
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "reception_project.settings"}
+    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -209,7 +209,7 @@ async def kiosk(kiosk_and_key, upstream):
     await kiosk.ws.disconnect()
 
 
-@settings(max_examples=1000, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@settings(deadline=None, database=None, suppress_health_check=list(HealthCheck))
 @given(payload=frames)
 async def test_any_kiosk_payload_leaves_the_socket_usable_and_forwards_nothing_invalid(kiosk, upstream, payload):
     if kiosk.probes % 100 == 99:  # a fresh conversation now and then keeps each one short
