@@ -12,8 +12,8 @@ kiosk (at the kiosk), same clock.
   second per core (frames relayed over the relay's CPU seconds), as ratios ours/raw;
 * capacity: step the sessions up through our server until the added time's p95 passes `--budget-ms` (20).
 
-`--profile`: py-spy samples the server during the largest step that held (else the first), and the top costs
-are printed.
+`--profile [RAW_STACKS]`: py-spy samples the server during the largest step that held (else the first), and the
+busy event loop's top costs are printed, inclusive and self (the raw stacks kept at RAW_STACKS if given).
 
     python benchmarks/relay_capacity.py [--sessions 10] [--seconds 20] [--steps 10,20,40,60,80,100]
 """
@@ -160,20 +160,27 @@ def profile(pid: int, seconds: float, path: Path) -> subprocess.Popen:
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def top_costs(path: Path, count: int = 15) -> list[tuple[float, str]]:
-    """The functions of the event loop's thread with the most samples (inclusive), in % of its samples."""
+def top_costs(path: Path, count: int = 30) -> dict[str, list[tuple[float, str]]]:
+    """The functions of the event loop's thread with the most samples, in % of its samples: inclusive (the
+    function and what it calls) and self (the function's own code), waiting in `select` left out."""
     inclusive: Counter = Counter()
+    own: Counter = Counter()
     total = 0
     for line in path.read_text().splitlines():
         stack, _, samples = line.rpartition(" ")
         frames = stack.split(";")
         loop = [i for i, frame in enumerate(frames) if "_run_once" in frame]
-        if not loop:
-            continue  # other threads (the database's, the speech engines') wait most of the time
+        if not loop or "select (selectors.py" in frames[-1]:
+            continue  # other threads (the database's, the speech engines') and the idle loop
         total += int(samples)
         for frame in set(frames[loop[0] + 1 :]):
             inclusive[frame] += int(samples)
-    return [(round(100 * n / max(1, total), 1), frame) for frame, n in inclusive.most_common(count)]
+        own[frames[-1]] += int(samples)
+
+    def top(counter: Counter, n: int) -> list[tuple[float, str]]:
+        return [(round(100 * k / max(1, total), 1), frame) for frame, k in counter.most_common(n)]
+
+    return {"inclusive": top(inclusive, count), "self": top(own, count // 2)}
 
 
 async def compare(ours: str, raw: str, keys: list[str], options, upstream_port: int, pids: dict) -> dict:
@@ -202,10 +209,11 @@ async def capacity(ours: str, keys: list[str], options, upstream_port: int, pid:
         held = count
     result = {"steps": steps, "most_sessions_within_budget": held}
     if options.profile:
-        spy = profile(pid, options.seconds + 2, scratch / "profile.txt")
+        stacks = Path(options.profile) if isinstance(options.profile, str) else scratch / "profile.txt"
+        spy = profile(pid, options.seconds + 2, stacks)
         await phase(ours, keys[: held or options.steps[0]], options.seconds, upstream_port, pid)
         spy.wait(timeout=60)
-        result["profile_top_inclusive_percent"] = top_costs(scratch / "profile.txt")
+        result["profile_busy_loop_percent"] = top_costs(stacks)
     return result
 
 
@@ -270,7 +278,13 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20.0, help="seconds of each phase and step")
     parser.add_argument("--steps", default="10,20,40,60,80,100", help="session counts of the capacity run ('': none)")
     parser.add_argument("--budget-ms", type=float, default=20.0, help="the added time's p95 a step must stay under")
-    parser.add_argument("--profile", action="store_true", help="py-spy the server during the largest step held")
+    parser.add_argument(
+        "--profile",
+        nargs="?",
+        const=True,
+        metavar="RAW_STACKS",
+        help="py-spy the server during the largest step held (and keep its raw stacks at RAW_STACKS)",
+    )
     parser.add_argument("--json", help="also write the result to this path")
     parser.add_argument("--serve-raw-relay", nargs=2, metavar=("PORT", "UPSTREAM_URL"), help=argparse.SUPPRESS)
     options = parser.parse_args()

@@ -13,7 +13,9 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.core.management import call_command
-from limits.aio.storage import RedisStorage
+from limits import RateLimitItemPerSecond
+from limits.aio.storage import MemoryStorage, RedisStorage
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
 from metrics.models import ApiToken
 from metrics.refusals import refusal_counts
@@ -21,7 +23,7 @@ from reception.models import Kiosk
 from reception_project.asgi import application
 from tests.support import waiting
 from voice.hybrid import HybridVoiceManager
-from voice.rate_limits import KioskRateLimits, Limits, RateLimited
+from voice.rate_limits import KioskRateLimits, Limits, RateLimited, SharedBudget
 
 pytestmark = pytest.mark.rate_limits  # these tests keep the kiosk rate limits (see tests/conftest.py)
 
@@ -358,6 +360,42 @@ async def test_two_limiters_over_redis_share_one_counter(settings):
     with pytest.raises(RateLimited) as refused:
         await here.message()
     assert refused.value.code == "rate_limited" and refused.value.limit == "messages"
+
+
+class CountingStorage(MemoryStorage):
+    """Memory counters that count the hits reaching them (each one a round trip when the counters are in Redis)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hits = 0
+
+    async def acquire_sliding_window_entry(self, *args, **kwargs) -> bool:
+        self.hits += 1
+        return await super().acquire_sliding_window_entry(*args, **kwargs)
+
+
+async def test_a_streaming_kiosk_reaches_the_shared_counter_once_in_ten_frames(settings):
+    storage = CountingStorage()
+    limits = KioskRateLimits(storage=storage)
+    limits.kiosk_key = "streaming-kiosk"
+    frame = b"\x00\x00" * 480  # 20 ms
+    for _ in range(90):  # 1.8 s of the microphone, read at once (within both limits)
+        await limits.message()
+        await limits.audio(len(frame))
+    # Frames: a tenth of 100 a second per hit. Audio: a tenth of 1.5 x 48,000 bytes a second over 2 s, 15 frames.
+    assert storage.hits == 90 // 10 + 90 // 15
+
+
+async def test_budgets_taken_ahead_hold_the_limit_to_a_tenth_and_refuse_exactly_at_it():
+    limiter = SlidingWindowCounterRateLimiter(MemoryStorage())
+    limit = RateLimitItemPerSecond(100)
+    first, second = SharedBudget(limiter, limit, "frames"), SharedBudget(limiter, limit, "frames")
+    assert await first.spend("kiosk") and first.unspent == 9  # a tenth taken, one frame of it spent
+    admitted = 0
+    while await second.spend("kiosk"):
+        admitted += 1
+    assert admitted == 90  # the first connection's nine unspent frames are the only budget lost
+    assert await first.spend("kiosk", cost=9) and not await first.spend("kiosk")
 
 
 # --- operations API throttles --------------------------------------------------------------------------
