@@ -15,7 +15,7 @@ kiosk (at the kiosk), same clock.
 `--profile [RAW_STACKS]`: py-spy samples the server during the largest step that held (else the first), and the
 busy event loop's top costs are printed, inclusive and self (the raw stacks kept at RAW_STACKS if given).
 
-    python benchmarks/relay_capacity.py [--sessions 10] [--seconds 20] [--steps 10,20,40,60,80,100]
+    python benchmarks/relay_capacity.py [--sessions 10] [--seconds 20] [--steps 10,20,40,60,80,100] [--redis URL]
 """
 
 from __future__ import annotations
@@ -223,6 +223,7 @@ def start_processes(options, scratch: Path, database_url: str):
         "REALTIME_API_URL": f"ws://127.0.0.1:{upstream_port}/v1/realtime",
         "KIOSK_RATE_CONNECTS_PER_KIOSK_PER_MINUTE": "1000000",
         "KIOSK_RATE_CONNECTS_PER_ADDRESS_PER_MINUTE": "1000000",
+        **({"REDIS_URL": options.redis} if options.redis else {}),
     }
     server = LiveServer(database_url, scratch, env)
     server.prepare()
@@ -285,6 +286,7 @@ def main() -> int:
         metavar="RAW_STACKS",
         help="py-spy the server during the largest step held (and keep its raw stacks at RAW_STACKS)",
     )
+    parser.add_argument("--redis", help="a Redis URL: the worker shares its state there, as one of several does")
     parser.add_argument("--json", help="also write the result to this path")
     parser.add_argument("--serve-raw-relay", nargs=2, metavar=("PORT", "UPSTREAM_URL"), help=argparse.SUPPRESS)
     options = parser.parse_args()
