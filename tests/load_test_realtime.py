@@ -15,6 +15,7 @@ A turn is lost when it gets neither an answer (`response.done`, on Realtime or o
 `error` within `--turn-timeout`; a greeting that never comes counts as a lost turn.
 
     python tests/load_test_realtime.py --sessions 50 --duration 300 [--text] [--brain reception] [--json PATH]
+    python tests/load_test_realtime.py --workers 2 ...   # through `make serve`: N workers behind nginx (TLS)
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.support.live_server import REPO, LiveServer, free_port, throwaway_database, wait_for_port
 from tests.support.load_upstream import FRAME_BYTES, SCRIPT, percentiles, stamp, stamp_age_ms
+from tests.support.serve_fleet import Fleet, serving
 
 FRAME_SECONDS = 0.02
 SILENCE = bytes(FRAME_BYTES)
@@ -185,10 +188,11 @@ async def visit(kiosk: Kiosk, session_id: str) -> None:
     await asyncio.wait_for(kiosk.ended, kiosk.options.turn_timeout)
 
 
-async def conversation(url: str, key: str, session_id: str, lines, tally: Tally, options) -> None:
+async def conversation(target: Fleet, key: str, session_id: str, lines, tally: Tally, options) -> None:
     """A conversation on its own socket; the socket closing before the end is a dropped session (raised)."""
+    headers = {"Authorization": f"Bearer {key}"}
     async with websockets.connect(
-        url, additional_headers={"Authorization": f"Bearer {key}"}, max_size=None, compression=None
+        target.url, additional_headers=headers, max_size=None, compression=None, ssl=target.ssl
     ) as ws:
         kiosk = Kiosk(ws, lines, tally, options)
         script = asyncio.ensure_future(visit(kiosk, session_id))
@@ -208,12 +212,12 @@ async def conversation(url: str, key: str, session_id: str, lines, tally: Tally,
             await asyncio.gather(script, *tasks, return_exceptions=True)
 
 
-async def kiosk_loop(url: str, key: str, number: int, deadline: float, lines, tally: Tally, options) -> None:
+async def kiosk_loop(target: Fleet, key: str, number: int, deadline: float, lines, tally: Tally, options) -> None:
     await asyncio.sleep(random.uniform(0, 2))  # kiosks do not all start on the same frame
     count = 0
     while time.monotonic() < deadline:
         try:
-            await conversation(url, key, f"load-{number}-{count}", lines, tally, options)
+            await conversation(target, key, f"load-{number}-{count}", lines, tally, options)
         except Dropped as drop:
             tally.dropped += 1
             tally.errors[str(drop)] += 1
@@ -225,24 +229,31 @@ async def kiosk_loop(url: str, key: str, number: int, deadline: float, lines, ta
         count += 1
 
 
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+def rss_mb(*pids: int) -> float:
+    """The resident memory of the processes `pids`, together."""
+    total = 0.0
+    for pid in pids:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) / 1024
+    return total
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def cpu_seconds(*pids: int) -> float:
+    """The CPU time the processes `pids` used so far, together."""
+    total = 0.0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
-def wait_until_settled(pid: int, timeout: float = 180.0) -> None:
+def wait_until_settled(*pids: int, timeout: float = 180.0) -> None:
     """Until the server has loaded its models in the background (its warm-up): two quiet seconds in a row."""
-    deadline, quiet, last = time.monotonic() + timeout, 0, cpu_seconds(pid)
+    deadline, quiet, last = time.monotonic() + timeout, 0, cpu_seconds(*pids)
     while quiet < 2 and time.monotonic() < deadline:
         time.sleep(1)
-        now = cpu_seconds(pid)
+        now = cpu_seconds(*pids)
         quiet, last = (quiet + 1 if now - last < 0.1 else 0), now
 
 
@@ -253,9 +264,9 @@ def upstream_stats(port: int, reset: bool = False) -> dict:
         return json.loads(response.read())
 
 
-async def progress(tally: Tally, started: float, pid: int, memory: dict, stop: asyncio.Event) -> None:
+async def progress(tally: Tally, started: float, pids: list[int], memory: dict, stop: asyncio.Event) -> None:
     while not stop.is_set():
-        memory["peak"] = max(memory["peak"], rss_mb(pid))
+        memory["peak"] = max(memory["peak"], rss_mb(*pids))
         latency = tally.latency_ms["realtime"] + tally.latency_ms["legacy"]
         line = (
             f"[{time.monotonic() - started:5.0f}s] live={tally.live} held={tally.held} dropped={tally.dropped} "
@@ -269,19 +280,19 @@ async def progress(tally: Tally, started: float, pid: int, memory: dict, stop: a
             await asyncio.wait_for(stop.wait(), 5)
 
 
-async def drive(server: LiveServer, keys: list[str], upstream_port: int, options) -> dict:
+async def drive(target: Fleet, keys: list[str], upstream_port: int, options) -> dict:
     lines = rendered_lines()
     tally = Tally()
-    memory = {"before": rss_mb(server.process.pid), "peak": 0.0, "cpu": cpu_seconds(server.process.pid)}
+    memory = {"before": rss_mb(*target.pids), "peak": 0.0, "cpu": cpu_seconds(*target.pids)}
     started = time.monotonic()
     stop = asyncio.Event()
-    watcher = asyncio.ensure_future(progress(tally, started, server.process.pid, memory, stop))
+    watcher = asyncio.ensure_future(progress(tally, started, target.pids, memory, stop))
     deadline = started + options.duration
-    kiosks = [kiosk_loop(server.url, keys[n], n, deadline, lines, tally, options) for n in range(options.sessions)]
+    kiosks = [kiosk_loop(target, keys[n], n, deadline, lines, tally, options) for n in range(options.sessions)]
     await asyncio.gather(*kiosks)
     stop.set()
     await watcher
-    memory["cpu"] = cpu_seconds(server.process.pid) - memory["cpu"]
+    memory["cpu"] = cpu_seconds(*target.pids) - memory["cpu"]
     upstream = await asyncio.to_thread(upstream_stats, upstream_port)
     return summary(tally, options, memory, upstream["upstream_ms"], time.monotonic() - started)
 
@@ -291,6 +302,8 @@ def summary(tally: Tally, options, memory: dict, upstream: dict, elapsed: float)
     worst = {key: max(upstream[key], downstream[key]) for key in ("p50", "p95", "p99")}
     return {
         "sessions": options.sessions,
+        "workers": options.workers or 1,
+        "behind_nginx": bool(options.workers),
         "duration_s": round(elapsed, 1),
         "input": "text" if options.text else "audio",
         "brain": options.brain,
@@ -326,39 +339,49 @@ def create_kiosks(server: LiveServer, count: int) -> list[str]:
 
 
 def run(options) -> dict:
-    with tempfile.TemporaryDirectory() as directory, throwaway_database(options.database, Path(directory)) as url:
+    database = "postgres" if options.workers else options.database  # several workers share PostgreSQL and Redis
+    with tempfile.TemporaryDirectory() as directory, throwaway_database(database, Path(directory)) as url:
         upstream_port = free_port()
         env = {
             "REALTIME_API_URL": f"ws://127.0.0.1:{upstream_port}/v1/realtime",
             # Every kiosk connects from 127.0.0.1, and reconnects per conversation faster than a lobby kiosk does.
             "KIOSK_RATE_CONNECTS_PER_KIOSK_PER_MINUTE": "1000000",
             "KIOSK_RATE_CONNECTS_PER_ADDRESS_PER_MINUTE": "1000000",
+            **({"REDIS_URL": options.redis} if options.workers else {}),
         }
         server = LiveServer(url, Path(directory), env)
         server.prepare()
         keys = create_kiosks(server, options.sessions)
         server.manage("rollout", "--enable", "--percent", "100", "--reason", "load test")
-        command = [
-            sys.executable,
-            "tests/support/load_upstream.py",
-            "--port",
-            str(upstream_port),
-            "--brain",
-            options.brain,
-        ]
+        command = [sys.executable, "tests/support/load_upstream.py", "--port", str(upstream_port)]
         with server.log.open("ab") as log:
-            upstream = subprocess.Popen(command, cwd=REPO, env=server.env, stdout=log, stderr=subprocess.STDOUT)
-        server.start()
+            upstream = subprocess.Popen(
+                [*command, "--brain", options.brain], cwd=REPO, env=server.env, stdout=log, stderr=subprocess.STDOUT
+            )
         try:
             wait_for_port(upstream_port, 60, upstream, server.log)
-            wait_until_settled(server.process.pid)
-            return asyncio.run(drive(server, keys, upstream_port, options))
+            with serve_target(server, options, Path(directory)) as target:
+                wait_until_settled(*target.pids)
+                return asyncio.run(drive(target, keys, upstream_port, options))
         finally:
-            server.stop()
             upstream.terminate()
             upstream.wait(timeout=10)
             if options.server_log:
                 Path(options.server_log).write_bytes(server.log.read_bytes())
+
+
+@contextlib.contextmanager
+def serve_target(server: LiveServer, options, directory: Path) -> Iterator[Fleet]:
+    """One daphne process, or (`--workers N`) `make serve`'s N workers behind nginx with TLS."""
+    if options.workers:
+        with serving(server.env, options.workers, directory) as fleet:
+            yield fleet
+        return
+    server.start()
+    try:
+        yield Fleet(server.url, [server.process.pid], None)
+    finally:
+        server.stop()
 
 
 def report(result: dict) -> str:
@@ -367,7 +390,8 @@ def report(result: dict) -> str:
     fmt = lambda p: f"p50={p['p50']} p95={p['p95']} p99={p['p99']} ms (n={p.get('count', '-')})"  # noqa: E731
     return "\n".join(
         [
-            f"sessions={result['sessions']} duration={result['duration_s']}s input={result['input']} "
+            f"sessions={result['sessions']} workers={result['workers']}{' behind nginx' * result['behind_nginx']} "
+            f"duration={result['duration_s']}s input={result['input']} "
             f"brain={result['brain']}",
             f"sessions held={result['sessions_held']} dropped={result['sessions_dropped']}",
             f"turns sent={result['turns_sent']} answered={result['turns_answered']} "
@@ -394,6 +418,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--think", type=float, default=2.0, help="mean seconds a visitor thinks before answering")
     parser.add_argument("--turn-timeout", type=float, default=30.0, help="seconds after which a turn is lost")
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--workers", type=int, default=0, help="N workers behind nginx (make serve), over PostgreSQL")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/9", help="the workers' Redis (with --workers)")
     parser.add_argument("--json", help="also write the result as one JSON object to this path")
     parser.add_argument("--server-log", help="keep the server's and the stand-in's log at this path")
     options = parser.parse_args(argv)

@@ -7,14 +7,9 @@ worker reaches a kiosk held by the other. Every process the test started is gone
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
-import re
 import signal
-import ssl
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -22,15 +17,9 @@ from pathlib import Path
 import pytest
 import websockets
 
-from tests.support.live_server import REPO, LiveServer, free_port, throwaway_database, wait_for_port
+from tests.support.live_server import LiveServer, free_port, throwaway_database, wait_for_port
 from tests.support.realtime import reception_emulator
-
-
-def tls_without_verification() -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE  # the certificate is self-signed, made by serve.py
-    return context
+from tests.support.serve_fleet import start_serve, stop_everything, tls_without_verification, worker_ports
 
 
 async def send(ws, message: dict, until: tuple[str, ...]) -> list[dict]:
@@ -63,25 +52,6 @@ def post_emergency_stop(port: int, token: str) -> int:
         return response.status
 
 
-def stop_everything(serve: subprocess.Popen) -> None:
-    """SIGTERM, as an operator would; the whole process group if the supervisor does not end in time."""
-    if serve.poll() is None:
-        serve.send_signal(signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            serve.wait(timeout=30)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(serve.pid, signal.SIGKILL)  # anything left in the group the test started
-
-
-def start_serve(setup: LiveServer, port: int, run_dir: Path, log: Path) -> subprocess.Popen:
-    command = [sys.executable, "deploy/serve.py", "--workers", "2", "--port", str(port)]
-    command += ["--worker-port-base", "0", "--run-dir", str(run_dir)]
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            command, cwd=REPO, env=setup.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-
 def health_through_nginx(port: int) -> dict:
     url = f"https://127.0.0.1:{port}/health"
     with urllib.request.urlopen(url, context=tls_without_verification(), timeout=10) as response:
@@ -102,7 +72,7 @@ async def test_two_workers_behind_nginx(tmp_path):
             setup.manage("rollout", "--enable", "--percent", "100", "--reason", "drill")
             token = setup.manage("create_api_token", "admin").strip().splitlines()[-1]
             port, run_dir = free_port(), tmp_path / "serve"
-            serve = start_serve(setup, port, run_dir, tmp_path / "serve.log")
+            serve = start_serve(setup.env, 2, port, run_dir, tmp_path / "serve.log")
             try:
                 await drive(serve, port, run_dir, key, token, tmp_path)
             finally:
@@ -113,10 +83,6 @@ async def test_two_workers_behind_nginx(tmp_path):
                     wait_for_port(leftover, timeout=0.3)  # nobody listens any more
     finally:
         await upstream.stop()
-
-
-def worker_ports(run_dir) -> list[int]:
-    return [int(p) for p in re.findall(r"server 127\.0\.0\.1:(\d+)", (run_dir / "nginx.conf").read_text())]
 
 
 async def drive(serve: subprocess.Popen, port: int, run_dir, key: str, token: str, tmp_path) -> None:

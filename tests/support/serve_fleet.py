@@ -1,0 +1,80 @@
+"""`deploy/serve.py` run from the tests and the load test: N daphne workers behind nginx with TLS, on 127.0.0.1."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import ssl
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.support.live_server import REPO, free_port, wait_for_port
+
+
+def tls_without_verification() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # the certificate is self-signed, made by serve.py
+    return context
+
+
+def start_serve(env: dict[str, str], workers: int, port: int, run_dir: Path, log: Path) -> subprocess.Popen:
+    """The supervisor in a process group of its own (so nothing it started can outlive the caller)."""
+    command = [sys.executable, "deploy/serve.py", "--workers", str(workers), "--port", str(port)]
+    command += ["--worker-port-base", "0", "--run-dir", str(run_dir)]
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def stop_everything(serve: subprocess.Popen) -> None:
+    """SIGTERM, as an operator would; the whole process group if the supervisor does not end in time."""
+    if serve.poll() is None:
+        serve.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            serve.wait(timeout=30)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(serve.pid, signal.SIGKILL)  # anything left in the group the caller started
+
+
+def worker_ports(run_dir: Path) -> list[int]:
+    return [int(p) for p in re.findall(r"server 127\.0\.0\.1:(\d+)", (run_dir / "nginx.conf").read_text())]
+
+
+def worker_pids(serve: subprocess.Popen) -> list[int]:
+    """The supervisor's daphne workers (its children running daphne)."""
+    pids = []
+    for status in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            parent = int(status.read_text().rsplit(")", 1)[1].split()[1])
+            if parent == serve.pid and b"daphne" in (status.parent / "cmdline").read_bytes():
+                pids.append(int(status.parent.name))
+    return sorted(pids)
+
+
+@dataclass
+class Fleet:
+    """Where the kiosks connect (through nginx), and the workers behind it."""
+
+    url: str
+    pids: list[int]
+    ssl: ssl.SSLContext | None  # None: plain ws:// to one daphne
+
+
+@contextmanager
+def serving(env: dict[str, str], workers: int, directory: Path) -> Iterator[Fleet]:
+    """`workers` workers behind nginx until the block ends; everything started is gone afterwards."""
+    port, log = free_port(), directory / "serve.log"
+    serve = start_serve(env, workers, port, directory / "serve", log)
+    try:
+        wait_for_port(port, 240, serve, log)  # nginx starts once every worker is ready
+        yield Fleet(f"wss://127.0.0.1:{port}/ws/kiosk/", worker_pids(serve), tls_without_verification())
+    finally:
+        stop_everything(serve)
