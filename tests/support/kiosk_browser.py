@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.support.live_server import LiveServer, throwaway_database
+from tests.support.live_server import LiveServer, migrate, throwaway_database
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
@@ -18,7 +18,7 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 def demo_server(tmp_path: Path, **env: str) -> Iterator[LiveServer]:
     with throwaway_database("sqlite", tmp_path) as database_url:
         server = LiveServer(database_url, tmp_path, {"SPEECH_WARM_UP": "true", **env})
-        server.manage("migrate", "--noinput", "--verbosity", "0")
+        migrate(database_url)
         seeded = server.manage("seed_demo", "--base-url", f"http://127.0.0.1:{server.port}")
         server.pairing_url = re.search(r"(http://\S+/kiosk/pair/\S+/)", seeded).group(1)
         server.start()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -53,8 +56,7 @@ def throwaway_database(kind: str, directory: Path):
     try:
         yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
     finally:
-        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        _drop_database(name)
 
 
 def database_env(database_url: str, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -67,7 +69,7 @@ def database_env(database_url: str, extra: dict[str, str] | None = None) -> dict
     }
 
 
-def migrate(database_url: str) -> None:
+def run_migrate(database_url: str) -> None:
     """Create every table in the given database, as a deployment's `migrate` does."""
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "-v", "0"],
@@ -76,6 +78,43 @@ def migrate(database_url: str) -> None:
         check=True,
         timeout=180,
     )
+
+
+_templates: dict[str, str] = {}  # kind -> a database `migrate` made in this process, to copy
+
+
+def migrate(database_url: str) -> None:
+    """Every table in the given new database: a copy of one this process migrated once with `manage.py migrate`
+    (a file copy for SQLite, CREATE DATABASE ... TEMPLATE for PostgreSQL), two seconds less per database."""
+    kind = "sqlite" if database_url.startswith("sqlite") else "postgres"
+    if kind not in _templates:
+        _templates[kind] = _new_template(kind)
+        run_migrate(_templates[kind])
+    if kind == "sqlite":
+        shutil.copyfile(_templates[kind].removeprefix("sqlite:///"), database_url.removeprefix("sqlite:///"))
+        return
+    name, template = database_url.rsplit("/", 1)[1], _templates[kind].rsplit("/", 1)[1]
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+
+
+def _new_template(kind: str) -> str:
+    """An empty database for a template, dropped when this process exits."""
+    if kind == "sqlite":
+        directory = tempfile.mkdtemp(prefix="reception-template-")
+        atexit.register(shutil.rmtree, directory, ignore_errors=True)
+        return f"sqlite:///{directory}/template.db"
+    name = f"reception_template_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    atexit.register(_drop_database, name)
+    return POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+
+
+def _drop_database(name: str) -> None:
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def migrated_sqlite(directory: Path) -> str:
@@ -155,7 +194,7 @@ class LiveServer:
 
     def prepare(self) -> str:
         """Migrate, load the demo directory and return a new kiosk key."""
-        self.manage("migrate", "--noinput", "--verbosity", "0")
+        migrate(self.env["DATABASE_URL"])
         self.manage("seed_demo")
         return self.create_kiosk()
 
