@@ -176,6 +176,14 @@ def emergency_message(
     }
 
 
+def prepare_broadcast() -> None:
+    """Set the channel layer up and connect it before an emergency action, so the broadcast leaves the moment the
+    action commits: a command's first broadcast spent ~0.3 s on that after the stop was already decided."""
+    layer = get_channel_layer()
+    if layer is not None:
+        async_to_sync(layer.group_send)(f"{CONTROL_GROUP}.warm-up", {"type": "noop"})  # a group nobody is in
+
+
 def broadcast(message: dict[str, Any]) -> None:
     """Send a control message to every live session (all processes, given a shared channel layer)."""
     layer = get_channel_layer()

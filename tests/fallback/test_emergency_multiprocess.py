@@ -44,15 +44,16 @@ async def test_emergency_stop_reaches_live_sessions_in_every_process(tmp_path):
                 async with asyncio.timeout(30):  # both sessions are live on Realtime: each greeted the visitor
                     await asyncio.gather(*(_next_message(ws, "response.done") for ws in kiosks))
 
-                await asyncio.to_thread(servers[0].manage, "emergency_stop", "--reason", "fire drill")
-                stopped_at = _audit_time(database_url, "emergency_stop")
-
                 async def switched(ws) -> float:
                     message = await _next_message(ws, "mode.changed")
                     assert message == {"type": "mode.changed", "mode": "legacy", "reason": "emergency_stop"}
                     return time.time()
 
-                arrivals = await asyncio.wait_for(asyncio.gather(*(switched(ws) for ws in kiosks)), timeout=10)
+                # The kiosks listen while the command runs: its message arrives before the command's process exits.
+                listening = asyncio.gather(*(switched(ws) for ws in kiosks))
+                await asyncio.to_thread(servers[0].manage, "emergency_stop", "--reason", "fire drill")
+                stopped_at = _audit_time(database_url, "emergency_stop")
+                arrivals = await asyncio.wait_for(listening, timeout=10)
                 delays = [arrival - stopped_at for arrival in arrivals]
                 print(
                     f"emergency stop reached the live sessions after {', '.join(f'{d * 1000:.0f} ms' for d in delays)}"

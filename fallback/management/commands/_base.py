@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from core.history import cli_actor
-from fallback.emergency import Action, ActionError, apply_action
+from fallback.emergency import EMERGENCY_ACTIONS, Action, ActionError, apply_action, prepare_broadcast
 
 __all__ = ["ActionCommand", "cli_actor"]
 
@@ -19,6 +19,8 @@ class ActionCommand(BaseCommand):
         parser.add_argument("--reason", required=True, help="Why (required; stored in the audit trail).")
 
     def run_action(self, action: Action, reason: str, **params: Any) -> None:
+        if action in EMERGENCY_ACTIONS:
+            prepare_broadcast()
         try:
             result = apply_action(action, actor=cli_actor(), reason=reason, **params)
         except ActionError as exc:
