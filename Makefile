@@ -51,7 +51,7 @@ run: install
 	trap '[ -n "$$emulator" ] && kill $$emulator 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/daphne -b $(HOST) -p $(PORT) reception_project.asgi:application
 
-# WORKERS daphne workers behind nginx with TLS on https://$(HOST):$(PORT)/ (docs/deployment.md). More than one
+# WORKERS daphne workers behind nginx with TLS on https://$(HOST):$(PORT)/ (docs/deploy.md). More than one
 # worker needs DATABASE_URL (PostgreSQL) and REDIS_URL; nginx comes from Debian (apt-get install nginx-light).
 serve: install
 	$(BIN)/python manage.py migrate --noinput

@@ -1,6 +1,7 @@
 """`make serve`: N daphne workers behind nginx (TLS, the kiosk socket's upgrade, /health), one command.
 
     deploy/serve.py --workers 2 --host 127.0.0.1 --port 8000 [--emulator]
+    deploy/serve.py --wait-ready 8001      # only wait until the worker on 127.0.0.1:8001 is ready (systemd)
 
 Each worker is daphne on its own 127.0.0.1 port; several workers share their state through PostgreSQL
 (DATABASE_URL) and Redis (REDIS_URL), which this script insists on for more than one. nginx listens on
@@ -28,6 +29,37 @@ REPO = Path(__file__).resolve().parent.parent
 TEMPLATE = Path(__file__).with_name("nginx.conf.template")
 READY_TIMEOUT_SECONDS = 180.0
 STOP_TIMEOUT_SECONDS = 10.0
+WORKER_PORT_BASE = 8001  # worker i (1..N) on 127.0.0.1:8000+i; the systemd units use the same ports
+ASGI_APPLICATION = "reception_project.asgi:application"
+
+
+def worker_command(port: int, bind: str = "127.0.0.1") -> list[str]:
+    """One worker's command line; docs/deploy.md's systemd unit, Dockerfile and compose file run the same one
+    (tests/project/test_deploy_files.py checks them against this). Only the proxy may reach `bind`:
+    --proxy-headers makes daphne believe X-Forwarded-For and X-Forwarded-Proto."""
+    return [sys.executable, "-m", "daphne", "--proxy-headers", "-b", bind, "-p", str(port), ASGI_APPLICATION]
+
+
+def is_ready(port: int) -> bool:
+    """Whether the worker on 127.0.0.1:port answers 200 on /health/ready (database, Redis, speech engines)."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/health/ready", headers={"X-Forwarded-Proto": "https"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310  # nosec B310  # http://127.0.0.1
+            return response.status == 200
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def wait_ready(port: int, timeout: float = READY_TIMEOUT_SECONDS) -> int:
+    """`--wait-ready PORT`: 0 once the worker on 127.0.0.1:PORT is ready, 1 after `timeout` seconds (the systemd
+    worker unit's ExecStartPost, so `systemctl restart` of one worker returns only once it can serve)."""
+    deadline = time.monotonic() + timeout
+    while not is_ready(port):
+        if time.monotonic() > deadline:
+            log(f"the worker on 127.0.0.1:{port} is not ready after {timeout:.0f} s")
+            return 1
+        time.sleep(0.5)
+    return 0
 
 
 def log(message: str) -> None:
@@ -60,21 +92,13 @@ class Worker:
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
-        command = [sys.executable, "-m", "daphne", "--proxy-headers", "-b", "127.0.0.1", "-p", str(self.port)]
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(  # noqa: S603  # nosec B603  # our own interpreter, fixed argv
-                [*command, "reception_project.asgi:application"], cwd=REPO, stdout=out, stderr=subprocess.STDOUT
+                worker_command(self.port), cwd=REPO, stdout=out, stderr=subprocess.STDOUT
             )
 
     def ready(self) -> bool:
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}/health/ready", headers={"X-Forwarded-Proto": "https"}
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310  # nosec B310  # http://127.0.0.1
-                return response.status == 200
-        except (OSError, urllib.error.URLError):
-            return False
+        return is_ready(self.port)
 
     def wait_ready(self) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_SECONDS
@@ -183,10 +207,15 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--host", default="127.0.0.1", help="where nginx listens (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="nginx's HTTPS port")
-    parser.add_argument("--worker-port-base", type=int, default=8001, help="workers on BASE+0..N-1; 0: free ports")
+    parser.add_argument(
+        "--worker-port-base", type=int, default=WORKER_PORT_BASE, help="workers on BASE+0..N-1; 0: free ports"
+    )
     parser.add_argument("--run-dir", type=Path, default=REPO / "data" / "serve")
     parser.add_argument("--emulator", action="store_true", help="also run the bundled Realtime emulator")
+    parser.add_argument("--wait-ready", type=int, metavar="PORT", help="only wait until that worker is ready")
     args = parser.parse_args()
+    if args.wait_ready:
+        return wait_ready(args.wait_ready)
     if shutil.which("nginx") is None:
         sys.exit("serve: nginx is not installed (Debian: apt-get install nginx-light)")
     check_shared_state(args.workers)
