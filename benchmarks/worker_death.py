@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.support.worker_death import kill_a_worker  # noqa: E402
+from tests.support.worker_death import kill_a_worker
 
 
 def main() -> int:
