@@ -17,9 +17,14 @@ from pathlib import Path
 import pytest
 import websockets
 
-from tests.support.live_server import LiveServer, free_port, throwaway_database, wait_for_port
-from tests.support.realtime import reception_emulator
-from tests.support.serve_fleet import start_serve, stop_everything, tls_without_verification, worker_ports
+from tests.support.live_server import free_port, wait_for_port
+from tests.support.serve_fleet import (
+    realtime_everywhere,
+    start_serve,
+    stop_everything,
+    tls_without_verification,
+    worker_ports,
+)
 
 
 async def send(ws, message: dict, until: tuple[str, ...]) -> list[dict]:
@@ -62,27 +67,18 @@ def health_through_nginx(port: int) -> dict:
 @pytest.mark.postgres
 @pytest.mark.redis
 async def test_two_workers_behind_nginx(tmp_path):
-    upstream = reception_emulator()
-    await upstream.start()
-    try:
-        with throwaway_database("postgres", tmp_path) as database_url:
-            env = {"REDIS_URL": "redis://127.0.0.1:6379/12", "REALTIME_API_URL": upstream.url}
-            setup = LiveServer(database_url, tmp_path, env)
-            key = setup.prepare()
-            setup.manage("rollout", "--enable", "--percent", "100", "--reason", "drill")
-            token = setup.manage("create_api_token", "admin").strip().splitlines()[-1]
-            port, run_dir = free_port(), tmp_path / "serve"
-            serve = start_serve(setup.env, 2, port, run_dir, tmp_path / "serve.log")
-            try:
-                await drive(serve, port, run_dir, key, token, tmp_path)
-            finally:
-                stop_everything(serve)
-            assert serve.returncode == 0, (tmp_path / "serve.log").read_text()
-            for leftover in [port, *worker_ports(run_dir)]:
-                with pytest.raises(AssertionError, match="something listening"):
-                    wait_for_port(leftover, timeout=0.3)  # nobody listens any more
-    finally:
-        await upstream.stop()
+    async with realtime_everywhere(tmp_path, "redis://127.0.0.1:6379/12") as setup:
+        token = setup.manage("create_api_token", "admin").strip().splitlines()[-1]
+        port, run_dir = free_port(), tmp_path / "serve"
+        serve = start_serve(setup.env, 2, port, run_dir, tmp_path / "serve.log")
+        try:
+            await drive(serve, port, run_dir, setup.key, token, tmp_path)
+        finally:
+            stop_everything(serve)
+        assert serve.returncode == 0, (tmp_path / "serve.log").read_text()
+        for leftover in [port, *worker_ports(run_dir)]:
+            with pytest.raises(AssertionError, match="something listening"):
+                wait_for_port(leftover, timeout=0.3)  # nobody listens any more
 
 
 async def drive(serve: subprocess.Popen, port: int, run_dir, key: str, token: str, tmp_path) -> None:

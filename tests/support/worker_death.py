@@ -21,9 +21,7 @@ from pathlib import Path
 import websockets
 
 from tests.load_test_realtime import create_kiosks
-from tests.support.live_server import LiveServer, throwaway_database
-from tests.support.realtime import reception_emulator
-from tests.support.serve_fleet import Fleet, serving
+from tests.support.serve_fleet import Fleet, realtime_everywhere, serving
 
 NAME_LINE = "株式会社テストの山田太郎です。"
 HOST_LINE = "鈴木さんと10時にお約束があります。"
@@ -113,22 +111,13 @@ async def reconnect(kiosk: Kiosk, fleet: Fleet, killed_at: float) -> list[dict]:
 
 async def kill_a_worker(sessions: int, directory: Path) -> dict:
     """The whole scenario; returns sessions cut and resumed, reconnect times, and the problems seen."""
-    upstream = reception_emulator()
-    await upstream.start()
-    try:
-        with throwaway_database("postgres", directory) as database_url:
-            env = {"REDIS_URL": "redis://127.0.0.1:6379/8", "REALTIME_API_URL": upstream.url}
-            setup = LiveServer(database_url, directory, env)
-            setup.prepare()
-            setup.manage("rollout", "--enable", "--percent", "100", "--reason", "worker death drill")
-            kiosks = [Kiosk(key, f"death-{n}") for n, key in enumerate(create_kiosks(setup, sessions))]
-            with serving(setup.env, 2, directory) as fleet:
-                await asyncio.gather(*(begin(kiosk, fleet) for kiosk in kiosks))
-                killed_at = time.monotonic()
-                os.kill(fleet.pids[0], signal.SIGKILL)
-                await asyncio.gather(*(ride_out(kiosk, fleet, killed_at) for kiosk in kiosks))
-    finally:
-        await upstream.stop()
+    async with realtime_everywhere(directory, "redis://127.0.0.1:6379/8") as setup:
+        kiosks = [Kiosk(key, f"death-{n}") for n, key in enumerate(create_kiosks(setup, sessions))]
+        with serving(setup.env, 2, directory) as fleet:
+            await asyncio.gather(*(begin(kiosk, fleet) for kiosk in kiosks))
+            killed_at = time.monotonic()
+            os.kill(fleet.pids[0], signal.SIGKILL)
+            await asyncio.gather(*(ride_out(kiosk, fleet, killed_at) for kiosk in kiosks))
     return summary(kiosks)
 
 
