@@ -9,7 +9,7 @@ Baseline in the same run, in this process: the stages alone on the same audio (s
 then text-to-speech of the first reply sentence), plus the configured end-of-speech silence.
 The ratio shows what the socket, the workflow and the scheduling add on top.
 
-    python benchmarks/legacy_turn.py [--turns 20] [--language ja|en]
+    python benchmarks/legacy_turn.py [--turns 20] [--language ja|en] [--without-speculation]
 """
 
 from __future__ import annotations
@@ -117,35 +117,54 @@ def stage_baseline(speech: bytes, language: str) -> dict[str, float]:
     }
 
 
+async def server_turns(speech: bytes, language: str, turns: int, env: dict[str, str]) -> list[float]:
+    """End of speech → first audio of `turns` turns against a fresh server with `env`."""
+    with tempfile.TemporaryDirectory() as directory, throwaway_database("sqlite", Path(directory)) as url:
+        server = LiveServer(url, Path(directory), {"SPEECH_WARM_UP": "true", **env})
+        key = server.prepare()
+        server.start()
+        try:
+            await one_turn(server, key, speech, language, -1)  # warm-up turn, not counted
+            return [await one_turn(server, key, speech, language, i) for i in range(turns)]
+        finally:
+            server.stop()
+
+
+def describe(latencies: list[float]) -> str:
+    p50, p95 = percentile(latencies, 0.5), percentile(latencies, 0.95)
+    return f"p50={p50 * 1000:.0f} ms  p95={p95 * 1000:.0f} ms  max={max(latencies) * 1000:.0f} ms"
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--turns", type=int, default=20)
     parser.add_argument("--language", choices=["ja", "en"], default="ja")
+    parser.add_argument(
+        "--without-speculation",
+        action="store_true",
+        help="also measure, in the same run, recognition that waits for the whole silence",
+    )
     args = parser.parse_args()
     engines = get_speech_engines("local", whisper_dir=settings.WHISPER_MODEL_DIR)
     speech = engines.tts.synthesize(UTTERANCES[args.language], args.language)
     baseline = stage_baseline(speech, args.language)
-    with tempfile.TemporaryDirectory() as directory, throwaway_database("sqlite", Path(directory)) as url:
-        server = LiveServer(url, Path(directory), {"SPEECH_WARM_UP": "true"})
-        key = server.prepare()
-        server.start()
-        try:
-            await one_turn(server, key, speech, args.language, -1)  # warm-up turn, not counted
-            latencies = [await one_turn(server, key, speech, args.language, i) for i in range(args.turns)]
-        finally:
-            server.stop()
+    latencies = await server_turns(speech, args.language, args.turns, {})
     silence = settings.LEGACY_END_OF_SPEECH_SILENCE_MS / 1000
     floor = silence + baseline["stt"] + baseline["tts"]
     p50, p95 = percentile(latencies, 0.5), percentile(latencies, 0.95)
     print(f"utterance {baseline['duration']:.2f} s ({args.language}), turns={args.turns}")
-    worst = max(latencies)
-    print(f"end of speech → first audio: p50={p50 * 1000:.0f} ms  p95={p95 * 1000:.0f} ms  max={worst * 1000:.0f} ms")
+    print(f"end of speech → first audio: {describe(latencies)}")
     print(
         f"stages alone: silence wait {silence * 1000:.0f} ms + STT {baseline['stt'] * 1000:.0f} ms "
         f"+ TTS first sentence {baseline['tts'] * 1000:.0f} ms = {floor * 1000:.0f} ms"
     )
     print(f"RTF: VAD {baseline['vad_rtf']:.3f}  STT {baseline['stt_rtf']:.3f}  TTS {baseline['tts_rtf']:.3f}")
     print(f"ratio to the stages alone: p50 {p50 / floor:.2f}x  p95 {p95 / floor:.2f}x")
+    if args.without_speculation:  # a pause as long as the silence wait: recognition starts only after it
+        waiting = str(settings.LEGACY_END_OF_SPEECH_SILENCE_MS)
+        before = await server_turns(speech, args.language, args.turns, {"LEGACY_SPECULATIVE_SILENCE_MS": waiting})
+        print(f"without speculative recognition: {describe(before)}")
+        print(f"with / without: p50 {p50 / percentile(before, 0.5):.2f}x  p95 {p95 / percentile(before, 0.95):.2f}x")
 
 
 if __name__ == "__main__":
