@@ -15,6 +15,7 @@ import httpx
 from django.conf import settings
 from django.core.mail import send_mail
 from django.utils import timezone
+from huey.contrib.djhuey import db_task
 
 from .models import HostNotification, StaffMember, Visit
 
@@ -183,6 +184,40 @@ def next_step(row: HostNotification) -> HostNotification | None:
     """After an attempt: the desk's row when a host's notification just FAILED, else None."""
     failed_host = row.status == HostNotification.Status.FAILED and not row.recipient.is_reception_desk
     return to_desk_instead(row.visit, "host_unreachable") if failed_host else None
+
+
+@db_task()
+def deliver_notification(row_id: int) -> None:
+    """One attempt at the notification; queue the retry (after its back-off) or, when a host's failed, the desk's."""
+    row = deliver(row_id)
+    if row is None:
+        return
+    if row.status == HostNotification.Status.PENDING:
+        delay = retry_delay(row)
+        if delay > 0:
+            deliver_notification.schedule((row.pk,), delay=delay)
+        else:
+            deliver_notification(row.pk)
+        return
+    desk_row = next_step(row)
+    if desk_row is not None:
+        deliver_notification(desk_row.pk)
+
+
+def notify_in_background(visit: Visit, host: StaffMember | None, reason: str) -> HostNotification | None:
+    """Queue the notification of the host (or of the desk) about the visit and return at once with its PENDING
+    row; None when nobody can be sent to. A failure of the queue itself is a FAILED row, never a crash."""
+    row = first_notification(visit, host, reason)
+    if row is None:
+        return None
+    try:
+        deliver_notification(row.pk)
+    except Exception:  # the queue's storage (Redis, the SQLite file) is down: say so, do not break the visit
+        logger.exception("notification %s could not be queued", row.pk)
+        row.status, row.last_error = HostNotification.Status.FAILED, "task queue unavailable"
+        row.save(update_fields=["status", "last_error"])
+        return None
+    return row
 
 
 _REASONS = {

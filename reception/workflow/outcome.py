@@ -13,7 +13,7 @@ from django.utils import timezone
 from langgraph.types import Command
 
 from reception.models import StaffMember, Visit
-from reception.tasks import notify_in_background
+from reception.notifications import notify_in_background
 
 from .names import Person, choose_by_department, company_key, match_name, staff_directory, todays_appointments
 from .prompts import place, say

@@ -12,8 +12,14 @@ from django.core import mail
 from huey.contrib.djhuey import HUEY
 
 from reception.models import HostNotification, Kiosk, StaffMember, Visit
-from reception.notifications import EmailNotifier, WebhookNotifier, compose_message, notifier_for, retry_delay
-from reception.tasks import notify_in_background
+from reception.notifications import (
+    EmailNotifier,
+    WebhookNotifier,
+    compose_message,
+    notifier_for,
+    notify_in_background,
+    retry_delay,
+)
 
 SECRET_PATH = "/hooks/T000/B000/s3cr3t-token"
 
@@ -212,3 +218,12 @@ def test_delivery_message_does_not_say_no_appointment(visit):
 def test_notifier_follows_the_staff_members_choice(db):
     assert isinstance(notifier_for(StaffMember(notify_via="email")), EmailNotifier)
     assert isinstance(notifier_for(StaffMember(notify_via="webhook")), WebhookNotifier)
+
+
+@pytest.mark.django_db
+def test_a_failed_notification_stands_out_in_the_admin(admin_client, notify_settings, visit):
+    notify_in_background(visit, StaffMember.objects.create(name="田中 一郎", email=""), "no_appointment")
+    page = admin_client.get("/admin/reception/hostnotification/", {"status__exact": "failed"}).content.decode()
+    assert "<strong>⚠ " in page and "no e-mail address" in page and "田中 一郎" in page
+    sent = admin_client.get("/admin/reception/hostnotification/", {"status__exact": "sent"}).content.decode()
+    assert "田中 一郎" not in sent
