@@ -363,6 +363,8 @@ if LOG_FILE:
         "filters": ["safe"],
     }
     LOGGING["root"]["handlers"].append("file")
+# The task consumer (`run_huey`) adds a handler of its own to a "huey" logger that has none: this one has ours.
+LOGGING["loggers"]["huey"] = {"handlers": LOGGING["root"]["handlers"], "level": "INFO", "propagate": False}
 
 # REST API (metrics app): the OpenAPI schema at /api/v1/schema.
 REST_FRAMEWORK = {
