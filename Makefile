@@ -44,11 +44,13 @@ run: install
 	@echo "Kiosk page: http://$(HOST):$(PORT)/kiosk/  Admin: http://$(HOST):$(PORT)/admin/"
 	@# Without OPENAI_API_KEY the bundled Realtime emulator (local speech, rule-based understanding)
 	@# stands in for the service, so both voice paths work offline; it stops with the server.
+	@# The task-queue consumer (host notifications, daily purges, autopilot, abandoned visits) stops with it too.
 	@set -e; emulator=""; \
 	if [ -z "$$OPENAI_API_KEY" ]; then \
 	  $(BIN)/python manage.py realtime_emulator --port $(REALTIME_EMULATOR_PORT) --brain reception & emulator=$$!; \
 	fi; \
-	trap '[ -n "$$emulator" ] && kill $$emulator 2>/dev/null' EXIT INT TERM; \
+	$(BIN)/python manage.py run_huey & consumer=$$!; \
+	trap 'kill -INT $$consumer 2>/dev/null; [ -n "$$emulator" ] && kill $$emulator 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/daphne -b $(HOST) -p $(PORT) reception_project.asgi:application
 
 # WORKERS daphne workers behind nginx with TLS on https://$(HOST):$(PORT)/ (docs/deploy.md). More than one

@@ -19,3 +19,9 @@ _.wait_for_session
 _.UNHAPPY
 _.NEUTRAL
 _.HAPPY
+
+# Periodic tasks: huey's scheduler queues them by their crontab (the consumer, `manage.py run_huey`).
+rollout_autopilot_step
+prune_old_metrics
+purge_old_visits
+close_abandoned_sessions

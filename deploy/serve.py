@@ -6,9 +6,11 @@
 Each worker is daphne on its own 127.0.0.1 port; several workers share their state through PostgreSQL
 (DATABASE_URL) and Redis (REDIS_URL), which this script insists on for more than one. nginx listens on
 HOST:PORT with a self-signed certificate made once into the run folder (data/serve/ unless --run-dir), from
-deploy/nginx.conf.template. A worker that exits is started again. SIGHUP (`make serve-reload`) restarts the
-workers one at a time, each new one ready (/health/ready) before the next goes, while nginx sends requests to
-the others. SIGINT (Ctrl-C) or SIGTERM stops nginx, the workers and the emulator, and this script ends.
+deploy/nginx.conf.template. One task-queue consumer (`manage.py run_huey`: host notifications, the daily purges,
+the rollout autopilot) runs beside them. A worker or the consumer that exits is started again. SIGHUP
+(`make serve-reload`) restarts the workers one at a time, each new one ready (/health/ready) before the next goes,
+while nginx sends requests to the others, and the consumer after its tasks in flight. SIGINT (Ctrl-C) or SIGTERM
+stops nginx, the workers, the consumer (gracefully) and the emulator, and this script ends.
 """
 
 from __future__ import annotations
@@ -82,6 +84,40 @@ def stop(process: subprocess.Popen | None, sig: int = signal.SIGTERM) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def start_command(args: list[str], log_path: Path) -> subprocess.Popen:
+    """`manage.py ARGS` with its output appended to `log_path`."""
+    with log_path.open("ab") as out:
+        return subprocess.Popen(  # noqa: S603  # nosec B603  # our manage.py, fixed argv
+            [sys.executable, "manage.py", *args], cwd=REPO, stdout=out, stderr=subprocess.STDOUT
+        )
+
+
+class TaskConsumer:
+    """The task queue's one consumer (`manage.py run_huey`, huey): its output goes to task-consumer.log."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.log = run_dir / "task-consumer.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.process = start_command(["run_huey"], self.log)
+
+    def keep_running(self) -> None:
+        """Start it again if it exited."""
+        if self.process is not None and self.process.poll() is not None:
+            log(f"task consumer exited ({self.process.returncode}); starting it again")
+            self.start()
+
+    def reload(self) -> None:
+        """huey restarts in place on SIGHUP once its tasks in flight are done (new code, same queue)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGHUP)
+
+    def stop(self) -> None:
+        """SIGINT: huey's graceful stop (the task in flight finishes; queued ones wait in the queue)."""
+        stop(self.process, signal.SIGINT)
 
 
 class Worker:
@@ -186,19 +222,21 @@ def rolling_restart(workers: list[Worker]) -> None:
     log("every worker restarted")
 
 
-def supervise(workers: list[Worker], nginx: subprocess.Popen) -> None:
-    """Until SIGINT/SIGTERM: restart a worker that exited, and all of them one by one on SIGHUP."""
+def supervise(workers: list[Worker], nginx: subprocess.Popen, consumer: TaskConsumer) -> None:
+    """Until SIGINT/SIGTERM: restart a worker or the consumer that exited, and all of them on SIGHUP."""
     global reload_requested
     while True:
         if nginx.poll() is not None:
             raise RuntimeError(f"nginx exited ({nginx.returncode}); see nginx-error.log")
         if reload_requested:
             reload_requested = False
+            consumer.reload()
             rolling_restart(workers)
         for worker in workers:
             if worker.process is not None and worker.process.poll() is not None:
                 log(f"worker {worker.number} exited ({worker.process.returncode}); starting it again")
                 worker.start()
+        consumer.keep_running()
         time.sleep(1.0)
 
 
@@ -229,14 +267,14 @@ def main() -> int:
     conf = write_nginx_conf(run_dir, args.host, args.port, workers)
     (run_dir / "serve.pid").write_text(f"{os.getpid()}\n")
     emulator = nginx = None
+    consumer = TaskConsumer(run_dir)
     try:
         if args.emulator:
             port = os.environ.get("REALTIME_EMULATOR_PORT", "8765")
-            command = [sys.executable, "manage.py", "realtime_emulator", "--port", port, "--brain", "reception"]
-            with (run_dir / "emulator.log").open("ab") as out:
-                emulator = subprocess.Popen(  # noqa: S603  # nosec B603  # our manage.py, fixed argv
-                    command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT
-                )
+            emulator = start_command(
+                ["realtime_emulator", "--port", port, "--brain", "reception"], run_dir / "emulator.log"
+            )
+        consumer.start()
         for worker in workers:
             worker.start()
         for worker in workers:
@@ -245,7 +283,7 @@ def main() -> int:
         nginx = subprocess.Popen(command)  # noqa: S603  # nosec B603  # nginx, fixed argv
         log(f"https://{args.host}:{args.port}/kiosk/ -> workers on 127.0.0.1:{', '.join(map(str, ports))}")
         log(f"logs in {run_dir}; `make serve-reload` (SIGHUP) restarts the workers one at a time; Ctrl-C stops")
-        supervise(workers, nginx)
+        supervise(workers, nginx, consumer)
     except Stop:
         log("stopping")
     except RuntimeError as exc:
@@ -255,6 +293,7 @@ def main() -> int:
         stop(nginx, signal.SIGQUIT)  # graceful: finish the requests in flight
         for process in [w.process for w in workers] + [emulator]:
             stop(process)
+        consumer.stop()
         (run_dir / "serve.pid").unlink(missing_ok=True)
     return 0
 

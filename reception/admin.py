@@ -1,9 +1,10 @@
-"""The reception console: kiosks (keys and pairing links), staff, appointments, visits."""
+"""The reception console: kiosks (keys and pairing links), staff, appointments, visits, host notifications."""
 
 from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.urls import reverse
+from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from core.history import audit_context
@@ -83,7 +84,7 @@ class HostNotificationInline(admin.TabularInline):
     model = HostNotification
     extra = 0
     can_delete = False
-    fields = ("recipient", "channel", "status", "attempts", "last_error", "created_at", "sent_at")
+    fields = ("recipient", "channel", "reason", "status", "attempts", "last_error", "created_at", "sent_at")
     readonly_fields = fields
 
     def has_add_permission(self, request, obj=None) -> bool:
@@ -108,3 +109,28 @@ class VisitAdmin(admin.ModelAdmin):
     readonly_fields = ("session_id", "kiosk", "language", "created_at", "updated_at", "completed_at")
     date_hierarchy = "created_at"
     inlines = [HostNotificationInline]
+
+
+@admin.register(HostNotification)
+class HostNotificationAdmin(admin.ModelAdmin):
+    """Every notification as the background task left it (pending, sent, failed; attempts, last error). A failed
+    one stands out: a host's means the desk was told next (its own row), the desk's means nobody was."""
+
+    list_display = ("created_at", "delivery", "recipient", "channel", "reason", "attempts", "last_error", "visit")
+    list_filter = ("status", "channel", "reason", "created_at")
+    search_fields = ("visit__visitor_name", "visit__session_id", "recipient__name")
+    list_select_related = ("recipient", "visit")
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description=_("status"), ordering="status")
+    def delivery(self, row: HostNotification) -> str:
+        """The status, a failure in bold with a warning sign."""
+        if row.status == HostNotification.Status.FAILED:
+            return format_html("<strong>⚠ {}</strong>", row.get_status_display())
+        return row.get_status_display()

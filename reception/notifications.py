@@ -1,21 +1,21 @@
 """Host notification: one interface (`Notifier.send`), e-mail and Slack-compatible webhook implementations.
 
-`notify_host` records every attempt series as a HostNotification row (attempts, last error, status), retries
-with backoff, and never raises: a failure is a FAILED row and a log line. `notify_with_fallback` adds the
-rule that the reception desk hears about a visitor whose host could not be reached. Messages name the
-visitor, company, purpose and kiosk; they never contain keys, tokens or webhook URLs.
+Every attempt series is a HostNotification row (PENDING, then SENT or FAILED; attempts, last error). The
+conversation only creates the row (`first_notification`); `reception.tasks` sends it in the background, one
+attempt per task run (`deliver`), retrying with backoff, and tells the reception desk about a visitor whose host
+could not be reached (`next_step`). Nothing here raises on a failed delivery: it is a FAILED row and a log line.
+Messages name the visitor, company, purpose and kiosk; they never contain keys, tokens or webhook URLs.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from dataclasses import dataclass
 
 import httpx
 from django.conf import settings
 from django.core.mail import send_mail
 from django.utils import timezone
+from huey.contrib.djhuey import db_task
 
 from .models import HostNotification, StaffMember, Visit
 
@@ -35,16 +35,24 @@ class Notifier:
         """Deliver once (no retries here); raise NotificationError with a storable reason on failure."""
         raise NotImplementedError
 
+    def missing_address(self, recipient: StaffMember) -> str:
+        """Why `send` cannot work for this recipient (no address), known before any attempt; empty if it can."""
+        raise NotImplementedError
+
 
 class EmailNotifier(Notifier):
     """Django's `send_mail` (console backend unless EMAIL_BACKEND says otherwise)."""
 
     channel = StaffMember.NotifyVia.EMAIL
 
+    def missing_address(self, recipient: StaffMember) -> str:
+        """ "no e-mail address" when the recipient has none."""
+        return "" if recipient.email else "no e-mail address"
+
     def send(self, recipient: StaffMember, subject: str, message: str) -> None:
         """Mail the recipient; no address or a backend error raises NotificationError."""
-        if not recipient.email:
-            raise NotificationError("no e-mail address")
+        if missing := self.missing_address(recipient):
+            raise NotificationError(missing)
         try:
             send_mail(subject, message, settings.DEFAULT_FROM_EMAIL, [recipient.email], fail_silently=False)
         except Exception as exc:  # any backend error (SMTP, socket) is a failed attempt, not a crash
@@ -56,13 +64,17 @@ class WebhookNotifier(Notifier):
 
     channel = StaffMember.NotifyVia.WEBHOOK
 
+    def missing_address(self, recipient: StaffMember) -> str:
+        """ "no webhook URL" when the recipient has none."""
+        return "" if recipient.webhook_url else "no webhook URL"
+
     def __init__(self, client: httpx.Client | None = None) -> None:
         self._client = client
 
     def send(self, recipient: StaffMember, subject: str, message: str) -> None:
         """Post the message; a missing URL, a transport error or a non-2xx answer raises NotificationError."""
-        if not recipient.webhook_url:
-            raise NotificationError("no webhook URL")
+        if missing := self.missing_address(recipient):
+            raise NotificationError(missing)
         timeout = settings.NOTIFICATION_WEBHOOK_TIMEOUT_SECONDS
         try:
             if self._client is not None:
@@ -83,39 +95,51 @@ def notifier_for(recipient: StaffMember) -> Notifier:
     return EmailNotifier()
 
 
-def notify_host(visit: Visit, recipient: StaffMember, message: str, subject: str = "") -> HostNotification:
-    """Send `message` to `recipient` about `visit`, retrying; returns the SENT or FAILED row (never raises)."""
+def _attempt_once(row: HostNotification) -> None:
+    """One delivery attempt of a PENDING row: SENT, or its error kept (FAILED once out of attempts); logged."""
+    recipient = row.recipient
     notifier = notifier_for(recipient)
-    subject = subject or f"[受付 / Reception] {visit.visitor_name or '?'}"
-    row = HostNotification.objects.create(visit=visit, recipient=recipient, channel=notifier.channel)
-    max_attempts = max(1, settings.NOTIFICATION_MAX_ATTEMPTS)
-    for attempt in range(1, max_attempts + 1):
-        row.attempts = attempt
-        try:
-            notifier.send(recipient, subject, message)
-        except NotificationError as exc:
-            row.last_error = str(exc)[:500]
-            row.save(update_fields=["attempts", "last_error"])
-            logger.warning(
-                "notification %s to staff %s failed (attempt %d/%d): %s",
-                row.pk,
-                recipient.pk,
-                attempt,
-                max_attempts,
-                row.last_error,
-            )
-            if attempt < max_attempts:
-                time.sleep(settings.NOTIFICATION_RETRY_DELAY_SECONDS * 2 ** (attempt - 1))
-            continue
-        row.status = HostNotification.Status.SENT
-        row.sent_at = timezone.now()
-        row.save(update_fields=["attempts", "status", "sent_at"])
-        logger.info("notification %s sent to staff %s via %s", row.pk, recipient.pk, notifier.channel)
-        return row
-    row.status = HostNotification.Status.FAILED
-    row.save(update_fields=["status"])
-    logger.error("notification %s to staff %s FAILED after %d attempts", row.pk, recipient.pk, max_attempts)
+    visit = row.visit
+    subject = f"[受付 / Reception] {visit.visitor_name or '?'}"
+    row.attempts += 1
+    try:
+        notifier.send(recipient, subject, compose_message(visit, row.reason))
+    except NotificationError as exc:
+        row.last_error = str(exc)[:500]
+        max_attempts = max(1, settings.NOTIFICATION_MAX_ATTEMPTS)
+        if row.attempts >= max_attempts:
+            row.status = HostNotification.Status.FAILED
+        row.save(update_fields=["attempts", "last_error", "status"])
+        log = logger.error if row.status == HostNotification.Status.FAILED else logger.warning
+        log(
+            "notification %s to staff %s failed (attempt %d/%d): %s",
+            row.pk,
+            recipient.pk,
+            row.attempts,
+            max_attempts,
+            row.last_error,
+        )
+        return
+    row.status = HostNotification.Status.SENT
+    row.sent_at = timezone.now()
+    row.save(update_fields=["attempts", "status", "sent_at"])
+    logger.info("notification %s sent to staff %s via %s", row.pk, recipient.pk, notifier.channel)
+
+
+def deliver(row_id: int) -> HostNotification | None:
+    """One attempt at a PENDING notification (the background task's body); the row after it, or None when the
+    row is gone (purged) or no longer pending. A host's FAILED row hands the visitor to the desk: see `next_step`."""
+    row = HostNotification.objects.select_related("visit__kiosk", "visit__appointment", "visit__host", "recipient")
+    row = row.filter(pk=row_id, status=HostNotification.Status.PENDING, recipient__isnull=False).first()
+    if row is None:
+        return None
+    _attempt_once(row)
     return row
+
+
+def retry_delay(row: HostNotification) -> float:
+    """Seconds before the next attempt: NOTIFICATION_RETRY_DELAY_SECONDS, doubled after each failure."""
+    return settings.NOTIFICATION_RETRY_DELAY_SECONDS * 2 ** max(0, row.attempts - 1)
 
 
 def reception_desk() -> StaffMember | None:
@@ -123,27 +147,77 @@ def reception_desk() -> StaffMember | None:
     return StaffMember.objects.filter(is_reception_desk=True).order_by("-is_present", "pk").first()
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """Who was reached: the host, the desk, both or neither."""
+def _pending(visit: Visit, recipient: StaffMember, reason: str) -> HostNotification:
+    """A PENDING row for `recipient`, or a FAILED one with no attempt when it has no address to send to."""
+    notifier = notifier_for(recipient)
+    row = HostNotification(visit=visit, recipient=recipient, channel=notifier.channel, reason=reason)
+    missing = notifier.missing_address(recipient)
+    if missing:
+        row.status, row.last_error = HostNotification.Status.FAILED, missing
+        logger.error("notification to staff %s not sent: %s", recipient.pk, missing)
+    row.save()
+    return row
 
-    host_reached: bool
-    desk_reached: bool
 
-
-def notify_with_fallback(visit: Visit, host: StaffMember | None, reason: str) -> Outcome:
-    """Notify the host (if any) about the visit; when that fails or there is no host, notify the desk."""
-    if host is not None and not host.is_reception_desk:
-        row = notify_host(visit, host, compose_message(visit, reason))
-        if row.status == HostNotification.Status.SENT:
-            return Outcome(host_reached=True, desk_reached=False)
-        reason = "host_unreachable"
+def to_desk_instead(visit: Visit, reason: str) -> HostNotification | None:
+    """The desk's PENDING row about this visit, or None when no desk staff member can be sent to (logged)."""
     desk = reception_desk()
     if desk is None:
         logger.error("visit %s: no reception desk staff member to notify (%s)", visit.pk, reason)
-        return Outcome(host_reached=False, desk_reached=False)
-    row = notify_host(visit, desk, compose_message(visit, reason, host=host))
-    return Outcome(host_reached=False, desk_reached=row.status == HostNotification.Status.SENT)
+        return None
+    row = _pending(visit, desk, reason)
+    return row if row.status == HostNotification.Status.PENDING else None
+
+
+def first_notification(visit: Visit, host: StaffMember | None, reason: str) -> HostNotification | None:
+    """The PENDING row to send first: to the host, else (no host, the host is the desk, or the host has no address
+    to send to) to the desk; None when nobody can be sent to. Sending is the background task's."""
+    if host is not None and not host.is_reception_desk:
+        row = _pending(visit, host, reason)
+        if row.status == HostNotification.Status.PENDING:
+            return row
+        reason = "host_unreachable"
+    return to_desk_instead(visit, reason)
+
+
+def next_step(row: HostNotification) -> HostNotification | None:
+    """After an attempt: the desk's row when a host's notification just FAILED, else None."""
+    failed_host = row.status == HostNotification.Status.FAILED and not row.recipient.is_reception_desk
+    return to_desk_instead(row.visit, "host_unreachable") if failed_host else None
+
+
+@db_task()
+def deliver_notification(row_id: int) -> None:
+    """One attempt at the notification; queue the retry (after its back-off) or, when a host's failed, the desk's."""
+    row = deliver(row_id)
+    if row is None:
+        return
+    if row.status == HostNotification.Status.PENDING:
+        delay = retry_delay(row)
+        if delay > 0:
+            deliver_notification.schedule((row.pk,), delay=delay)
+        else:
+            deliver_notification(row.pk)
+        return
+    desk_row = next_step(row)
+    if desk_row is not None:
+        deliver_notification(desk_row.pk)
+
+
+def notify_in_background(visit: Visit, host: StaffMember | None, reason: str) -> HostNotification | None:
+    """Queue the notification of the host (or of the desk) about the visit and return at once with its PENDING
+    row; None when nobody can be sent to. A failure of the queue itself is a FAILED row, never a crash."""
+    row = first_notification(visit, host, reason)
+    if row is None:
+        return None
+    try:
+        deliver_notification(row.pk)
+    except Exception:  # the queue's storage (Redis, the SQLite file) is down: say so, do not break the visit
+        logger.exception("notification %s could not be queued", row.pk)
+        row.status, row.last_error = HostNotification.Status.FAILED, "task queue unavailable"
+        row.save(update_fields=["status", "last_error"])
+        return None
+    return row
 
 
 _REASONS = {

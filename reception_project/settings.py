@@ -85,6 +85,7 @@ INSTALLED_APPS = [
     "csp",
     "axes",
     "simple_history",
+    "huey.contrib.djhuey",
 ]
 
 MIDDLEWARE = [
@@ -168,6 +169,29 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
+# Background work (huey, docs/deploy.md): host notifications and their retries, the daily purges, the
+# rollout autopilot and the clean-up of abandoned visits run in `manage.py run_huey`, never in a conversation.
+# Its queue is in Redis when REDIS_URL is set (every worker shares it), else in a SQLite file next to the database.
+TASK_QUEUE_PATH = env_path("TASK_QUEUE_PATH", Path("data") / "task_queue.db")
+TASK_QUEUE_WORKERS = env.int("TASK_QUEUE_WORKERS", default=2)
+# True: every task runs at once in the process that queues it (tests; a shell without a consumer).
+TASK_QUEUE_IMMEDIATE = env.bool("TASK_QUEUE_IMMEDIATE", default=False)
+_task_storage = (
+    {"huey_class": "huey.RedisHuey", "url": REDIS_URL}
+    if REDIS_URL
+    else {
+        "huey_class": "huey.SqliteHuey",
+        "filename": TASK_QUEUE_PATH,
+    }
+)
+HUEY = {
+    "name": "ai-reception",
+    **_task_storage,
+    "immediate": TASK_QUEUE_IMMEDIATE,
+    "results": False,
+    "consumer": {"workers": TASK_QUEUE_WORKERS, "worker_type": "thread", "periodic": True, "check_worker_health": True},
+}
+
 # SQLite deployments only: a separate file for the workflow's checkpoints. Empty: the database file itself, so
 # checkpoints always live with the visits they belong to (PostgreSQL deployments keep them in the same database).
 WORKFLOW_CHECKPOINT_PATH = env_path("WORKFLOW_CHECKPOINT_PATH")
@@ -240,9 +264,16 @@ REALTIME_SESSION_COST_ESTIMATE = env.float("REALTIME_SESSION_COST_ESTIMATE", def
 REALTIME_RESERVATION_TTL_SECONDS = env.int("REALTIME_RESERVATION_TTL_SECONDS", default=1800)
 METRICS_SCRAPE_TOKEN = env("METRICS_SCRAPE_TOKEN", default="")  # Bearer token for /metrics; empty: staff only
 API_TOKEN_TTL_DAYS = env.int("API_TOKEN_TTL_DAYS", default=90)  # REST API tokens expire this long after issue
+# Turn and session metrics, cost buckets and settled reservations older than this are deleted daily.
+METRICS_RETENTION_DAYS = env.int("METRICS_RETENTION_DAYS", default=180)
 
 # Reception behaviour.
 VISITOR_RETENTION_DAYS = env.int("VISITOR_RETENTION_DAYS", default=90)
+# Hour (UTC, huey's clock) of the daily visitor purge and metric pruning; the autopilot's and the abandoned-visit
+# clean-up's period in minutes (background tasks, docs/deploy.md).
+DAILY_PURGE_HOUR = env.int("DAILY_PURGE_HOUR", default=3)
+ROLLOUT_AUTOPILOT_EVERY_MINUTES = env.int("ROLLOUT_AUTOPILOT_EVERY_MINUTES", default=15)
+ABANDONED_VISITS_EVERY_MINUTES = env.int("ABANDONED_VISITS_EVERY_MINUTES", default=5)
 NOTIFICATION_MAX_ATTEMPTS = env.int("NOTIFICATION_MAX_ATTEMPTS", default=3)
 NOTIFICATION_RETRY_DELAY_SECONDS = env.float("NOTIFICATION_RETRY_DELAY_SECONDS", default=1.0)
 NOTIFICATION_WEBHOOK_TIMEOUT_SECONDS = env.float("NOTIFICATION_WEBHOOK_TIMEOUT_SECONDS", default=5.0)
@@ -332,6 +363,8 @@ if LOG_FILE:
         "filters": ["safe"],
     }
     LOGGING["root"]["handlers"].append("file")
+# The task consumer (`run_huey`) adds a handler of its own to a "huey" logger that has none: this one has ours.
+LOGGING["loggers"]["huey"] = {"handlers": LOGGING["root"]["handlers"], "level": "INFO", "propagate": False}
 
 # REST API (metrics app): the OpenAPI schema at /api/v1/schema.
 REST_FRAMEWORK = {

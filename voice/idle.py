@@ -25,6 +25,8 @@ import time
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 
+from django.conf import settings
+
 from speech.audio import KIOSK_SAMPLE_RATE
 
 TURN_CEILING_SECONDS = 120.0
@@ -113,3 +115,9 @@ class IdleWatchdog:
                 left = None  # once; new activity starts the clock again
             with suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), left)
+
+
+def abandoned_after_seconds() -> float:
+    """Inactivity after which an unfinished visit is abandoned: never a live session's (idle timeout plus the
+    longest a reply may hold one)."""
+    return settings.KIOSK_IDLE_TIMEOUT_SECONDS + TURN_CEILING_SECONDS

@@ -13,7 +13,7 @@ from django.utils import timezone
 from langgraph.types import Command
 
 from reception.models import StaffMember, Visit
-from reception.notifications import notify_with_fallback
+from reception.notifications import notify_in_background
 
 from .names import Person, choose_by_department, company_key, match_name, staff_directory, todays_appointments
 from .prompts import place, say
@@ -220,16 +220,17 @@ def _host_notified_reply(state: ReceptionState, visit: Visit, label: str) -> str
 
 
 def notify(state: ReceptionState) -> Command:
-    """Tell the host; if unreachable the desk is told and so is the visitor, honestly."""
+    """Queue the host's notification and answer at once; a host with nowhere to send to means the desk, said
+    honestly. (Should the host's delivery fail later, the background task tells the desk.)"""
     language = language_of(state)
     visit = _saved_visit(state)
     host = visit.host
     found = bool(state.get("appointment_found"))
-    outcome = notify_with_fallback(visit, host, "appointment" if found else "no_appointment")
+    queued = notify_in_background(visit, host, "appointment" if found else "no_appointment")
     label = _host_label(host, language)
-    if outcome.host_reached:
+    if queued is not None and queued.recipient_id == host.pk:
         return _finish({"host_notified": True}, _host_notified_reply(state, visit, label), Visit.Status.HOST_NOTIFIED)
-    key = "host_unreachable" if outcome.desk_reached else "nobody_reachable"
+    key = "host_unreachable" if queued is not None else "nobody_reachable"
     reply = say(key, language, host=label, place=_kiosk_place(visit))
     return _finish({"host_notified": False}, reply, Visit.Status.SENT_TO_DESK)
 
@@ -239,9 +240,9 @@ def to_desk(state: ReceptionState) -> Command:
     language = language_of(state)
     reason = state.get("desk_reason") or "unclear"
     visit = _saved_visit(state)
-    outcome = notify_with_fallback(visit, None, reason)
+    queued = notify_in_background(visit, None, reason)
     where = _kiosk_place(visit)
-    if not outcome.desk_reached:
+    if queued is None:
         return _finish({}, say("nobody_reachable", language), Visit.Status.SENT_TO_DESK)
     host = state.get("host_name", "")
     if reason == "absent_host" and state.get("host_id"):
@@ -258,8 +259,8 @@ def delivery(state: ReceptionState) -> Command:
     if not state.get("purpose"):
         update["purpose"] = say("delivery_purpose_signature" if signature else "delivery_purpose", language)
     visit = _saved_visit({**state, **update})
-    outcome = notify_with_fallback(visit, None, "delivery_signature" if signature else "delivery")
-    if signature and not outcome.desk_reached:
+    queued = notify_in_background(visit, None, "delivery_signature" if signature else "delivery")
+    if signature and queued is None:
         return _finish(update, say("nobody_reachable", language), Visit.Status.DELIVERY_GUIDED)
     return _finish(
         update, say("delivery_signature" if signature else "delivery", language), Visit.Status.DELIVERY_GUIDED

@@ -1,13 +1,15 @@
 """`make serve`'s supervisor for real: two daphne workers over PostgreSQL and Redis behind nginx with TLS.
 
-A kiosk talks through nginx over TLS, /health answers through nginx, and an emergency stop made through one
-worker reaches a kiosk held by the other. Every process the test started is gone at the end, pass or fail.
+A kiosk talks through nginx over TLS, /health answers through nginx, an emergency stop made through one
+worker reaches a kiosk held by the other, and the task consumer runs beside them (started again when killed).
+Every process the test started is gone at the end, pass or fail.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import subprocess
 import time
@@ -19,12 +21,14 @@ import websockets
 
 from tests.support.live_server import free_port, wait_for_port
 from tests.support.serve_fleet import (
+    children_running,
     realtime_everywhere,
     start_serve,
     stop_everything,
     tls_without_verification,
     worker_ports,
 )
+from tests.support.waiting import wait_until
 
 
 async def send(ws, message: dict, until: tuple[str, ...]) -> list[dict]:
@@ -107,6 +111,18 @@ async def drive(serve: subprocess.Popen, port: int, run_dir, key: str, token: st
         assert switched == {"type": "mode.changed", "mode": "legacy", "reason": "emergency_stop"}
 
     await asyncio.to_thread(rolling_restart_keeps_serving, serve, port, log)
+    await asyncio.to_thread(task_consumer_is_supervised, serve, run_dir)
+
+
+def task_consumer_is_supervised(serve: subprocess.Popen, run_dir: Path) -> None:
+    """One task consumer runs beside the workers; killed, it is started again."""
+    consumer_log = run_dir / "task-consumer.log"
+    wait_until(lambda: "Huey consumer started" in consumer_log.read_text(), within=30, what="the consumer starts")
+    [consumer] = children_running(serve, b"run_huey")
+    os.kill(consumer, signal.SIGKILL)
+    restarted = wait_until(lambda: [p for p in children_running(serve, b"run_huey") if p != consumer], within=30)
+    assert len(restarted) == 1
+    wait_until(lambda: consumer_log.read_text().count("Huey consumer started") >= 2, within=30)
 
 
 def rolling_restart_keeps_serving(serve: subprocess.Popen, port: int, log: Path) -> None:

@@ -133,7 +133,9 @@ def test_unreachable_host_sends_visitor_to_desk_honestly(workflow, kiosk, direct
     assert "could not reach Ken Sato" in result.reply
     assert result.visit["status"] == "sent_to_desk"
     failed = HostNotification.objects.get(recipient=directory["sato"])
-    assert failed.status == HostNotification.Status.FAILED and failed.attempts == 3
+    # A host with no address is known unreachable before any attempt: the desk is queued in the same turn.
+    assert failed.status == HostNotification.Status.FAILED and failed.attempts == 0
+    assert failed.last_error == "no e-mail address"
     assert [m.to for m in mail.outbox] == [["desk@example.com"]]
 
 

@@ -49,15 +49,20 @@ def worker_ports(run_dir: Path) -> list[int]:
     return [int(p) for p in re.findall(r"server 127\.0\.0\.1:(\d+)", (run_dir / "nginx.conf").read_text())]
 
 
-def worker_pids(serve: subprocess.Popen) -> list[int]:
-    """The supervisor's daphne workers (its children running daphne)."""
+def children_running(serve: subprocess.Popen, marker: bytes) -> list[int]:
+    """The supervisor's children whose command line holds `marker`."""
     pids = []
     for status in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError):
             parent = int(status.read_text().rsplit(")", 1)[1].split()[1])
-            if parent == serve.pid and b"daphne" in (status.parent / "cmdline").read_bytes():
+            if parent == serve.pid and marker in (status.parent / "cmdline").read_bytes():
                 pids.append(int(status.parent.name))
     return sorted(pids)
+
+
+def worker_pids(serve: subprocess.Popen) -> list[int]:
+    """The supervisor's daphne workers (its children running daphne)."""
+    return children_running(serve, b"daphne")
 
 
 @dataclass
@@ -89,7 +94,9 @@ async def realtime_everywhere(directory: Path, redis_url: str) -> AsyncIterator[
     await upstream.start()
     try:
         with throwaway_database("postgres", directory) as database_url:
-            setup = LiveServer(database_url, directory, {"REDIS_URL": redis_url, "REALTIME_API_URL": upstream.url})
+            env = {"REDIS_URL": redis_url, "REALTIME_API_URL": upstream.url}
+            env["TASK_QUEUE_IMMEDIATE"] = "false"  # the fleet's own consumer runs the tasks, as deployed
+            setup = LiveServer(database_url, directory, env)
             setup.key = setup.prepare()
             setup.manage("rollout", "--enable", "--percent", "100", "--reason", "drill")
             yield setup

@@ -1,13 +1,12 @@
 """`manage.py close_abandoned_visits [--older-than-seconds N]`: close visits a crashed server left open.
 
-Until a task queue exists, run it from cron or a systemd timer (e.g. every 5 minutes).
+The task queue runs the same every ABANDONED_VISITS_EVERY_MINUTES (voice.tasks); this is for a manual run.
 """
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from reception.retention import close_abandoned_visits
-from voice.idle import TURN_CEILING_SECONDS
+from voice.idle import abandoned_after_seconds
 
 
 class Command(BaseCommand):
@@ -21,7 +20,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, seconds: float | None, **options):
         if seconds is None:
-            seconds = settings.KIOSK_IDLE_TIMEOUT_SECONDS + TURN_CEILING_SECONDS
+            seconds = abandoned_after_seconds()
         if seconds < 0:
             raise CommandError("--older-than-seconds must be zero or more.")
         count = close_abandoned_visits(seconds)
