@@ -112,8 +112,9 @@ def test_systemd_units_belong_to_the_target_and_share_one_environment():
     for part in (worker, tasks):
         assert part["Unit"]["PartOf"] == "reception-workers.target"
         assert part["Install"]["WantedBy"] == "reception-workers.target"
-    for key in ("User", "WorkingDirectory", "EnvironmentFile", "Environment", "ReadWritePaths", "KillSignal"):
+    for key in ("User", "WorkingDirectory", "EnvironmentFile", "Environment", "ReadWritePaths"):
         assert tasks["Service"][key] == worker["Service"][key], key
+    assert tasks["Service"]["KillSignal"] == "SIGINT"  # huey's graceful stop, as deploy/serve.py stops its consumer
     python = shlex.split(worker["Service"]["ExecStart"])[0]
     assert shlex.split(tasks["Service"]["ExecStart"]) == [python, "manage.py", "run_huey"]
     assert "reception-tasks.service" in unit("reception-workers.target")["Unit"]["Wants"].split()
