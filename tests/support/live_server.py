@@ -173,6 +173,7 @@ class LiveServer:
             database_url,
             {
                 "WORKFLOW_CHECKPOINT_PATH": str(directory / "checkpoints.db"),
+                "TASK_QUEUE_PATH": str(directory / "task_queue.db"),  # without Redis: the queue of this run only
                 "LOG_LEVEL": "WARNING",
                 **(extra_env or {}),
             },
