@@ -20,9 +20,9 @@ import pytest
 import websockets
 
 from tests.support.live_server import free_port, wait_for_port
+from tests.support.realtime import realtime_everywhere
 from tests.support.serve_fleet import (
     children_running,
-    realtime_everywhere,
     start_serve,
     stop_everything,
     tls_without_verification,

@@ -1,10 +1,14 @@
-"""Helpers for Realtime protocol tests: the test key, a bare websockets client for the emulator, a task-leak check."""
+"""Helpers for Realtime protocol tests: the test key, a bare websockets client for the emulator, a task-leak check,
+and the shared state several workers run Realtime over."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,6 +17,7 @@ import websockets
 from realtime.emulator import EmulatorServer
 from realtime.emulator.audio import tone
 from realtime.emulator.reception_brain import build_reception_brain
+from tests.support.live_server import LiveServer, throwaway_database
 from tests.support.waiting import until
 
 TEST_KEY = "sk-test-emulator-key"
@@ -119,3 +124,21 @@ class FakeKiosk:
     async def wait_for_audio(self, size: int = 1, within: float = TIMEOUT) -> None:
         async with asyncio.timeout(within), self._changed:
             await self._changed.wait_for(lambda: len(self.audio) >= size)
+
+
+@asynccontextmanager
+async def realtime_everywhere(directory: Path, redis_url: str) -> AsyncIterator[LiveServer]:
+    """What several workers share, made ready: a fresh PostgreSQL database with the demo data, Redis, the bundled
+    emulator as the upstream, Realtime on for every session. Yields a LiveServer for commands (`.key`: a kiosk)."""
+    upstream = reception_emulator()
+    await upstream.start()
+    try:
+        with throwaway_database("postgres", directory) as database_url:
+            env = {"REDIS_URL": redis_url, "REALTIME_API_URL": upstream.url}
+            env["TASK_QUEUE_IMMEDIATE"] = "false"  # the fleet's own consumer runs the tasks, as deployed
+            setup = LiveServer(database_url, directory, env)
+            setup.key = setup.prepare()
+            setup.manage("rollout", "--enable", "--percent", "100", "--reason", "drill")
+            yield setup
+    finally:
+        await upstream.stop()

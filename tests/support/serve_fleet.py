@@ -9,13 +9,12 @@ import signal
 import ssl
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.live_server import REPO, LiveServer, free_port, throwaway_database, wait_for_port
-from tests.support.realtime import reception_emulator
+from tests.support.live_server import REPO, free_port, wait_for_port
 
 
 def tls_without_verification() -> ssl.SSLContext:
@@ -84,21 +83,3 @@ def serving(env: dict[str, str], workers: int, directory: Path) -> Iterator[Flee
         yield Fleet(f"wss://127.0.0.1:{port}/ws/kiosk/", worker_pids(serve), tls_without_verification())
     finally:
         stop_everything(serve)
-
-
-@asynccontextmanager
-async def realtime_everywhere(directory: Path, redis_url: str) -> AsyncIterator[LiveServer]:
-    """What several workers share, made ready: a fresh PostgreSQL database with the demo data, Redis, the bundled
-    emulator as the upstream, Realtime on for every session. Yields a LiveServer for commands (`.key`: a kiosk)."""
-    upstream = reception_emulator()
-    await upstream.start()
-    try:
-        with throwaway_database("postgres", directory) as database_url:
-            env = {"REDIS_URL": redis_url, "REALTIME_API_URL": upstream.url}
-            env["TASK_QUEUE_IMMEDIATE"] = "false"  # the fleet's own consumer runs the tasks, as deployed
-            setup = LiveServer(database_url, directory, env)
-            setup.key = setup.prepare()
-            setup.manage("rollout", "--enable", "--percent", "100", "--reason", "drill")
-            yield setup
-    finally:
-        await upstream.stop()

@@ -21,7 +21,8 @@ from pathlib import Path
 import websockets
 
 from tests.load_test_realtime import create_kiosks
-from tests.support.serve_fleet import Fleet, realtime_everywhere, serving
+from tests.support.realtime import realtime_everywhere
+from tests.support.serve_fleet import Fleet, serving
 
 NAME_LINE = "株式会社テストの山田太郎です。"
 HOST_LINE = "鈴木さんと10時にお約束があります。"
