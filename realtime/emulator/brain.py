@@ -61,6 +61,11 @@ class Brain(abc.ABC):
     async def synthesize(self, text: str, language: str | None) -> bytes:
         """PCM16 24 kHz audio for `text`."""
 
+    def speech_detector(self) -> Callable[[bytes], bool] | None:
+        """A new session's server VAD model: whether a 20 ms frame (PCM16 24 kHz) is speech, in stream order.
+        None: the emulator's energy VAD (enough for tones and silence, not for speech in a noisy lobby)."""
+        return None
+
 
 class ScriptedBrain(Brain):
     """Replies with `steps` in order, then `default` forever; transcripts come from `transcripts` in order.

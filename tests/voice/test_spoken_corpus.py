@@ -1,0 +1,65 @@
+"""A short run of the spoken corpus on both paths, with the real local engines: a Japanese visitor who pauses
+inside the sentence over loud noise (their host is out), an English visitor speaking fast over light noise, and a
+delivery. Each visit must be stored with the expected fields. The whole corpus is `benchmarks/conversations.py`.
+"""
+
+from __future__ import annotations
+
+import pytest
+from channels.db import database_sync_to_async
+
+from realtime.emulator.reception_brain import build_reception_brain
+from reception import workflow
+from reception.models import StaffMember, Visit
+from tests.support.corpus import CORPUS, conversation, differences
+from tests.support.realtime import assert_no_leaked_tasks
+from tests.support.spoken import close_voices
+from tests.support.spoken_visits import route_to, speak_conversation
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("isolated_workflow_state", "demo_directory", "reference_prices"),
+    pytest.mark.timeout(180),
+]
+
+SHORT_RUN = ("ja-absent-host-pause-high-noise", "en-smith-fast-low-noise", "ja-delivery")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def visitor_voices():
+    """The visitors' voices (a Piper worker per English speed) stop with the module."""
+    yield
+    close_voices()
+
+
+@pytest.fixture
+def kiosk_key(kiosk_and_key, realtime_emulator, settings) -> str:
+    """A kiosk key; Realtime sessions go to the bundled emulator with its reception brain on the local engines."""
+    realtime_emulator.config.accepted_keys = None
+    realtime_emulator.brain = build_reception_brain()
+    settings.REALTIME_API_URL = realtime_emulator.url
+    return kiosk_and_key[1]
+
+
+@pytest.mark.speech
+@pytest.mark.parametrize("path", ["legacy", "realtime"])
+@pytest.mark.parametrize("conversation_id", SHORT_RUN)
+async def test_a_spoken_conversation_leaves_the_expected_visit(kiosk_key, path, conversation_id):
+    await database_sync_to_async(route_to)(path)
+    spoken = conversation(conversation_id)
+    result = await speak_conversation(kiosk_key, spoken, path, pace=False)
+    assert result.right, (result.wrong, result.heard)
+    assert result.visitor_turns >= len(spoken.lines) and len(result.first_audio) >= len(spoken.lines)
+    await assert_no_leaked_tasks()
+
+
+@pytest.mark.parametrize("typed", CORPUS, ids=lambda c: c.id)
+def test_the_corpus_typed_leaves_the_expected_visits(typed):
+    """The corpus's lines as text (no speech): what is understood must already give the expected visit."""
+    StaffMember.objects.filter(name__in=typed.absent).update(is_present=False)
+    session_id = f"typed-{typed.id}"
+    workflow.start(session_id, typed.language, None)
+    for line in typed.lines:
+        workflow.handle_text(session_id, line.text.replace("|", "" if typed.language == "ja" else " "))
+    visit = Visit.objects.select_related("host").get(session_id=session_id)
+    assert differences(visit, typed.expected) == []
