@@ -95,6 +95,15 @@ def print_table(summaries: list[dict]) -> None:
             print(f"      heard: {' / '.join(wrong['heard'])}")
 
 
+def progress(result: Result) -> str:
+    """One line per conversation as the run goes; what was heard and answered when it went wrong."""
+    line = f"{result.path} {result.conversation.id}: "
+    if result.right:
+        return line + "ok"
+    exchange = "\n".join(f"      {role}: {text}" for role, text in result.exchange)
+    return line + "WRONG " + "; ".join(result.wrong) + "\n" + exchange
+
+
 async def run(paths: list[str], conversations: list[Conversation]) -> list[dict]:
     key = await database_sync_to_async(prepare)(conversations)
     emulator = EmulatorServer(build_reception_brain(), config=EmulatorConfig(accepted_keys=None))
@@ -107,8 +116,7 @@ async def run(paths: list[str], conversations: list[Conversation]) -> list[dict]
             results = []
             for conversation in conversations:
                 results.append(await speak_conversation(key, conversation, path))
-                mark = "ok" if results[-1].right else "WRONG " + "; ".join(results[-1].wrong)
-                print(f"{path} {conversation.id}: {mark}", file=sys.stderr, flush=True)
+                print(progress(results[-1]), file=sys.stderr, flush=True)
             summaries.append(summary(path, results))
     finally:
         await emulator.stop()

@@ -136,6 +136,23 @@ def test_names_heard_are_the_expected_visitor_and_staff_with_the_same_reading():
     assert _reconciled("en", visitor_name="Jane Doe").visitor_name == "Jane Doe"
 
 
+@pytest.mark.parametrize(
+    ("heard", "company", "stored"),
+    [
+        ("ヤマトロー", "株式会社テスト", "山田太郎"),  # what Whisper made of 山田太郎 spoken fast
+        ("ヤマだったろう", "株式会社テスト", "山田太郎"),
+        ("山田", "株式会社テスト", "山田"),  # part of the expected name, heard right: kept as said
+        ("イヤマトタロー", "株式会社テスト", "イヤマトタロー"),  # another first sound: not taken for theirs
+        ("山本", "株式会社テスト", "山本"),  # too unlike
+        ("ヤマトロー", "株式会社知らない", "ヤマトロー"),  # nobody expected from that company
+    ],
+)
+def test_a_name_misheard_from_an_expected_company_is_its_expected_visitors(heard, company, stored):
+    assert _reconciled(visitor_name=heard, company_name=company).visitor_name == stored
+    said_before = _reconciled(state={"company_name": company}, visitor_name=heard)  # the company said earlier
+    assert said_before.visitor_name == stored
+
+
 def test_a_reading_shared_by_two_candidates_keeps_what_was_heard():
     staff = [*STAFF, Person(4, "中邑 優", "なかむら ゆう", "Yu Nakamura", "開発部")]
     result = reconcile(Understanding(host_name="仲村"), {}, "ja", staff, APPOINTMENTS)

@@ -32,6 +32,7 @@ FINAL = {"host_notified", "sent_to_desk", "delivery_guided", "declined"}
 BYTES_PER_SECOND = 48_000  # PCM16 24 kHz
 REPLY_WAIT = 60.0  # seconds for a reply on a loaded 2-core machine
 LEAD_IN = 300  # ms of room before the visitor speaks
+SILENT = 15.0  # seconds after which a visitor takes the kiosk's silence for not having been heard
 
 
 @dataclass
@@ -44,7 +45,12 @@ class Result:
     visitor_turns: int = 0
     reasks: int = 0
     first_audio: list[float] = field(default_factory=list)  # seconds from the end of speech, per answered line
-    heard: list[str] = field(default_factory=list)  # the visitor's words as the path recognised them
+    exchange: list[tuple[str, str]] = field(default_factory=list)  # (visitor|assistant, what was heard or said)
+
+    @property
+    def heard(self) -> list[str]:
+        """The visitor's words as the path recognised them."""
+        return [text for role, text in self.exchange if role == "visitor"]
 
     @property
     def right(self) -> bool:
@@ -115,8 +121,8 @@ class Visitor:
                 self._next_frame_at += 0.02
             await self.ear.ws.send_input({"type": "websocket.receive", "bytes": frame})
 
-    async def say(self, line: Line) -> str:
-        """Say `line`; return the kiosk's last reply once it is done."""
+    async def say(self, line: Line) -> str | None:
+        """Say `line`; the kiosk's last reply once it is done, or None when it said nothing at all."""
         if self.play_out:
             await asyncio.sleep(max(0.0, self.ear.played_until - time.monotonic()))
         speech = spoken(line, self.conversation.language)
@@ -124,20 +130,31 @@ class Visitor:
         done_before = len(self.ear.of_type("response.done"))
         self._next_frame_at = time.monotonic()
         await self._send(self.microphone.frames(bytes(LEAD_IN * 48) + speech))
-        end_of_speech = time.monotonic()
-        audio_before, done_at_end = len(self.ear.audio_at), len(self.ear.of_type("response.done"))
-        answered = lambda: len(self.ear.audio_at) > audio_before or len(self.ear.of_type("response.done")) > done_at_end  # noqa: E731
-        quiet = 0
-        while not answered() and quiet < REPLY_WAIT * 50:  # the room goes on until the kiosk answers
-            await self._send([self.microphone.quiet()])
-            quiet += 1
-            if not self.pace and quiet >= 60:
-                await self.ear.wait(answered)
+        end_of_speech, audio_before = time.monotonic(), len(self.ear.audio_at)
+        if not await self._room_until_answered(audio_before, len(self.ear.of_type("response.done"))):
+            return None
         if len(self.ear.audio_at) > audio_before:
             self.first_audio.append(self.ear.audio_at[audio_before] - end_of_speech)
         await self.ear.wait(lambda: self._answered_after(done_before))
         replies = [m for m in self.ear.of_type("transcript") if m.get("role") == "assistant" and m.get("final")]
         return replies[-1]["text"] if replies else ""
+
+    async def _room_until_answered(self, audio_before: int, done_before: int) -> bool:
+        """The room's sound goes on until the kiosk answers (True), or has said nothing for SILENT seconds."""
+
+        def answered() -> bool:
+            return len(self.ear.audio_at) > audio_before or len(self.ear.of_type("response.done")) > done_before
+
+        if not self.pace:
+            await self._send([self.microphone.quiet() for _ in range(60)])  # enough to end any turn
+            with contextlib.suppress(TimeoutError):
+                await self.ear.wait(answered, within=SILENT)
+            return answered()
+        for _ in range(int(SILENT * 50)):
+            if answered():
+                return True
+            await self._send([self.microphone.quiet()])
+        return answered()
 
     def _answered_after(self, done_before: int) -> bool:
         """A reply completed since the line began and no other is on its way (a pause may have started two)."""
@@ -149,7 +166,7 @@ class Visitor:
             if self.ear.status() in FINAL:
                 return
             reply = await self.say(line)
-            if _did_not_catch(reply, self.conversation.language) and self.ear.status() not in FINAL:
+            if (reply is None or _did_not_catch(reply, self.conversation.language)) and self.ear.status() not in FINAL:
                 await self.say(line)  # as a visitor does: the same words again
 
 
@@ -173,8 +190,8 @@ def _stored(session_id: str) -> tuple[Visit | None, SessionMetric | None]:
 
 async def speak_conversation(key: str, conversation: Conversation, path: str, *, pace: bool = True) -> Result:
     """Run `conversation` on a new kiosk session (routed to `path` by the caller, see `route_to`) and check the
-    visit it leaves. `pace=False` sends audio as fast as the path takes it (Legacy only: Realtime's barge-in
-    follows the kiosk's playback clock, so there the visitor always waits for the reply to be played out)."""
+    visit it leaves. `pace=False` sends audio as fast as the path takes it, and on Legacy does not wait for the
+    replies to be played out (on Realtime the visitor always does: its barge-in follows the kiosk's playback)."""
     session_id = f"corpus-{path}-{conversation.id}-{uuid.uuid4().hex[:6]}"
     result = Result(conversation, path)
     await database_sync_to_async(_set_presence)(conversation.absent, False)
@@ -188,15 +205,15 @@ async def speak_conversation(key: str, conversation: Conversation, path: str, *,
         mode = ear.of_type("session.started")[0]["mode"]
         if mode != path:
             result.wrong.append(f"path: expected {path}, got {mode}")
-        visitor = Visitor(ear, conversation, pace=pace or path == "realtime", play_out=pace or path == "realtime")
+        visitor = Visitor(ear, conversation, pace=pace, play_out=pace or path == "realtime")
         await visitor.converse()
         result.first_audio = visitor.first_audio
-        result.heard = [m["text"] for m in ear.of_type("transcript") if m.get("role") == "visitor"]
         await ws.send_json_to({"type": "session.end"})
         await ear.wait(lambda: ear.of_type("session.ended") or ear.closed, within=30)
     except TimeoutError:
         result.wrong.append(f"timed out: the kiosk did not answer (status {ear.status() or 'none'})")
     finally:
+        result.exchange = [(m["role"], m["text"]) for m in ear.of_type("transcript") if m.get("final")]
         listener.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await listener
