@@ -140,6 +140,10 @@ class ReceptionBrain(Brain):
             return CallFunction(name, arguments)
         if context.function_outputs:
             return self.after_output(context.function_outputs[-1], context.language or self.language)
+        return self.not_understood(context)
+
+    def not_understood(self, context: BrainContext) -> Reply:
+        """What to say when the visitor's words gave nothing (or were not made out): a request to repeat."""
         return Say(_NOT_UNDERSTOOD.get(context.language or self.language, _NOT_UNDERSTOOD["en"]))
 
     def after_output(self, item: dict[str, Any], language: str) -> Reply:

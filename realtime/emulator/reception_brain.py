@@ -18,6 +18,7 @@ from reception.workflow import Understanding, get_understanding
 from reception.workflow.names import recognition_hint
 from reception.workflow.prompts import field_list, say
 from reception.workflow.state import VISIT_FIELDS
+from reception.workflow.understanding import EXPECT_CONFIRMATION
 from speech.audio import KIOSK_SAMPLE_RATE, RECOGNITION_SAMPLE_RATE, resample_pcm16
 from speech.engines import legacy_engines
 from speech.vad import SpeechFrames
@@ -61,10 +62,19 @@ class WorkflowReceptionBrain(ReceptionBrain):
         spoken = text_to_say(context.instructions)
         if spoken:
             return Say(spoken)
-        awaited = next((_tool_output(item) for item in reversed(context.items) if _is_output(item)), None)
-        _expecting.set(str((awaited or {}).get("awaiting", "")))
+        awaited = _awaited(context)
+        _expecting.set(str(awaited.get("awaiting", "")))
         _language.set(context.language or self.language)
         return await super().respond(context)
+
+    def not_understood(self, context: BrainContext) -> Reply:
+        """The workflow's own request to repeat the pending question, as the Legacy path asks it."""
+        language = context.language or self.language
+        awaited = _awaited(context)
+        if awaited.get("awaiting") == EXPECT_CONFIRMATION:
+            return Say(say("confirm_unclear", language))
+        missing = awaited.get("missing") or list(VISIT_FIELDS)
+        return Say(say("ask_unclear", language, fields=field_list(missing, language)))
 
     def after_output(self, item: dict[str, Any], language: str) -> Reply:
         output = _tool_output(item)
@@ -105,6 +115,11 @@ def build_reception_brain(
     if transcribe is None:  # it hears real speech: the server VAD is a model too
         brain.new_speech_frames = lambda: SpeechFrames(legacy_engines().vad_factory())
     return brain
+
+
+def _awaited(context: BrainContext) -> dict[str, Any]:
+    """The last tool output of the conversation: what the workflow awaits and what it still misses."""
+    return next((_tool_output(item) for item in reversed(context.items) if _is_output(item)), {})
 
 
 def _is_output(item: dict[str, Any]) -> bool:

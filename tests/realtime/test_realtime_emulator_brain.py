@@ -10,11 +10,14 @@ import time
 import pytest
 
 from realtime.client import SERVER_VAD, RealtimeClient
+from realtime.emulator import BrainContext, Say
 from realtime.emulator.audio import silence, speech_for_text, tone
 from realtime.emulator.reception_brain import build_reception_brain
 from realtime.emulator.responses import unanswered_user_texts
 from realtime.processor import RealtimeAudioProcessor
 from reception.models import Visit
+from reception.workflow.prompts import field_list, say
+from reception.workflow.state import VISIT_FIELDS
 from speech.stt import Transcript
 from tests.support.corpus import Line
 from tests.support.realtime import TEST_KEY, FakeKiosk, open_raw
@@ -280,3 +283,18 @@ async def test_the_reception_brain_transcribes_only_what_whisper_is_sure_is_spee
     monkeypatch.setattr("realtime.emulator.reception_brain.legacy_engines", lambda: HeardEngines(heard))
     brain = build_reception_brain(synthesize=lambda text, lang: tone(300))
     assert await brain.transcribe(tone(1000), heard.language) == text
+
+
+@pytest.mark.parametrize(
+    ("output", "asked"),
+    [
+        ({"awaiting": "confirmation", "missing": []}, say("confirm_unclear", "ja")),
+        ({"awaiting": "host_name", "missing": ["host_name"]}, say("ask_unclear", "ja", fields="訪問先の担当者名")),
+        ({}, say("ask_unclear", "ja", fields=field_list(list(VISIT_FIELDS), "ja"))),  # before any tool call
+    ],
+)
+async def test_words_the_reception_brain_cannot_use_ask_the_pending_question_again(output, asked):
+    brain = build_reception_brain(transcribe=lambda pcm, language: "", synthesize=lambda text, lang: tone(300))
+    call = {"type": "function_call_output", "call_id": "c", "output": json.dumps(output)}
+    context = BrainContext(items=[call], tools=[], instructions="", language="ja", user_texts=[""])
+    assert await brain.respond(context) == Say(asked)
