@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -22,16 +23,19 @@ from django.utils import timezone
 from fallback.emergency import apply_action
 from metrics.collector import collector
 from metrics.models import SessionMetric
+from reception.demo import DEMO_STAFF
 from reception.models import StaffMember, Visit
 from reception.workflow.prompts import say
 from tests.support.corpus import Conversation, Line, differences
 from tests.support.kiosk_client import connect
+from tests.support.speech_text import int_to_english, int_to_kanji
 from tests.support.spoken import Microphone, spoken
 
 FINAL = {"host_notified", "sent_to_desk", "delivery_guided", "declined"}
 BYTES_PER_SECOND = 48_000  # PCM16 24 kHz
 REPLY_WAIT = 60.0  # seconds for a reply on a loaded 2-core machine
 LEAD_IN = 300  # ms of room before the visitor speaks
+MAX_CORRECTIONS = 2  # read-backs a visitor corrects before giving up and agreeing
 SILENT = 15.0  # seconds after which a visitor takes the kiosk's silence for not having been heard
 
 
@@ -96,10 +100,14 @@ class KioskEar:
         return updates[-1]["status"] if updates else ""
 
 
+def _opening(key: str, language: str, *fields: str) -> str:
+    """The fixed words a prompt of the reception begins with (before its first filled-in field)."""
+    return say(key, language, **dict.fromkeys(fields, "\0")).split("\0")[0]
+
+
 def _did_not_catch(reply: str, language: str) -> bool:
     """Whether the kiosk's reply asks the visitor to say it again (it could not make the words out)."""
-    unclear = say("ask_unclear", language, fields="\0").split("\0")[0]
-    return reply.startswith(unclear) or reply == say("confirm_unclear", language)
+    return reply.startswith(_opening("ask_unclear", language, "fields")) or reply == say("confirm_unclear", language)
 
 
 class Visitor:
@@ -162,12 +170,36 @@ class Visitor:
         return any(m.get("status") == "completed" for m in done) and done[-1].get("status") == "completed"
 
     async def converse(self) -> None:
+        reply: str | None = ""
         for line in self.conversation.lines:
+            for _ in range(MAX_CORRECTIONS):
+                correction = self._correction(reply, line)
+                if correction is None or self.ear.status() in FINAL:
+                    break
+                reply = await self.say(correction)  # a visitor who listens: the read-back is not what they said
             if self.ear.status() in FINAL:
                 return
             reply = await self.say(line)
             if (reply is None or _did_not_catch(reply, self.conversation.language)) and self.ear.status() not in FINAL:
-                await self.say(line)  # as a visitor does: the same words again
+                reply = await self.say(line)  # as a visitor does: the same words again
+
+    def _correction(self, reply: str | None, next_line: Line) -> Line | None:
+        """What the visitor says instead of agreeing to a read-back that names another host or time than theirs."""
+        expected, language = self.conversation.expected, self.conversation.language
+        agreeing = next_line.text.startswith(("はい", "Yes"))
+        read_back = reply and reply.startswith(_opening("confirm", language, "company", "name", "host", "purpose"))
+        if not (read_back and agreeing and expected.visitor_type == "appointment" and expected.host):
+            return None
+        staff = next(p for p in DEMO_STAFF if p["name"] == expected.host)
+        hour = int(re.search(r"\d+", expected.purpose)[0])
+        host = staff["name"].split()[0] if language == "ja" else staff["romaji"]
+        if host in reply and expected.purpose in reply:
+            return None
+        if language == "ja":
+            text = f"いいえ、{host}さんと{int_to_kanji(hour)}時のお約束です。"
+        else:
+            text = f"No, I have an appointment with {host} at {int_to_english(hour % 12 or 12)} o'clock."
+        return Line(text, next_line.speed, next_line.noise)
 
 
 def _set_presence(names: tuple[str, ...], present: bool) -> None:
@@ -208,6 +240,7 @@ async def speak_conversation(key: str, conversation: Conversation, path: str, *,
         visitor = Visitor(ear, conversation, pace=pace, play_out=pace or path == "realtime")
         await visitor.converse()
         result.first_audio = visitor.first_audio
+        result.wrong += [f"path: moved to {m['mode']} ({m.get('reason', '')})" for m in ear.of_type("mode.changed")]
         await ws.send_json_to({"type": "session.end"})
         await ear.wait(lambda: ear.of_type("session.ended") or ear.closed, within=30)
     except TimeoutError:

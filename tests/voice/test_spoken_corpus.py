@@ -1,6 +1,7 @@
 """A short run of the spoken corpus on both paths, with the real local engines: a Japanese visitor who pauses
-inside the sentence over loud noise (their host is out), an English visitor speaking fast over light noise, and a
-delivery. Each visit must be stored with the expected fields. The whole corpus is `benchmarks/conversations.py`.
+inside the sentence over loud noise (their host is out), and an English delivery spoken fast over light noise.
+Each visit must be stored with the expected fields. The whole corpus is `benchmarks/conversations.py`; the corpus
+typed (no speech) must already give every expected visit.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ pytestmark = [
     pytest.mark.timeout(180),
 ]
 
-SHORT_RUN = ("ja-absent-host-pause-high-noise", "en-smith-fast-low-noise", "ja-delivery")
+SHORT_RUN = ("ja-absent-host-pause-high-noise", "en-delivery-signature-fast-low-noise")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -40,6 +41,7 @@ def kiosk_key(kiosk_and_key, realtime_emulator, settings) -> str:
     realtime_emulator.config.accepted_keys = None
     realtime_emulator.brain = build_reception_brain(synthesize=lambda text, language: tone(300))
     settings.REALTIME_API_URL = realtime_emulator.url
+    settings.REALTIME_FIRST_AUDIO_DEADLINE_SECONDS = 60.0  # what is heard is tested here, not how fast on a busy CPU
     return kiosk_and_key[1]
 
 
