@@ -207,6 +207,20 @@ def test_the_misheard_visitor_story_completes(workflow, kiosk, directory):
 
 
 @pytest.mark.django_db
+def test_a_corrected_host_brings_the_time_of_their_appointment(workflow, kiosk):
+    """The host and the time misheard (佐藤, 「充実」): the time is first taken from 佐藤's appointment; once the
+    visitor names the right host, the visit stores the time of the appointment found, not the time guessed."""
+    workflow.start("host-corrected", "ja", kiosk.pk)
+    heard = workflow.handle_text("host-corrected", "株式会社テストの山田太郎です。佐藤さんと充実にお約束があります。")
+    assert heard.visit["purpose"] == "14時のお約束"  # John Smith's appointment with 佐藤, the one he has today
+    workflow.handle_text("host-corrected", "いいえ、佐藤さんではなく田中一郎さんです。")
+    done = workflow.handle_text("host-corrected", "はい、お願いします。")
+    assert done.finished and done.visit["status"] == Visit.Status.HOST_NOTIFIED
+    visit = Visit.objects.select_related("host").get(session_id="host-corrected")
+    assert visit.appointment_found and visit.host.name == "田中 一郎" and visit.purpose == "10時のお約束"
+
+
+@pytest.mark.django_db
 def test_please_is_no_company_on_the_tool_call_path(workflow, kiosk):
     workflow.start("polite", "ja", kiosk.pk)
     result = workflow.handle_tool_call("polite", "collect_visitor_info", {"company_name": "お願いします"})
