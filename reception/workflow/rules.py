@@ -138,6 +138,8 @@ _EN_WISH = re.compile(
 )
 _EN_COMPANY_NONE = re.compile(r"\b(?:no company|none|individual|myself|personal|private|not with a company)\b", re.I)
 _FILLERS = re.compile(r"^(?:えー+と?|ええと|えっと|あの+ー*|あー+|うーん|んー|um+|uh+|er+|hmm+|well)[、,.\s]*", re.I)
+# A bare answer ending as a verb (「おめがいします」, a misheard お願いします) names no one and no company.
+_JA_VERB_END = re.compile(r"(?:ます|ました|ません|ください)$")
 _JA_COMPANY_NONE = re.compile(r"^(?:個人|なし|ありません|特にありません|無所属|フリー)")
 
 
@@ -232,7 +234,12 @@ class RuleBasedUnderstanding(LanguageUnderstanding):
             bare = self._ja_bare(body)
             if expecting == "company_name" and _JA_COMPANY_NONE.match(body):
                 u.company_name = "個人"
-            elif bare and not is_polite_only(bare) and not (u.found() and expecting != "host_name"):
+            elif (
+                bare
+                and not is_polite_only(bare)
+                and not _JA_VERB_END.search(bare)
+                and not (u.found() and expecting != "host_name")
+            ):
                 setattr(u, expecting, strip_honorifics(bare) if expecting in ("host_name", "visitor_name") else bare)
         if expecting == EXPECT_HOST_CHOICE and not u.host_department:
             dept = _JA_DEPT.search(body)

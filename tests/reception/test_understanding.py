@@ -63,6 +63,7 @@ def rules():
         ("違います", "confirmation", {"answer": False}),
         ("違います、山本です", "confirmation", {"answer": False, "visitor_name": "山本", "is_correction": True}),
         ("えーと", "visitor_name", {"visitor_name": ""}),
+        ("はい、おめがいします。", "visitor_name", {"visitor_name": "", "answer": True}),  # お願いします misheard
         ("ＡＢＣ株式会社の鈴木です", "", {"company_name": "ABC株式会社", "visitor_name": "鈴木"}),
         # "Not A but B": B goes to the field A names (a host with an honorific or on the staff, a company, a name).
         (

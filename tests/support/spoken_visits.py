@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import re
 import time
@@ -25,7 +26,7 @@ from metrics.collector import collector
 from metrics.models import SessionMetric
 from reception.demo import DEMO_STAFF
 from reception.models import StaffMember, Visit
-from reception.workflow.prompts import say
+from reception.workflow.prompts import field_list, say
 from tests.support.corpus import Conversation, Line, differences
 from tests.support.kiosk_client import connect
 from tests.support.speech_text import int_to_english, int_to_kanji
@@ -36,6 +37,7 @@ BYTES_PER_SECOND = 48_000  # PCM16 24 kHz
 REPLY_WAIT = 60.0  # seconds for a reply on a loaded 2-core machine
 LEAD_IN = 300  # ms of room before the visitor speaks
 MAX_CORRECTIONS = 2  # read-backs a visitor corrects before giving up and agreeing
+SETTLE = 2.5  # seconds of nothing more from the kiosk after an answer to a line said with a pause
 SILENT = 15.0  # seconds after which a visitor takes the kiosk's silence for not having been heard
 
 
@@ -105,6 +107,12 @@ def _opening(key: str, language: str, *fields: str) -> str:
     return say(key, language, **dict.fromkeys(fields, "\0")).split("\0")[0]
 
 
+def _asks_for_name(reply: str, language: str) -> bool:
+    """Whether the kiosk's reply asks for the visitor's name (as a missing or an unclear detail)."""
+    asking = (_opening("ask_missing", language, "fields"), _opening("ask_unclear", language, "fields"))
+    return reply.startswith(asking) and field_list(["visitor_name"], language) in reply
+
+
 def _did_not_catch(reply: str, language: str) -> bool:
     """Whether the kiosk's reply asks the visitor to say it again (it could not make the words out)."""
     return reply.startswith(_opening("ask_unclear", language, "fields")) or reply == say("confirm_unclear", language)
@@ -144,6 +152,8 @@ class Visitor:
         if len(self.ear.audio_at) > audio_before:
             self.first_audio.append(self.ear.audio_at[audio_before] - end_of_speech)
         await self.ear.wait(lambda: self._answered_after(done_before))
+        if "|" in line.text:  # the pause may have made two turns of the line: the last answer is the one for it
+            await self._settled(done_before)
         replies = [m for m in self.ear.of_type("transcript") if m.get("role") == "assistant" and m.get("final")]
         return replies[-1]["text"] if replies else ""
 
@@ -163,6 +173,19 @@ class Visitor:
                 return True
             await self._send([self.microphone.quiet()])
         return answered()
+
+    async def _settled(self, done_before: int) -> None:
+        """Until the kiosk has sent nothing more for SETTLE seconds after a completed answer."""
+        while True:
+            try:
+                seen = len(self.ear.messages)
+                await self.ear.wait(functools.partial(self._more_than, seen), within=SETTLE)
+            except TimeoutError:
+                return
+            await self.ear.wait(lambda: self._answered_after(done_before))
+
+    def _more_than(self, seen: int) -> bool:
+        return len(self.ear.messages) > seen
 
     def _answered_after(self, done_before: int) -> bool:
         """A reply completed since the line began and no other is on its way (a pause may have started two)."""
@@ -184,8 +207,12 @@ class Visitor:
                 reply = await self.say(line)  # as a visitor does: the same words again
 
     def _correction(self, reply: str | None, next_line: Line) -> Line | None:
-        """What the visitor says instead of agreeing to a read-back that names another host or time than theirs."""
+        """What a visitor who listens says before the next line: their name again when the kiosk asks for it (it
+        did not get it), or the host and time when the read-back names others than theirs."""
         expected, language = self.conversation.expected, self.conversation.language
+        if reply and expected.visitor_name and _asks_for_name(reply, language):
+            text = f"{expected.visitor_name}です。" if language == "ja" else f"My name is {expected.visitor_name}."
+            return Line(text, next_line.speed, next_line.noise)
         agreeing = next_line.text.startswith(("はい", "Yes"))
         read_back = reply and reply.startswith(_opening("confirm", language, "company", "name", "host", "purpose"))
         if not (read_back and agreeing and expected.visitor_type == "appointment" and expected.host):
