@@ -113,7 +113,7 @@ class UtteranceSegmenter:
         threshold: float = 0.5,
         neg_threshold: float | None = None,
         silence_ms: int = 600,
-        min_speech_ms: int = 250,
+        min_speech_ms: int = 150,  # a quick 「はい」 has ~200 ms of voice; coughs and chimes are not speech to Silero
         pre_roll_ms: int = 300,
         post_roll_ms: int = 200,
         max_utterance_ms: int = 15000,

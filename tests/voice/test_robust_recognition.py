@@ -377,3 +377,13 @@ def test_a_short_answer_in_lobby_noise_is_heard_and_not_the_prompt():
     heard = legacy_engines().stt.transcribe(noisy, "ja", STAFF_HINT)
     assert heard.text.startswith("はい") and not echoes_prompt(heard.text, STAFF_HINT), heard
     close_voices()
+
+
+@pytest.mark.speech
+def test_a_quick_yes_over_light_noise_is_an_utterance():
+    line = Line("はい。", 1.2, "low")
+    microphone, speech = Microphone(), spoken(line, "ja")
+    microphone.hear(line, speech)
+    segmenter = legacy_engines().new_segmenter(silence_ms=settings.LEGACY_END_OF_SPEECH_SILENCE_MS)
+    assert len(utterances_in(segmenter, b"".join(microphone.frames(silence(300) + speech + silence(800))))) == 1
+    close_voices()

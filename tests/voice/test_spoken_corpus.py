@@ -1,5 +1,5 @@
-"""A short run of the spoken corpus on both paths, with the real local engines: a Japanese visitor who pauses
-inside the sentence over loud noise (their host is out), and an English delivery spoken fast over light noise.
+"""A short run of the spoken corpus on both paths, with the real local engines: a Japanese visitor who speaks fast
+and pauses inside the sentence over light noise, and an English delivery spoken fast over light noise.
 Each visit must be stored with the expected fields. The whole corpus is `benchmarks/conversations.py`; the corpus
 typed (no speech) must already give every expected visit.
 """
@@ -24,7 +24,7 @@ pytestmark = [
     pytest.mark.timeout(180),
 ]
 
-SHORT_RUN = ("ja-absent-host-pause-high-noise", "en-delivery-signature-fast-low-noise")
+SHORT_RUN = ("ja-takahashi-fast-pause-low-noise", "en-delivery-signature-fast-low-noise")
 
 
 @pytest.fixture(scope="module", autouse=True)
