@@ -229,7 +229,7 @@ class Visitor:
         return Line(text, next_line.speed, next_line.noise)
 
 
-def _set_presence(names: tuple[str, ...], present: bool) -> None:
+def set_presence(names: tuple[str, ...], present: bool) -> None:
     """Staff in or out of the office (the directory's version moves, so every process sees it)."""
     StaffMember.objects.filter(name__in=names).update(is_present=present, updated_at=timezone.now())
 
@@ -253,7 +253,7 @@ async def speak_conversation(key: str, conversation: Conversation, path: str, *,
     replies to be played out (on Realtime the visitor always does: its barge-in follows the kiosk's playback)."""
     session_id = f"corpus-{path}-{conversation.id}-{uuid.uuid4().hex[:6]}"
     result = Result(conversation, path)
-    await database_sync_to_async(_set_presence)(conversation.absent, False)
+    await database_sync_to_async(set_presence)(conversation.absent, False)
     ws = await connect(key)
     ear = KioskEar(ws)
     listener = asyncio.ensure_future(ear.listen())
@@ -278,7 +278,7 @@ async def speak_conversation(key: str, conversation: Conversation, path: str, *,
         with contextlib.suppress(asyncio.CancelledError):
             await listener
         await ws.disconnect()
-        await database_sync_to_async(_set_presence)(conversation.absent, True)
+        await database_sync_to_async(set_presence)(conversation.absent, True)
     visit, metric = await database_sync_to_async(_stored)(session_id)
     result.wrong += differences(visit, conversation.expected)
     if metric is not None:
