@@ -2,8 +2,10 @@
 
 The visitor is a kiosk on the real ASGI application (`WebsocketCommunicator`): it starts a voice session, waits
 until the kiosk has played each reply out (at 1x, as the kiosk page does), speaks the next line in 20 ms frames
-with the room's noise running on, and keeps the microphone open until the reply's first audio. A line the kiosk
-did not catch is said once more. At the end the session is ended and the visit is read back from the database.
+with the room's noise running on, and keeps the microphone open until the reply's first audio. The visitor
+listens, as people do: a line the kiosk did not catch is said once more, the name is given again when the kiosk
+asks for it, and a read-back naming another host or time than theirs is corrected (spoken by the same voice) before
+they agree. At the end the session is ended and the visit is read back from the database.
 """
 
 from __future__ import annotations
