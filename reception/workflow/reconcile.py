@@ -22,9 +22,10 @@ from .understanding import Understanding, is_polite_only
 
 _PARTS = re.compile(r"[\s\u3000・]+")
 SOUNDS_ALIKE = 0.6  # difflib ratio of two readings above which a misheard name is taken for the expected one
-# An appointment and nothing else, its time perhaps misheard: 「充実にお約束」, "my appointment".
+# An appointment and nothing else, its time perhaps misheard: 「充実にお約束」, 「従事にも約束」 (お heard as も),
+# "my appointment".
 _ONLY_AN_APPOINTMENT = re.compile(
-    r"^(?:[^、。\s]{0,6}?[にのと])?お?(?:約束|アポイント|アポ|予約)$|^(?:(?:an?|my|the)\s+)?(?:\S+\s+)?appointment$",
+    r"^(?:[^、。\s]{0,6}?[にのと])?[おも]?(?:約束|アポイント|アポ|予約)$|^(?:(?:an?|my|the)\s+)?(?:\S+\s+)?appointment$",
     re.I,
 )
 

@@ -161,6 +161,7 @@ def test_a_reading_shared_by_two_candidates_keeps_what_was_heard():
 
 def test_a_time_not_understood_takes_the_hosts_one_appointment():
     assert _reconciled(host_name="鈴木", purpose="充実にお約束").purpose == "10時のお約束"
+    assert _reconciled(host_name="鈴木", purpose="従事にも約束").purpose == "10時のお約束"  # お heard as も
     later = _reconciled(state={"host_name": "鈴木"}, purpose="充実にお約束")
     assert later.purpose == "10時のお約束"
     assert _reconciled("en", host_name="Suzuki", purpose="appointment").purpose == "appointment at 10:00"
