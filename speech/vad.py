@@ -235,6 +235,9 @@ class UtteranceSegmenter:
             if self._silence_run >= self._silence_frames:
                 if self._speech_frames >= self._min_speech_frames:
                     events.append(self._emit("silence"))
+                    # Silero's state after a sentence and its silence scores a short 「はい」 that follows as
+                    # hardly speech (0.41 where a fresh state gives 0.83): each utterance starts afresh.
+                    self.vad.reset()
                 else:
                     self._drop_segment()
                 return events

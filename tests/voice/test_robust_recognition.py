@@ -380,10 +380,15 @@ def test_a_short_answer_in_lobby_noise_is_heard_and_not_the_prompt():
 
 
 @pytest.mark.speech
-def test_a_quick_yes_over_light_noise_is_an_utterance():
-    line = Line("はい。", 1.2, "low")
-    microphone, speech = Microphone(), spoken(line, "ja")
-    microphone.hear(line, speech)
+def test_a_quick_yes_over_light_noise_after_a_sentence_is_an_utterance():
+    """A fast 「はい」 has ~200 ms of voice; after a sentence, the VAD's state must not make it less than speech."""
     segmenter = legacy_engines().new_segmenter(silence_ms=settings.LEGACY_END_OF_SPEECH_SILENCE_MS)
-    assert len(utterances_in(segmenter, b"".join(microphone.frames(silence(300) + speech + silence(800))))) == 1
+    microphone, heard = Microphone(), []
+    sentence = "サンプル商事の高橋誠です。佐藤さんと十六時にお約束があります。"
+    for line in (Line(sentence, 1.2, "low"), Line("はい。", 1.2, "low")):
+        speech = spoken(line, "ja")
+        microphone.hear(line, speech)
+        events = segmenter.feed(b"".join(microphone.frames(silence(300) + speech + silence(2000))))  # one stream
+        heard.append(sum(isinstance(event, Utterance) for event in events))
+    assert heard == [1, 1]
     close_voices()
