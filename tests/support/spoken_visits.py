@@ -166,7 +166,7 @@ class Visitor:
             return len(self.ear.audio_at) > audio_before or len(self.ear.of_type("response.done")) > done_before
 
         if not self.pace:
-            await self._send([self.microphone.quiet() for _ in range(60)])  # enough to end any turn
+            await self._send([self.microphone.quiet() for _ in range(100)])  # 2 s: enough to end any turn
             with contextlib.suppress(TimeoutError):
                 await self.ear.wait(answered, within=SILENT)
             return answered()
@@ -249,10 +249,12 @@ def _stored(session_id: str) -> tuple[Visit | None, SessionMetric | None]:
     return visit, SessionMetric.objects.filter(session_id=session_id).first()
 
 
-async def speak_conversation(key: str, conversation: Conversation, path: str, *, pace: bool = True) -> Result:
+async def speak_conversation(
+    key: str, conversation: Conversation, path: str, *, pace: bool = True, play_out: bool = True
+) -> Result:
     """Run `conversation` on a new kiosk session (routed to `path` by the caller, see `route_to`) and check the
-    visit it leaves. `pace=False` sends audio as fast as the path takes it, and on Legacy does not wait for the
-    replies to be played out (on Realtime the visitor always does: its barge-in follows the kiosk's playback)."""
+    visit it leaves. `pace=False` sends audio as fast as the path takes it; `play_out=False` does not wait for the
+    replies to be played out on Legacy (on Realtime the visitor always does: its barge-in follows the playback)."""
     session_id = f"corpus-{path}-{conversation.id}-{uuid.uuid4().hex[:6]}"
     result = Result(conversation, path)
     await database_sync_to_async(set_presence)(conversation.absent, False)
@@ -266,7 +268,7 @@ async def speak_conversation(key: str, conversation: Conversation, path: str, *,
         mode = ear.of_type("session.started")[0]["mode"]
         if mode != path:
             result.wrong.append(f"path: expected {path}, got {mode}")
-        visitor = Visitor(ear, conversation, pace=pace, play_out=pace or path == "realtime")
+        visitor = Visitor(ear, conversation, pace=pace, play_out=play_out or path == "realtime")
         await visitor.converse()
         result.first_audio = visitor.first_audio
         result.wrong += [f"path: moved to {m['mode']} ({m.get('reason', '')})" for m in ear.of_type("mode.changed")]

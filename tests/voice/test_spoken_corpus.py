@@ -1,5 +1,5 @@
-"""A short run of the spoken corpus on both paths, with the real local engines: a Japanese visitor who speaks fast
-and pauses inside the sentence over light noise, and an English delivery spoken fast over light noise.
+"""A short run of the spoken corpus on both paths, with the real local engines: the issue's Japanese visitor who
+pauses inside the sentence, and an English delivery (signature needed) spoken fast over light noise.
 Each visit must be stored with the expected fields. The whole corpus is `benchmarks/conversations.py`; the corpus
 typed (no speech) must already give every expected visit.
 """
@@ -24,7 +24,7 @@ pytestmark = [
     pytest.mark.timeout(180),
 ]
 
-SHORT_RUN = ("ja-takahashi-fast-pause-low-noise", "en-delivery-signature-fast-low-noise")
+SHORT_RUN = ("ja-yamada-pause", "en-delivery-signature-fast-low-noise")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -42,6 +42,7 @@ def kiosk_key(kiosk_and_key, realtime_emulator, settings) -> str:
     realtime_emulator.brain = build_reception_brain(synthesize=lambda text, language: tone(300))
     settings.REALTIME_API_URL = realtime_emulator.url
     settings.REALTIME_FIRST_AUDIO_DEADLINE_SECONDS = 60.0  # what is heard is tested here, not how fast on a busy CPU
+    settings.REALTIME_STALL_SECONDS = 60.0
     return kiosk_and_key[1]
 
 
@@ -51,7 +52,8 @@ def kiosk_key(kiosk_and_key, realtime_emulator, settings) -> str:
 async def test_a_spoken_conversation_leaves_the_expected_visit(kiosk_key, path, conversation_id):
     await database_sync_to_async(route_to)(path)
     spoken = conversation(conversation_id)
-    result = await speak_conversation(kiosk_key, spoken, path, pace=False)
+    # Legacy hears the visitor in real time (not the replies played out); Realtime's emulator takes audio at any pace.
+    result = await speak_conversation(kiosk_key, spoken, path, pace=path == "legacy", play_out=False)
     assert result.right, (result.wrong, result.heard)
     assert result.visitor_turns >= len(spoken.lines) and result.first_audio
     await assert_no_leaked_tasks()
