@@ -411,8 +411,6 @@ def recognition_vocabulary(language: str) -> list[str]:
 
 
 HINT_TTL_SECONDS = 60.0
-# Who brings the parcels: speech recognition hears these company names right when it has been told them.
-CARRIERS = {"ja": ("ヤマト運輸", "佐川急便", "日本郵便"), "en": ("FedEx", "DHL", "UPS")}
 _hint_cache: dict[str, tuple[float, str]] = {}
 
 
@@ -423,8 +421,8 @@ def recognition_hint(language: str) -> str:
         return cached[1]
     words = recognition_vocabulary(language)
     if language == "ja":
-        hint = "受付です。" + "、".join(words) + "。お約束、お届け物、" + "、".join(CARRIERS["ja"]) + "。"
+        hint = "受付です。" + "、".join(words) + "。お約束、お届け物。"
     else:
-        hint = "Reception. " + ", ".join(words) + ". Appointment, delivery, " + ", ".join(CARRIERS["en"]) + "."
+        hint = "Reception. " + ", ".join(words) + ". Appointment, delivery."
     _hint_cache[language] = (time.monotonic(), hint)
     return hint
