@@ -9,7 +9,7 @@ import os
 import threading
 import time
 import wave
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -146,7 +146,19 @@ class WhisperSTT:
             return Transcript(text, lang or info.language, duration, taken)
         no_speech = max(s.no_speech_prob for s in heard)
         logprob = min(s.avg_logprob for s in heard)
+        if prompt and echoes_prompt(text, prompt):  # the prompt carried on: hear the sound again without it
+            again = self.transcribe(pcm16_16k, language, None)
+            return replace(again, seconds_taken=again.seconds_taken + taken)
         return Transcript(text, lang or info.language, duration, taken, no_speech, logprob)
+
+
+def echoes_prompt(text: str, prompt: str) -> bool:
+    """Whether `text` is items of the prompt's list, as it lists them: Whisper continuing its prompt over a short
+    「はい」 or noise (「佐藤健、鈴木花子、」 for a hint of staff names), not what the visitor said."""
+    said = text.strip()
+    items = said.rstrip("。.、, ")
+    listed = said.endswith(("、", ",")) or any(mark in items for mark in ("、", ", "))
+    return bool(items) and listed and items in prompt
 
 
 def pcm16_wav(pcm16: bytes, sample_rate: int) -> bytes:

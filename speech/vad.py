@@ -113,7 +113,7 @@ class UtteranceSegmenter:
         threshold: float = 0.5,
         neg_threshold: float | None = None,
         silence_ms: int = 600,
-        min_speech_ms: int = 250,
+        min_speech_ms: int = 150,  # a quick 「はい」 has ~200 ms of voice; coughs and chimes are not speech to Silero
         pre_roll_ms: int = 300,
         post_roll_ms: int = 200,
         max_utterance_ms: int = 15000,
@@ -235,6 +235,9 @@ class UtteranceSegmenter:
             if self._silence_run >= self._silence_frames:
                 if self._speech_frames >= self._min_speech_frames:
                     events.append(self._emit("silence"))
+                    # Silero's state after a sentence and its silence scores a short 「はい」 that follows as
+                    # hardly speech (0.41 where a fresh state gives 0.83): each utterance starts afresh.
+                    self.vad.reset()
                 else:
                     self._drop_segment()
                 return events
@@ -280,6 +283,28 @@ class UtteranceSegmenter:
         return utt
 
 
+class SpeechFrames:
+    """Whether each kiosk audio frame (PCM16 at `input_rate`, any length) is speech, by the VAD model: frames are
+    resampled to 16 kHz and scored in the VAD's blocks; speech starts at `threshold` and lasts while the score
+    stays above `threshold - 0.15` (the segmenter's hysteresis). One instance per stream."""
+
+    def __init__(self, vad: VoiceActivityDetector, *, input_rate: int = KIOSK_SAMPLE_RATE, threshold: float = 0.5):
+        self.vad = vad
+        self.threshold = threshold
+        self._resampler = Resampler(input_rate, RECOGNITION_SAMPLE_RATE)
+        self._pending = np.zeros(0, dtype=np.float32)
+        self.speaking = False
+
+    def __call__(self, pcm16: bytes) -> bool:
+        self._pending = np.concatenate([self._pending, self._resampler.process_pcm16(pcm16)])
+        n = self.vad.frame_samples
+        while self._pending.size >= n:
+            p = self.vad.speech_probability(self._pending[:n])
+            self._pending = self._pending[n:]
+            self.speaking = p >= (max(self.threshold - 0.15, 0.01) if self.speaking else self.threshold)
+        return self.speaking
+
+
 def make_silero_factory(model_path: Path | str | None = None) -> Callable[[], SileroVAD]:
     """A VAD factory with the model file verified once, up front."""
     path = Path(model_path) if model_path else silero_model_path(verify=True)
@@ -302,6 +327,7 @@ def pcm16_frames(pcm16: bytes, frame_ms: int = 20, rate: int = KIOSK_SAMPLE_RATE
 __all__ = [
     "SegmenterEvent",
     "SileroVAD",
+    "SpeechFrames",
     "SpeechPaused",
     "SpeechStarted",
     "Utterance",

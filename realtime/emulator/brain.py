@@ -61,6 +61,11 @@ class Brain(abc.ABC):
     async def synthesize(self, text: str, language: str | None) -> bytes:
         """PCM16 24 kHz audio for `text`."""
 
+    def speech_detector(self) -> Callable[[bytes], bool] | None:
+        """A new session's server VAD model: whether a 20 ms frame (PCM16 24 kHz) is speech, in stream order.
+        None: the emulator's energy VAD (enough for tones and silence, not for speech in a noisy lobby)."""
+        return None
+
 
 class ScriptedBrain(Brain):
     """Replies with `steps` in order, then `default` forever; transcripts come from `transcripts` in order.
@@ -135,6 +140,10 @@ class ReceptionBrain(Brain):
             return CallFunction(name, arguments)
         if context.function_outputs:
             return self.after_output(context.function_outputs[-1], context.language or self.language)
+        return self.not_understood(context)
+
+    def not_understood(self, context: BrainContext) -> Reply:
+        """What to say when the visitor's words gave nothing (or were not made out): a request to repeat."""
         return Say(_NOT_UNDERSTOOD.get(context.language or self.language, _NOT_UNDERSTOOD["en"]))
 
     def after_output(self, item: dict[str, Any], language: str) -> Reply:

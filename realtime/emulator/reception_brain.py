@@ -12,12 +12,16 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
+
 from reception.workflow import Understanding, get_understanding
 from reception.workflow.names import recognition_hint
 from reception.workflow.prompts import field_list, say
 from reception.workflow.state import VISIT_FIELDS
+from reception.workflow.understanding import EXPECT_CONFIRMATION
 from speech.audio import KIOSK_SAMPLE_RATE, RECOGNITION_SAMPLE_RATE, resample_pcm16
 from speech.engines import legacy_engines
+from speech.vad import SpeechFrames
 
 from ..bridge import text_to_say
 from .brain import BrainContext, ReceptionBrain, Reply, Say
@@ -45,16 +49,32 @@ def tool_call(understood: Understanding) -> tuple[str, dict[str, Any]] | None:
 
 
 class WorkflowReceptionBrain(ReceptionBrain):
-    """ReceptionBrain that also obeys "say exactly" responses (greetings) and answers rejected calls politely."""
+    """ReceptionBrain that also obeys "say exactly" responses (greetings) and answers rejected calls politely.
+
+    `new_speech_frames` makes each session's server VAD (the local Silero model); None leaves the energy VAD."""
+
+    new_speech_frames: Callable[[], Callable[[bytes], bool]] | None = None
+
+    def speech_detector(self) -> Callable[[bytes], bool] | None:
+        return self.new_speech_frames() if self.new_speech_frames is not None else None
 
     async def respond(self, context: BrainContext) -> Reply:
         spoken = text_to_say(context.instructions)
         if spoken:
             return Say(spoken)
-        awaited = next((_tool_output(item) for item in reversed(context.items) if _is_output(item)), None)
-        _expecting.set(str((awaited or {}).get("awaiting", "")))
+        awaited = _awaited(context)
+        _expecting.set(str(awaited.get("awaiting", "")))
         _language.set(context.language or self.language)
         return await super().respond(context)
+
+    def not_understood(self, context: BrainContext) -> Reply:
+        """The workflow's own request to repeat the pending question, as the Legacy path asks it."""
+        language = context.language or self.language
+        awaited = _awaited(context)
+        if awaited.get("awaiting") == EXPECT_CONFIRMATION:
+            return Say(say("confirm_unclear", language))
+        missing = awaited.get("missing") or list(VISIT_FIELDS)
+        return Say(say("ask_unclear", language, fields=field_list(missing, language)))
 
     def after_output(self, item: dict[str, Any], language: str) -> Reply:
         output = _tool_output(item)
@@ -76,9 +96,12 @@ def build_reception_brain(
     """
 
     def local_transcribe(pcm16: bytes, language: str | None) -> str:
+        """Whisper's words, only when it is confident they are speech (the Legacy path's gate): noise says nothing."""
         language = language or "ja"
         audio = resample_pcm16(pcm16, KIOSK_SAMPLE_RATE, RECOGNITION_SAMPLE_RATE)
-        return legacy_engines().stt.transcribe(audio, language, recognition_hint(language)).text.strip()
+        heard = legacy_engines().stt.transcribe(audio, language, recognition_hint(language))
+        confident = heard.confident(settings.LEGACY_NO_SPEECH_THRESHOLD, settings.LEGACY_LOGPROB_THRESHOLD)
+        return heard.text.strip() if confident else ""
 
     def understand(text: str) -> tuple[str, dict[str, Any]] | None:
         return tool_call(get_understanding().understand(text, _language.get(), _expecting.get()))
@@ -86,9 +109,17 @@ def build_reception_brain(
     def local_synthesize(text: str, language: str | None) -> bytes:
         return legacy_engines().tts.synthesize(text, language or "ja")
 
-    return WorkflowReceptionBrain(
+    brain = WorkflowReceptionBrain(
         transcribe or local_transcribe, understand, synthesize or local_synthesize, language=language
     )
+    if transcribe is None:  # it hears real speech: the server VAD is a model too
+        brain.new_speech_frames = lambda: SpeechFrames(legacy_engines().vad_factory())
+    return brain
+
+
+def _awaited(context: BrainContext) -> dict[str, Any]:
+    """The last tool output of the conversation: what the workflow awaits and what it still misses."""
+    return next((_tool_output(item) for item in reversed(context.items) if _is_output(item)), {})
 
 
 def _is_output(item: dict[str, Any]) -> bool:

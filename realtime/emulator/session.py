@@ -71,6 +71,7 @@ class EmulatorSession:
         self._speech_item: str | None = None
         self._speech_start_ms = 0
         self._silence_ms = 0
+        self._is_speech = server.brain.speech_detector()
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -304,14 +305,15 @@ class EmulatorSession:
     # -- the input buffer --------------------------------------------------------------------------------------
 
     def _run_vad(self, detection: dict[str, Any]) -> None:
-        """Energy VAD over whole 20 ms frames not yet analysed (an emulator stand-in for the service's model)."""
+        """The VAD over whole 20 ms frames not yet analysed: the brain's speech detector (a stand-in for the
+        service's model), else the frames' energy."""
         frame_bytes = VAD_FRAME_MS * BYTES_PER_MS
         level = detection.get("threshold", 0.5) * VAD_LEVEL_PER_THRESHOLD
         while len(self._buffer) - self._vad_pos >= frame_bytes:
             frame = bytes(self._buffer[self._vad_pos : self._vad_pos + frame_bytes])
             frame_start = self._buffer_start_ms + self._vad_pos // BYTES_PER_MS
             self._vad_pos += frame_bytes
-            speaking = rms(frame) >= level
+            speaking = self._is_speech(frame) if self._is_speech else rms(frame) >= level
             if self._speech_item is None and speaking:
                 self._start_speech(frame_start, detection)
             elif self._speech_item is not None:

@@ -18,7 +18,7 @@ from reception.notifications import notify_in_background
 from .names import Person, choose_by_department, company_key, match_name, staff_directory, todays_appointments
 from .prompts import place, say
 from .state import STEP_CHOOSE_HOST, STEP_DONE, ReceptionState
-from .times import parse_time, starts_at
+from .times import APPOINTMENT_STATEMENT, parse_time, spoken_time, starts_at
 from .understanding import EXPECT_HOST_CHOICE, Understanding
 
 # Asking "which 田中?" more than twice helps nobody: the desk sorts it out.
@@ -157,6 +157,9 @@ def check(state: ReceptionState) -> Command:
             host_id=appointment.extra["host_id"],
             visitor_type=Visit.VisitorType.APPOINTMENT,
         )
+        if APPOINTMENT_STATEMENT.search(state.get("purpose", "")):  # the time of the appointment found, not as heard
+            language = language_of(state)
+            update["purpose"] = say("appointment_at", language, time=spoken_time(*starts_at(appointment), language))
         return _to_host(StaffMember.objects.get(pk=appointment.extra["host_id"]), update)
     is_sales = state.get("visitor_type") == Visit.VisitorType.SALES
     update["visitor_type"] = Visit.VisitorType.SALES if is_sales else Visit.VisitorType.NO_APPOINTMENT

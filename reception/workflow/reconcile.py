@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import replace
+from difflib import SequenceMatcher
 from functools import lru_cache
 
 from .names import Person, company_key, match_name, reading_of, reads_as, staff_directory, todays_appointments
@@ -20,9 +21,11 @@ from .times import APPOINTMENT_STATEMENT, appointment_purpose, spoken_time, star
 from .understanding import Understanding, is_polite_only
 
 _PARTS = re.compile(r"[\s\u3000・]+")
-# An appointment and nothing else, its time perhaps misheard: 「充実にお約束」, "my appointment".
+SOUNDS_ALIKE = 0.6  # difflib ratio of two readings above which a misheard name is taken for the expected one
+# An appointment and nothing else, its time perhaps misheard: 「充実にお約束」, 「従事にも約束」 (お heard as も),
+# "my appointment".
 _ONLY_AN_APPOINTMENT = re.compile(
-    r"^(?:[^、。\s]{0,6}?[にのと])?お?(?:約束|アポイント|アポ|予約)$|^(?:(?:an?|my|the)\s+)?(?:\S+\s+)?appointment$",
+    r"^(?:[^、。\s]{0,6}?[にのと])?[おも]?(?:約束|アポイント|アポ|予約)$|^(?:(?:an?|my|the)\s+)?(?:\S+\s+)?appointment$",
     re.I,
 )
 
@@ -48,6 +51,24 @@ def _by_reading(heard: str, forms: Sequence[tuple[str, frozenset[str]]]) -> str:
         return heard
     fitting = {written for written, readings in forms if any(reads_as(plain, r) for r in readings)}
     return fitting.pop() if len(fitting) == 1 else heard
+
+
+def _sound(name: str) -> str:
+    """A name's reading as compared by ear: hiragana, without long-vowel marks and the う that lengthens a vowel
+    (たろう, たろー and たろ sound alike)."""
+    return re.sub(r"[ーう]", "", reading_of(name))
+
+
+def _expected_from(heard: str, company: str, appointments: Sequence[Person]) -> str:
+    """The visitor expected today from `company` (exactly one), when the name heard sounds like theirs: the same
+    first sound and most of the rest (ヤマトロー, ヤマだったろう for 山田 太郎); else `heard`."""
+    key = company_key(company)
+    theirs = [a for a in appointments if key and company_key(a.department) == key]
+    if len(theirs) != 1 or heard.isascii() or _PARTS.sub("", heard) in _PARTS.sub("", theirs[0].name):
+        return heard  # another's name, or part of theirs heard right (山田 of 山田 太郎)
+    said, expected = _sound(heard), _sound(theirs[0].name)
+    alike = said[:1] == expected[:1] and SequenceMatcher(None, said, expected).ratio() >= SOUNDS_ALIKE
+    return _PARTS.sub("", theirs[0].name) if alike else heard
 
 
 def _company(heard: str, appointments: Sequence[Person]) -> str:
@@ -85,10 +106,12 @@ def reconcile(
     for name in ("visitor_name", "company_name", "host_name", "purpose"):
         if is_polite_only(getattr(u, name)):
             setattr(u, name, "")
-    if u.visitor_name:
-        u.visitor_name = _by_reading(u.visitor_name, [f for a in appointments for f in _forms(a.name)])
     if u.company_name:
         u.company_name = _company(u.company_name, appointments)
+    if u.visitor_name:
+        u.visitor_name = _by_reading(u.visitor_name, [f for a in appointments for f in _forms(a.name)])
+        company = u.company_name or state.get("company_name") or ""
+        u.visitor_name = _expected_from(u.visitor_name, company, appointments)
     if u.host_name:
         u.host_name = _by_reading(u.host_name, [f for p in staff for f in _forms(p.name, p.reading)])
     if u.purpose:

@@ -35,6 +35,12 @@ _JA_YES = re.compile(
 )
 _JA_NO = re.compile(r"^(?:いいえ|いえ|違います|ちがいます|違う|ちがう|間違って|まちがって|いや)")
 _JA_CORRECTION = re.compile(r"ではなく|じゃなくて|でなくて|ではありません|訂正|言い間違え|間違えました")
+# 「鈴木さんではなく佐藤さんです」, "not Ken Sato but Ichiro Tanaka": what was wrong, and what replaces it.
+_JA_REPLACEMENT = re.compile(
+    r"(?:^|[、。,\s])(?P<old>[^、。,\s]{1,20}?)(?:ではなく|じゃなくて|でなくて)[、,\s]*(?P<new>[^、。,\s]{1,20}?)"
+    r"(?:です|でございます|と申します|になります)?[。.!?]*$"
+)
+_EN_REPLACEMENT = re.compile(r"\bnot\s+(?P<old>[^.,!?]+?)\s*,?\s+but\s+(?P<new>[^.,!?]+)", re.I)
 _JA_DELIVERY = re.compile(r"お届け|届け物|宅配|配達|荷物|郵便|宅急便|ゆうパック|納品|配送|集荷|お荷物")
 _JA_SIGNATURE = re.compile(r"印鑑|ハンコ|はんこ|判子|サイン|署名|受領印|受け取りの?確認")
 _JA_SALES = re.compile(r"営業に|ご紹介|ご案内|ご提案|売り込み|新商品|新サービス|セールス|飛び込み|営業で|商品の")
@@ -132,6 +138,8 @@ _EN_WISH = re.compile(
 )
 _EN_COMPANY_NONE = re.compile(r"\b(?:no company|none|individual|myself|personal|private|not with a company)\b", re.I)
 _FILLERS = re.compile(r"^(?:えー+と?|ええと|えっと|あの+ー*|あー+|うーん|んー|um+|uh+|er+|hmm+|well)[、,.\s]*", re.I)
+# A bare answer ending as a verb (「おめがいします」, a misheard お願いします) names no one and no company.
+_JA_VERB_END = re.compile(r"(?:ます|ました|ません|ください)$")
 _JA_COMPANY_NONE = re.compile(r"^(?:個人|なし|ありません|特にありません|無所属|フリー)")
 
 
@@ -226,12 +234,17 @@ class RuleBasedUnderstanding(LanguageUnderstanding):
             bare = self._ja_bare(body)
             if expecting == "company_name" and _JA_COMPANY_NONE.match(body):
                 u.company_name = "個人"
-            elif bare and not is_polite_only(bare) and not (u.found() and expecting != "host_name"):
+            elif (
+                bare
+                and not is_polite_only(bare)
+                and not _JA_VERB_END.search(bare)
+                and not (u.found() and expecting != "host_name")
+            ):
                 setattr(u, expecting, strip_honorifics(bare) if expecting in ("host_name", "visitor_name") else bare)
         if expecting == EXPECT_HOST_CHOICE and not u.host_department:
             dept = _JA_DEPT.search(body)
             u.host_department = dept.group(1) if dept else self._ja_bare(body)
-        return u
+        return self._replaced(u, _JA_REPLACEMENT.search(body))
 
     def _ja_host(self, text: str) -> tuple[str, str]:
         host = self._ja_known_host(text)
@@ -404,6 +417,27 @@ class RuleBasedUnderstanding(LanguageUnderstanding):
                 setattr(u, expecting, strip_honorifics(value) if expecting != "company_name" else value)
         if expecting == EXPECT_HOST_CHOICE and not u.host_department:
             u.host_department = text.strip(" .!?")
+        return self._replaced(u, _EN_REPLACEMENT.search(text))
+
+    def _replaced(self, u: Understanding, said: re.Match | None) -> Understanding:
+        """Not A but B: B replaces A in the field A names (a host when A is one of the staff or is said with an
+        honorific, a company when A is one, else the visitor's name); neither stays in any other field."""
+        if said is None:
+            return u
+        old, new = (strip_honorifics(_trim_en(said.group(k)).strip("「」")) for k in ("old", "new"))
+        if not old or not new or is_polite_only(new):
+            return u
+        for name in VISIT_FIELDS:
+            if strip_honorifics(getattr(u, name)) in (old, new):
+                setattr(u, name, "")
+        honorific = re.search(rf"{_JA_HONORIFIC}$|^{_EN_TITLE}", said.group("old").strip(), re.I)
+        if honorific or find_in_text(old, self._directory()):
+            u.host_name = _title(new) if new.isascii() else new
+        elif re.search(rf"^{_JA_COMPANY_PREFIX}|{_JA_COMPANY_SUFFIX}$", old):
+            u.company_name = new
+        else:
+            u.visitor_name = _title(new) if new.isascii() else new
+        u.is_correction = True
         return u
 
     @staticmethod

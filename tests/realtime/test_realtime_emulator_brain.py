@@ -10,12 +10,18 @@ import time
 import pytest
 
 from realtime.client import SERVER_VAD, RealtimeClient
+from realtime.emulator import BrainContext, Say
 from realtime.emulator.audio import silence, speech_for_text, tone
 from realtime.emulator.reception_brain import build_reception_brain
 from realtime.emulator.responses import unanswered_user_texts
 from realtime.processor import RealtimeAudioProcessor
 from reception.models import Visit
+from reception.workflow.prompts import field_list, say
+from reception.workflow.state import VISIT_FIELDS
+from speech.stt import Transcript
+from tests.support.corpus import Line
 from tests.support.realtime import TEST_KEY, FakeKiosk, open_raw
+from tests.support.spoken import Microphone, spoken
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -213,3 +219,82 @@ async def test_a_reply_truncated_by_the_client_is_answered_again_with_what_follo
         ["山田です", "テストから来ました"],  # the first reply was cut: it does not count as answered
         ["鈴木さんに"],
     ]
+
+
+# --- the server VAD and the transcript of a brain on the local engines ------------------------------------------
+
+
+def lobby_noise(ms: int) -> bytes:
+    """Pink noise at about a third of conversational speech's level (10 dB below it): loud for an energy VAD."""
+    microphone = Microphone()
+    microphone.hear(Line("", noise="high"), tone(1000, amplitude=0.18))
+    return b"".join(microphone.frames(silence(ms)))
+
+
+async def vad_events(server, pcm: bytes) -> list[str]:
+    """The server VAD's events for `pcm` (then a clear, answered at once, marks the end)."""
+    raw = await open_raw(server)
+    await raw.append(pcm)
+    await raw.send({"type": "input_audio_buffer.clear"})
+    events = await raw.until("input_audio_buffer.cleared", within=30)
+    await raw.close()
+    return [e["type"] for e in events if e["type"].startswith("input_audio_buffer.speech")]
+
+
+async def test_the_reception_brains_server_vad_hears_no_turn_in_lobby_noise(realtime_emulator):
+    noise = lobby_noise(2000)
+    assert await vad_events(realtime_emulator, noise) == ["input_audio_buffer.speech_started"]  # the energy VAD
+    realtime_emulator.brain = build_reception_brain(synthesize=lambda text, lang: tone(300))
+    assert await vad_events(realtime_emulator, noise) == []  # Silero: noise is no speech
+
+
+@pytest.mark.speech
+async def test_the_reception_brains_server_vad_ends_a_turn_spoken_over_lobby_noise(realtime_emulator):
+    realtime_emulator.brain = build_reception_brain(synthesize=lambda text, lang: tone(300))
+    microphone = Microphone()
+    line = Line("株式会社テストの山田太郎です。", noise="high")
+    speech = spoken(line, "ja")
+    microphone.hear(line, speech)
+    pcm = b"".join(microphone.frames(silence(300) + speech + silence(1000)))
+    events = await vad_events(realtime_emulator, pcm)
+    assert events == ["input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped"]
+
+
+class HeardEngines:
+    """Speech engines whose recognition hears `transcript` (SimpleNamespace-like: only `.stt` is used)."""
+
+    def __init__(self, transcript: Transcript) -> None:
+        self.stt = self
+        self.transcript = transcript
+
+    def transcribe(self, pcm16_16k: bytes, language: str, hint: str | None = None) -> Transcript:
+        return self.transcript
+
+
+@pytest.mark.parametrize(
+    ("heard", "text"),
+    [
+        (Transcript("鈴木さんです。", "ja", 1.0, 0.1, no_speech_prob=0.05, avg_logprob=-0.2), "鈴木さんです。"),
+        (Transcript("受付です。", "ja", 1.0, 0.1, no_speech_prob=0.7, avg_logprob=-0.8), ""),  # noise, made words
+        (Transcript("Reception.", "en", 1.0, 0.1, no_speech_prob=0.2, avg_logprob=-1.4), ""),  # the prompt echoed
+    ],
+)
+async def test_the_reception_brain_transcribes_only_what_whisper_is_sure_is_speech(monkeypatch, heard, text):
+    monkeypatch.setattr("realtime.emulator.reception_brain.legacy_engines", lambda: HeardEngines(heard))
+    brain = build_reception_brain(synthesize=lambda text, lang: tone(300))
+    assert await brain.transcribe(tone(1000), heard.language) == text
+
+
+@pytest.mark.parametrize(
+    ("output", "asked"),
+    [
+        ({"awaiting": "confirmation", "missing": []}, say("confirm_unclear", "ja")),
+        ({"awaiting": "host_name", "missing": ["host_name"]}, say("ask_unclear", "ja", fields="訪問先の担当者名")),
+        ({}, say("ask_unclear", "ja", fields=field_list(list(VISIT_FIELDS), "ja"))),  # before any tool call
+    ],
+)
+async def test_words_the_reception_brain_cannot_use_ask_the_pending_question_again(output, asked):
+    brain = build_reception_brain(transcribe=lambda pcm, language: "", synthesize=lambda text, lang: tone(300))
+    call = {"type": "function_call_output", "call_id": "c", "output": json.dumps(output)}
+    context = BrainContext(items=[call], tools=[], instructions="", language="ja", user_texts=[""])
+    assert await brain.respond(context) == Say(asked)

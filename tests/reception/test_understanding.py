@@ -63,7 +63,17 @@ def rules():
         ("違います", "confirmation", {"answer": False}),
         ("違います、山本です", "confirmation", {"answer": False, "visitor_name": "山本", "is_correction": True}),
         ("えーと", "visitor_name", {"visitor_name": ""}),
+        ("はい、おめがいします。", "visitor_name", {"visitor_name": "", "answer": True}),  # お願いします misheard
         ("ＡＢＣ株式会社の鈴木です", "", {"company_name": "ABC株式会社", "visitor_name": "鈴木"}),
+        # "Not A but B": B goes to the field A names (a host with an honorific or on the staff, a company, a name).
+        (
+            "いいえ、佐藤さんではなく鈴木さんです。",
+            "confirmation",
+            {"host_name": "鈴木", "visitor_name": "", "is_correction": True},
+        ),
+        ("いいえ、佐藤ではなく田中です。", "confirmation", {"host_name": "田中", "visitor_name": ""}),
+        ("山田ではなく山本です", "confirmation", {"visitor_name": "山本", "host_name": ""}),
+        ("株式会社テストじゃなくて株式会社サンプルです", "confirmation", {"company_name": "株式会社サンプル"}),
     ],
 )
 def test_japanese(rules, text, expecting, expected):
@@ -107,6 +117,8 @@ def test_japanese(rules, text, expecting, expected):
         ("Mr. Sato please", "host_name", {"host_name": "Sato"}),
         ("The development one", "host_choice", {"host_department": "The development one"}),
         ("hmm", "visitor_name", {"visitor_name": ""}),
+        ("No, not Ken Sato but Ichiro Tanaka.", "confirmation", {"host_name": "Ichiro Tanaka", "is_correction": True}),
+        ("Not Smith, but Smyth.", "confirmation", {"visitor_name": "Smyth", "host_name": ""}),
     ],
 )
 def test_english(rules, text, expecting, expected):

@@ -136,6 +136,23 @@ def test_names_heard_are_the_expected_visitor_and_staff_with_the_same_reading():
     assert _reconciled("en", visitor_name="Jane Doe").visitor_name == "Jane Doe"
 
 
+@pytest.mark.parametrize(
+    ("heard", "company", "stored"),
+    [
+        ("ヤマトロー", "株式会社テスト", "山田太郎"),  # what Whisper made of 山田太郎 spoken fast
+        ("ヤマだったろう", "株式会社テスト", "山田太郎"),
+        ("山田", "株式会社テスト", "山田"),  # part of the expected name, heard right: kept as said
+        ("イヤマトタロー", "株式会社テスト", "イヤマトタロー"),  # another first sound: not taken for theirs
+        ("山本", "株式会社テスト", "山本"),  # too unlike
+        ("ヤマトロー", "株式会社知らない", "ヤマトロー"),  # nobody expected from that company
+    ],
+)
+def test_a_name_misheard_from_an_expected_company_is_its_expected_visitors(heard, company, stored):
+    assert _reconciled(visitor_name=heard, company_name=company).visitor_name == stored
+    said_before = _reconciled(state={"company_name": company}, visitor_name=heard)  # the company said earlier
+    assert said_before.visitor_name == stored
+
+
 def test_a_reading_shared_by_two_candidates_keeps_what_was_heard():
     staff = [*STAFF, Person(4, "中邑 優", "なかむら ゆう", "Yu Nakamura", "開発部")]
     result = reconcile(Understanding(host_name="仲村"), {}, "ja", staff, APPOINTMENTS)
@@ -144,6 +161,7 @@ def test_a_reading_shared_by_two_candidates_keeps_what_was_heard():
 
 def test_a_time_not_understood_takes_the_hosts_one_appointment():
     assert _reconciled(host_name="鈴木", purpose="充実にお約束").purpose == "10時のお約束"
+    assert _reconciled(host_name="鈴木", purpose="従事にも約束").purpose == "10時のお約束"  # お heard as も
     later = _reconciled(state={"host_name": "鈴木"}, purpose="充実にお約束")
     assert later.purpose == "10時のお約束"
     assert _reconciled("en", host_name="Suzuki", purpose="appointment").purpose == "appointment at 10:00"
@@ -187,6 +205,20 @@ def test_the_misheard_visitor_story_completes(workflow, kiosk, directory):
     assert done.finished and done.visit["status"] == Visit.Status.HOST_NOTIFIED
     visit = Visit.objects.get(session_id="misheard")
     assert visit.appointment_found and visit.company_name == "株式会社さくら精機"
+
+
+@pytest.mark.django_db
+def test_a_corrected_host_brings_the_time_of_their_appointment(workflow, kiosk):
+    """The host and the time misheard (佐藤, 「充実」): the time is first taken from 佐藤's appointment; once the
+    visitor names the right host, the visit stores the time of the appointment found, not the time guessed."""
+    workflow.start("host-corrected", "ja", kiosk.pk)
+    heard = workflow.handle_text("host-corrected", "株式会社テストの山田太郎です。佐藤さんと充実にお約束があります。")
+    assert heard.visit["purpose"] == "14時のお約束"  # John Smith's appointment with 佐藤, the one he has today
+    workflow.handle_text("host-corrected", "いいえ、佐藤さんではなく田中一郎さんです。")
+    done = workflow.handle_text("host-corrected", "はい、お願いします。")
+    assert done.finished and done.visit["status"] == Visit.Status.HOST_NOTIFIED
+    visit = Visit.objects.select_related("host").get(session_id="host-corrected")
+    assert visit.appointment_found and visit.host.name == "田中 一郎" and visit.purpose == "10時のお約束"
 
 
 @pytest.mark.django_db

@@ -20,10 +20,12 @@ from realtime.emulator.audio import silence, tone
 from reception.workflow.prompts import field_list, say
 from speech.audio import KIOSK_SAMPLE_RATE, RECOGNITION_SAMPLE_RATE, resample_pcm16
 from speech.engines import legacy_engines
-from speech.stt import Transcript
+from speech.stt import Transcript, echoes_prompt
 from speech.synthesis_cache import SynthesisCache
 from speech.vad import SpeechPaused, Utterance, UtteranceSegmenter, utterances_in
+from tests.support.corpus import Line
 from tests.support.realtime import FakeKiosk, LoudVAD
+from tests.support.spoken import Microphone, close_voices, spoken
 from voice.hybrid import HybridVoiceManager
 from voice.legacy import LegacyAudioService
 
@@ -345,3 +347,48 @@ async def test_speech_replayed_after_a_fallback_is_answered(monkeypatch):
         await legacy.close()
     visit = kiosk.of_type("visit.updated")[-1]
     assert visit["visitor_name"].replace(" ", "") == "山田太郎" and "鈴木" in visit["host_name"], visit
+
+
+# --- the recognition prompt carried on over a short answer -------------------------------------------------------
+
+STAFF_HINT = "受付です。佐藤健、鈴木花子、田中一郎、田中美咲。お約束、お届け物。"
+
+
+@pytest.mark.parametrize(
+    ("text", "echo"),
+    [
+        ("佐藤健、", True),  # what Whisper made of a short はい in lobby noise, with the staff as its prompt
+        ("佐藤健、鈴木花子、", True),
+        ("佐藤健です。", False),
+        ("佐藤健。", False),  # a bare answer, not the prompt's list
+        ("はい。", False),
+    ],
+)
+def test_words_that_carry_on_the_prompts_list_are_an_echo(text, echo):
+    assert echoes_prompt(text, STAFF_HINT) is echo
+
+
+@pytest.mark.speech
+def test_a_short_answer_in_lobby_noise_is_heard_and_not_the_prompt():
+    line = Line("はい。", 0.85, "high")
+    microphone, speech = Microphone(), spoken(line, "ja")
+    microphone.hear(line, speech)
+    noisy = at_16k(b"".join(microphone.frames(speech)))
+    heard = legacy_engines().stt.transcribe(noisy, "ja", STAFF_HINT)
+    assert heard.text.startswith("はい") and not echoes_prompt(heard.text, STAFF_HINT), heard
+    close_voices()
+
+
+@pytest.mark.speech
+def test_a_quick_yes_over_light_noise_after_a_sentence_is_an_utterance():
+    """A fast 「はい」 has ~200 ms of voice; after a sentence, the VAD's state must not make it less than speech."""
+    segmenter = legacy_engines().new_segmenter(silence_ms=settings.LEGACY_END_OF_SPEECH_SILENCE_MS)
+    microphone, heard = Microphone(), []
+    sentence = "サンプル商事の高橋誠です。佐藤さんと十六時にお約束があります。"
+    for line in (Line(sentence, 1.2, "low"), Line("はい。", 1.2, "low")):
+        speech = spoken(line, "ja")
+        microphone.hear(line, speech)
+        events = segmenter.feed(b"".join(microphone.frames(silence(300) + speech + silence(2000))))  # one stream
+        heard.append(sum(isinstance(event, Utterance) for event in events))
+    assert heard == [1, 1]
+    close_voices()
