@@ -18,14 +18,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.support.worker_death import kill_a_worker
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "reception_project.settings")
+os.environ.setdefault("DJANGO_SECRET_KEY", "benchmark")
+import django
+
+django.setup()  # the upstream emulator runs in this process, with the reception workflow
+
+from tests.support.worker_death import kill_a_worker  # noqa: E402
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=50)
     options = parser.parse_args()
-    os.environ.setdefault("DJANGO_SECRET_KEY", "benchmark")
     with tempfile.TemporaryDirectory() as directory:
         result = asyncio.run(kill_a_worker(options.sessions, Path(directory)))
     print(json.dumps(result, indent=2, ensure_ascii=False))
