@@ -36,9 +36,10 @@ import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from realtime.client import APPEND_PREFIX
 from tests.load_test_realtime import cpu_seconds, create_kiosks, upstream_stats, wait_until_settled
 from tests.support.live_server import REPO, LiveServer, free_port, throwaway_database, wait_for_port
-from tests.support.load_upstream import APPEND_PREFIX, FRAME_BYTES, percentiles, stamp, stamp_age_ms
+from tests.support.load_upstream import FRAME_BYTES, percentiles, stamp, stamp_age_ms
 
 SILENCE = bytes(FRAME_BYTES)
 SPEECH = [(b"\x00\x20\x00\xe0" * (FRAME_BYTES // 4)) for _ in range(40)]  # 0.8 s of a loud square wave

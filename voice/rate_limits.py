@@ -10,7 +10,7 @@ close it with 4429, and for `KIOSK_RATE_FLOOD_WINDOW_SECONDS` after that the kio
 refused at the handshake (HTTP 403): an open socket would let a flooder fill the server with frames it must
 still read, even after the close.
 Every refusal is counted (`metrics.refusals`, exported to Prometheus). Frames and audio are taken from the
-shared counter a tenth of their limit at a time (`SharedBudget`), not one round trip per frame.
+shared counter 200 ms of real-time streaming at a time (`SharedBudget`), not one round trip per frame.
 
 Concurrent connections per kiosk: the newest win. Each connection announces itself to the kiosk's group
 on the channel layer; a connection that sees `KIOSK_MAX_CONNECTIONS_PER_KIOSK` newer live ones closes
@@ -40,6 +40,9 @@ from .protocol import ProtocolError
 CLOSE_FLOODING = 4429
 CLOSE_REPLACED = 4409
 PCM16_BYTES_PER_SECOND = 48_000  # 24 kHz mono
+# What a kiosk streaming at real-time pace spends in 200 ms: taken from the shared counter at a time (SharedBudget).
+BULK_FRAMES = 10  # 20 ms frames
+BULK_AUDIO_BYTES = PCM16_BYTES_PER_SECOND // 5
 
 STALL_SECONDS = 0.25  # a connection that could not read for longer finds the frames of that time queued
 _storages: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Storage] = weakref.WeakKeyDictionary()
@@ -137,15 +140,18 @@ class Limits:
 
 
 class SharedBudget:
-    """One kiosk's budget on the shared counter, taken ahead a tenth of the limit at a time and spent here.
+    """One kiosk's budget on the shared counter, taken ahead in bulks and spent here.
 
     Over Redis a hit is a round trip that costs this process ~0.1 ms of CPU; two per frame took half a core at 50
-    sessions. A connection holds at most a tenth of the limit unspent, so the limit holds to that tenth; once a
-    bulk is refused (near the limit) each frame is hit on its own, exactly."""
+    sessions. A bulk is `most_ahead` (what a kiosk streaming at real-time pace spends in 200 ms), and never more
+    than a tenth of the limit, so a connection holds little unspent when it closes and the limit holds to that;
+    once a bulk is refused (near the limit) each frame is hit on its own, exactly."""
 
-    def __init__(self, limiter: SlidingWindowCounterRateLimiter, item: RateLimitItem, namespace: str) -> None:
+    def __init__(
+        self, limiter: SlidingWindowCounterRateLimiter, item: RateLimitItem, namespace: str, most_ahead: int
+    ) -> None:
         self.limiter, self.item, self.namespace = limiter, item, namespace
-        self.bulk = max(1, item.amount // 10)
+        self.bulk = max(1, min(most_ahead, item.amount // 10))
         self.unspent = 0
 
     async def spend(self, key: str, cost: int = 1) -> bool:
@@ -180,8 +186,8 @@ class KioskRateLimits:
         self._stalls_seen = self.loop_watch.stalls
         storage = storage or shared_storage()
         self.limiter = SlidingWindowCounterRateLimiter(storage)
-        self.frames = SharedBudget(self.limiter, self.limits.messages, "kiosk-messages")
-        self.audio_budget = SharedBudget(self.limiter, self.limits.audio_bytes, "kiosk-audio")
+        self.frames = SharedBudget(self.limiter, self.limits.messages, "kiosk-messages", BULK_FRAMES)
+        self.audio_budget = SharedBudget(self.limiter, self.limits.audio_bytes, "kiosk-audio", BULK_AUDIO_BYTES)
         self.lockout = MovingWindowRateLimiter(storage)  # exact: from the 4429 on, for the whole window
         self.kiosk_key = ""
         self._uncounted: Counter[str] = Counter()

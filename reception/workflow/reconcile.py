@@ -21,6 +21,7 @@ from .times import APPOINTMENT_STATEMENT, appointment_purpose, spoken_time, star
 from .understanding import Understanding, is_polite_only
 
 _PARTS = re.compile(r"[\s\u3000・]+")
+_KANJI_ONLY = re.compile(r"[\u4e00-\u9fff々]+")  # a name heard as one: recognition wrote a name, not sounds
 SOUNDS_ALIKE = 0.6  # difflib ratio of two readings above which a misheard name is taken for the expected one
 # An appointment and nothing else, its time perhaps misheard: 「充実にお約束」, 「従事にも約束」 (お heard as も),
 # "my appointment".
@@ -64,8 +65,14 @@ def _expected_from(heard: str, company: str, appointments: Sequence[Person]) -> 
     first sound and most of the rest (ヤマトロー, ヤマだったろう for 山田 太郎); else `heard`."""
     key = company_key(company)
     theirs = [a for a in appointments if key and company_key(a.department) == key]
-    if len(theirs) != 1 or heard.isascii() or _PARTS.sub("", heard) in _PARTS.sub("", theirs[0].name):
-        return heard  # another's name, or part of theirs heard right (山田 of 山田 太郎)
+    spelled = _PARTS.sub("", heard)
+    if (
+        len(theirs) != 1
+        or heard.isascii()
+        or _KANJI_ONLY.fullmatch(spelled)
+        or spelled in _PARTS.sub("", theirs[0].name)
+    ):
+        return heard  # another's name written out (山田 次郎, a correction), or part of theirs heard right (山田)
     said, expected = _sound(heard), _sound(theirs[0].name)
     alike = said[:1] == expected[:1] and SequenceMatcher(None, said, expected).ratio() >= SOUNDS_ALIKE
     return _PARTS.sub("", theirs[0].name) if alike else heard

@@ -144,6 +144,7 @@ def test_names_heard_are_the_expected_visitor_and_staff_with_the_same_reading():
         ("山田", "株式会社テスト", "山田"),  # part of the expected name, heard right: kept as said
         ("イヤマトタロー", "株式会社テスト", "イヤマトタロー"),  # another first sound: not taken for theirs
         ("山本", "株式会社テスト", "山本"),  # too unlike
+        ("山田次郎", "株式会社テスト", "山田次郎"),  # a name written out (a correction): recognition heard a name
         ("ヤマトロー", "株式会社知らない", "ヤマトロー"),  # nobody expected from that company
     ],
 )

@@ -12,11 +12,11 @@ from http import HTTPStatus
 from typing import Any
 
 from realtime.bridge import text_to_say
+from realtime.client import APPEND_PREFIX
 from realtime.emulator import Brain, BrainContext, CallFunction, EmulatorServer, Say
 from realtime.emulator.audio import speech_for_text
 from realtime.emulator.server import EmulatorSession, _json_response
 from tests.support.load_upstream import (
-    APPEND_PREFIX,
     CALLS,
     SCRIPT,
     STAMP_BYTES,

@@ -29,7 +29,6 @@ FRAME_BYTES = 960  # 20 ms of PCM16 24 kHz, as the kiosk page sends it
 STAMP_BYTES = 12  # six samples carrying 8 bits each of the send time (µs of the monotonic clock): inaudible
 _MASK = (1 << 48) - 1
 _STAMP = struct.Struct("<6h")
-APPEND_PREFIX = '{"type":"input_audio_buffer.append","audio":"'  # how the server's RealtimeClient frames an append
 STATS_PATH = "/stats"
 
 # The visitor's lines, in order, with the call a model would make for each (the workflow answers them).

@@ -79,7 +79,7 @@ async def ride_out(kiosk: Kiosk, fleet: Fleet, killed_at: float) -> None:
     """Wait for the socket to close (the kiosk was on the killed worker) or for the kill to be over; a cut kiosk
     reconnects and resumes; then every kiosk takes its next turn."""
     try:
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(3):  # a killed worker's sockets close at once (the kernel resets them)
             await kiosk.ws.wait_closed()
         kiosk.cut = True
     except TimeoutError:

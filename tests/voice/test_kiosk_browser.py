@@ -67,7 +67,11 @@ def test_the_page_forgets_a_visitor_who_walked_away_and_starts_fresh(tmp_path):
 
     wav = tmp_path / "silence.wav"
     write_wav(wav, bytes(24000 * 2))
-    with demo_server(tmp_path, KIOSK_IDLE_TIMEOUT_SECONDS="2") as server, sync_playwright() as playwright:
+    # Typed lines: the speech models load at first use (the greeting's voice), not all of them up front.
+    with (
+        demo_server(tmp_path, KIOSK_IDLE_TIMEOUT_SECONDS="2", SPEECH_WARM_UP="false") as server,
+        sync_playwright() as playwright,
+    ):
         browser = launch_chromium(playwright, wav)
         try:
             page = open_paired_kiosk(browser, server)
@@ -103,7 +107,7 @@ def test_a_finished_visit_offers_the_one_tap_rating_and_keeps_it(tmp_path):
 
     wav = tmp_path / "silence.wav"
     write_wav(wav, bytes(24000 * 2))
-    with demo_server(tmp_path) as server, sync_playwright() as playwright:
+    with demo_server(tmp_path, SPEECH_WARM_UP="false") as server, sync_playwright() as playwright:  # typed lines
         browser = launch_chromium(playwright, wav)
         try:
             page = open_paired_kiosk(browser, server)

@@ -382,14 +382,27 @@ async def test_a_streaming_kiosk_reaches_the_shared_counter_once_in_ten_frames(s
     for _ in range(90):  # 1.8 s of the microphone, read at once (within both limits)
         await limits.message()
         await limits.audio(len(frame))
-    # Frames: a tenth of 100 a second per hit. Audio: a tenth of 1.5 x 48,000 bytes a second over 2 s, 15 frames.
-    assert storage.hits == 90 // 10 + 90 // 15
+    # 200 ms of real-time streaming per hit: ten frames, and their 9,600 bytes of audio.
+    assert storage.hits == 90 // 10 + 90 // 10
+
+
+async def test_connections_that_come_and_go_do_not_use_up_a_budget_they_never_spent(settings):
+    settings.KIOSK_RATE_MESSAGES_PER_SECOND = 1000
+    storage = MemoryStorage()
+    for _ in range(30):  # a kiosk reconnecting: each connection reads one frame and closes
+        limits = KioskRateLimits(storage=storage)
+        limits.kiosk_key = "reconnecting-kiosk"
+        await limits.message()
+    # Thirty bulks of 200 ms of frames are counted (300 of 1,000): the next connection is not refused.
+    limits = KioskRateLimits(storage=storage)
+    limits.kiosk_key = "reconnecting-kiosk"
+    await limits.message()
 
 
 async def test_budgets_taken_ahead_hold_the_limit_to_a_tenth_and_refuse_exactly_at_it():
     limiter = SlidingWindowCounterRateLimiter(MemoryStorage())
     limit = RateLimitItemPerSecond(100)
-    first, second = SharedBudget(limiter, limit, "frames"), SharedBudget(limiter, limit, "frames")
+    first, second = SharedBudget(limiter, limit, "frames", 50), SharedBudget(limiter, limit, "frames", 50)
     assert await first.spend("kiosk") and first.unspent == 9  # a tenth taken, one frame of it spent
     admitted = 0
     while await second.spend("kiosk"):
