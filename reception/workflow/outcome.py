@@ -231,7 +231,7 @@ def notify(state: ReceptionState) -> Command:
     found = bool(state.get("appointment_found"))
     queued = notify_in_background(visit, host, "appointment" if found else "no_appointment")
     label = _host_label(host, language)
-    if queued is not None and queued.recipient_id == host.pk:
+    if queued is not None and host is not None and queued.recipient_id == host.pk:
         return _finish({"host_notified": True}, _host_notified_reply(state, visit, label), Visit.Status.HOST_NOTIFIED)
     key = "host_unreachable" if queued is not None else "nobody_reachable"
     reply = say(key, language, host=label, place=_kiosk_place(visit))
