@@ -30,6 +30,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATE = Path(__file__).with_name("nginx.conf.template")
 READY_TIMEOUT_SECONDS = 180.0
+# nginx leaves a worker that failed a request alone this long (max_fails=1): a rolling restart waits as long after
+# each worker is ready again, or nginx would still count it out while the next one restarts, and answer 502.
+NGINX_FAIL_TIMEOUT_SECONDS = 5
 STOP_TIMEOUT_SECONDS = 10.0
 WORKER_PORT_BASE = 8001  # worker i (1..N) on 127.0.0.1:8000+i; the systemd units use the same ports
 ASGI_APPLICATION = "reception_project.asgi:application"
@@ -185,7 +188,8 @@ def make_certificate(run_dir: Path, host: str) -> None:
 
 
 def write_nginx_conf(run_dir: Path, host: str, port: int, workers: list[Worker]) -> Path:
-    servers = "\n".join(f"        server 127.0.0.1:{w.port} max_fails=1 fail_timeout=5s;" for w in workers)
+    fail = f"max_fails=1 fail_timeout={NGINX_FAIL_TIMEOUT_SECONDS}s"
+    servers = "\n".join(f"        server 127.0.0.1:{w.port} {fail};" for w in workers)
     text = TEMPLATE.read_text()
     for name, value in {"RUN_DIR": str(run_dir), "HOST": host, "PORT": str(port), "UPSTREAM_SERVERS": servers}.items():
         text = text.replace(f"@{name}@", value)
@@ -211,14 +215,17 @@ def on_signal(signum: int, _frame: object) -> None:
 
 
 def rolling_restart(workers: list[Worker]) -> None:
-    """One worker at a time, the next only once the new one is ready: the others serve meanwhile."""
-    for worker in workers:
+    """One worker at a time, the next only once the new one is ready and nginx sends to it again: the others serve
+    meanwhile."""
+    for number, worker in enumerate(workers, 1):
         log(f"restarting worker {worker.number} (127.0.0.1:{worker.port})")
         try:
             worker.restart()
         except RuntimeError as exc:
             log(f"{exc}; the other workers keep their processes")
             return
+        if number < len(workers):
+            time.sleep(NGINX_FAIL_TIMEOUT_SECONDS)
     log("every worker restarted")
 
 
