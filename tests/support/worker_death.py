@@ -21,6 +21,7 @@ from pathlib import Path
 import websockets
 
 from tests.load_test_realtime import create_kiosks
+from tests.support.load_upstream import percentiles
 from tests.support.realtime import realtime_everywhere
 from tests.support.serve_fleet import Fleet, serving
 
@@ -123,16 +124,12 @@ async def kill_a_worker(sessions: int, directory: Path) -> dict:
 
 
 def summary(kiosks: list[Kiosk]) -> dict:
-    times = sorted(kiosk.resumed_after for kiosk in kiosks if kiosk.resumed_after is not None)
-
-    def percentile(fraction: float) -> float | None:
-        return round(times[min(len(times) - 1, int(fraction * len(times)))], 3) if times else None
-
+    times = [kiosk.resumed_after for kiosk in kiosks if kiosk.resumed_after is not None]
     return {
         "sessions": len(kiosks),
         "cut": sum(kiosk.cut for kiosk in kiosks),
         "resumed": len(times),
-        "reconnect_s": {"p50": percentile(0.5), "p95": percentile(0.95), "max": times[-1] if times else None},
+        "reconnect_s": {**percentiles(times), "max": max(times, default=None)},
         "decisions_kept": all(not any("decision" in p for p in kiosk.problems) for kiosk in kiosks),
         "problems": {kiosk.session_id: kiosk.problems for kiosk in kiosks if kiosk.problems},
     }
