@@ -33,7 +33,7 @@ if not SECRET_KEY:
         "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`); `make run` creates data/secret_key."
     )
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
-ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 # Production behind a TLS-terminating proxy that sets X-Forwarded-Proto (docs/security.md): HTTPS only,
@@ -210,7 +210,7 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 # before (or without) collectstatic, e.g. the test servers.
 WHITENOISE_USE_FINDERS = True
 
-# OpenAI and the voice paths (contract section 2).
+# OpenAI and the voice paths.
 OPENAI_API_KEY = env("OPENAI_API_KEY", default="")
 OPENAI_BASE_URL = env("OPENAI_BASE_URL", default="https://api.openai.com/v1")
 OPENAI_CHAT_MODEL = env("OPENAI_CHAT_MODEL", default="gpt-4o-mini")

@@ -74,6 +74,11 @@ async def until(condition, within: float = WAIT) -> None:
             await asyncio.sleep(0.01)
 
 
+async def settled(service: LegacyAudioService) -> None:
+    """Until every turn the service started has answered or given up, and nothing plays."""
+    await until(lambda: not service._tasks and (service._playback is None or service._playback.done()))
+
+
 async def session(monkeypatch, engines, session_id: str, *, named: bool = True, speak: bool = False):
     """A Legacy session on `engines`, greeted and (if `named`) told the visitor's name by typing."""
     monkeypatch.setattr("voice.legacy.legacy_engines", lambda: engines)
@@ -121,7 +126,7 @@ async def test_a_replayed_recording_without_speech_is_not_transcribed(monkeypatc
     service, kiosk = await session(monkeypatch, engines, "replay-silence")
     try:
         assert await service.answer_recording(silence(1500)) is False
-        await asyncio.sleep(0.2)
+        await settled(service)
     finally:
         await service.close()
     assert engines.heard == []
@@ -140,7 +145,7 @@ async def test_unclear_words_ask_again_once_and_leave_the_visit(monkeypatch, hea
         await kiosk.wait_for("response.done", count=3, within=WAIT)
         assert await service.answer_recording(tone(1000))  # unclear again: not asked a third time
         await until(lambda: len(engines.heard) == 2)
-        await asyncio.sleep(0.2)
+        await settled(service)
     finally:
         await service.close()
     assert not kiosk.of_type("transcript", role="visitor", text=heard.text)
@@ -194,7 +199,7 @@ async def test_speech_after_the_pause_discards_the_early_recognition(monkeypatch
         await until(lambda: len(engines.heard) == 1)
         await feed(service, tone(800) + silence(800))
         await kiosk.wait_for("response.done", count=2, within=WAIT)
-        await asyncio.sleep(0.2)
+        await settled(service)
     finally:
         await service.close()
     assert len(engines.heard) == 2 and len(engines.heard[1]) > len(engines.heard[0])
@@ -222,8 +227,7 @@ async def test_one_early_recognition_at_a_time(monkeypatch):
         await feed(service, tone(800) + silence(300))
         await until(lambda: len(engines.heard) == 1)
         await feed(service, tone(800) + silence(300))  # a second pause while the first guess still decodes
-        await asyncio.sleep(0.3)
-        assert len(engines.heard) == 1
+        assert len(service._tasks) == 1 and len(engines.heard) == 1  # no second recognition was started
         engines.release.set()
         await feed(service, silence(600))
         await kiosk.wait_for("response.done", count=2, within=WAIT)
@@ -323,7 +327,7 @@ async def test_noise_replayed_after_a_fallback_never_changes_the_visit(monkeypat
         await manager._answer_what_was_left(left, legacy)
         await legacy.handle_text(HOST_TURN)  # answered after anything the noise could have started
         await kiosk.wait_for("response.done", count=3, within=90)
-        await asyncio.sleep(0.5)
+        await settled(legacy)
     finally:
         await legacy.close()
     assert [m["text"] for m in kiosk.of_type("transcript", role="visitor")] == [NAME_TURN, HOST_TURN]
