@@ -2,7 +2,8 @@
 
 Speech recognition mishears names it has never seen: 株式会社さくら精機 as 「株式会社作ら星期」, 中村 as 仲村, and
 times: 「十時」 as 「充実」. A visitor's name or company heard is replaced by an expected visitor's when it may be read
-the same and exactly one of them reads so; a host's name likewise with the staff; an appointment stated without a
+the same and exactly one of them reads so; a host's name likewise with the staff, and a host's name that fits several
+(two 田中, "the Kiro Tanaka") is the one this visitor has an appointment with today; an appointment stated without a
 time understood takes the time of the named host's one appointment today. Polite words never fill a field.
 """
 
@@ -88,6 +89,25 @@ def _company(heard: str, appointments: Sequence[Person]) -> str:
     return fitting.pop() if len(fitting) == 1 else heard
 
 
+def _their_host(heard: str, visitor: str, company: str, language: str, staff: Sequence[Person], appointments) -> str:
+    """The staff member `heard` names, when it fits several and exactly one of them expects this visitor (by name
+    or company) today: written in full (in Latin letters for English); else `heard`."""
+    fitting = {p.id: p for p in match_name(heard, staff).candidates}
+    if len(fitting) < 2 or not (visitor or company):
+        return heard
+    name, key = _PARTS.sub("", visitor), company_key(company)
+    hosts = {
+        a.extra.get("host_id")
+        for a in appointments
+        if a.extra.get("host_id") in fitting
+        and ((name and name in _PARTS.sub("", a.name)) or (key and company_key(a.department) == key))
+    }
+    if len(hosts) != 1:
+        return heard
+    host = fitting[hosts.pop()]
+    return host.romaji if language == "en" and host.romaji else _PARTS.sub("", host.name)
+
+
 def _purpose(
     purpose: str, host_name: str, language: str, staff: Sequence[Person], appointments: Sequence[Person]
 ) -> str:
@@ -121,6 +141,9 @@ def reconcile(
         u.visitor_name = _expected_from(u.visitor_name, company, appointments)
     if u.host_name:
         u.host_name = _by_reading(u.host_name, [f for p in staff for f in _forms(p.name, p.reading)])
+        visitor = u.visitor_name or state.get("visitor_name") or ""
+        company = u.company_name or state.get("company_name") or ""
+        u.host_name = _their_host(u.host_name, visitor, company, language, staff, appointments)
     if u.purpose:
         host = u.host_name or state.get("host_name") or ""
         u.purpose = _purpose(u.purpose, host, language, staff, appointments)

@@ -241,3 +241,29 @@ def test_todays_visitors_and_companies_join_the_staff_in_the_recognition_vocabul
     appointments["smith"].end -= timedelta(days=2)
     appointments["smith"].save()
     assert "John Smith" not in recognition_vocabulary("en")
+
+
+TANAKAS = [
+    Person(11, "田中 一郎", "たなか いちろう", "Ichiro Tanaka", "営業部"),
+    Person(12, "田中 美咲", "たなか みさき", "Misaki Tanaka", "人事部"),
+]
+EXPECTING = [
+    _appointment(21, "John Smith", "Acme Corp", 11, 14),
+    _appointment(22, "山田 太郎", "株式会社テスト", 12, 10),
+]
+
+
+@pytest.mark.parametrize(
+    ("language", "state", "heard", "stored"),
+    [
+        ("en", {"visitor_name": "John Smith", "company_name": "Acme Corp"}, "Tanaka", "Ichiro Tanaka"),
+        ("en", {"company_name": "Acme Corp"}, "the Kiro Tanaka", "Ichiro Tanaka"),  # Whisper's "Ichiro Tanaka"
+        ("ja", {"visitor_name": "山田"}, "田中", "田中美咲"),  # part of the expected visitor's name
+        ("ja", {}, "田中", "田中"),  # nobody known yet: which 田中 is not guessed
+        ("ja", {"company_name": "サンプル商事"}, "田中", "田中"),  # not expected by either
+        ("en", {"visitor_name": "John Smith"}, "Misaki Tanaka", "Misaki Tanaka"),  # one named: as said
+    ],
+)
+def test_a_host_name_several_staff_share_is_the_one_expecting_this_visitor(language, state, heard, stored):
+    heard_host = Understanding(host_name=heard)
+    assert reconcile(heard_host, state, language, TANAKAS, EXPECTING).host_name == stored
