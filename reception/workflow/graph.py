@@ -99,9 +99,10 @@ def _read(given: dict, state: ReceptionState, understanding: LanguageUnderstandi
     if kind == "confirm":
         u = Understanding(answer=bool(given.get("confirmed")))
         return u, f"[confirm_visitor_info] confirmed={u.answer}"
-    if kind == "delivery":
+    if kind == "delivery":  # a report of a delivery also says no to a read-back of a visit
         signature = bool(given.get("needs_signature"))
         u = Understanding(
+            answer=False,
             visitor_type=Visit.VisitorType.DELIVERY,
             needs_signature=signature,
             company_name=str(given.get("company_name") or "").strip(),
@@ -189,8 +190,10 @@ def ask_confirm(state: ReceptionState) -> Command:
 def confirm(state: ReceptionState) -> Command:
     """はい → check; いいえ → collect again; a direct correction → confirm the new details."""
     u = understood(state)
+    if u.visitor_type == Visit.VisitorType.DELIVERY and u.answer is not False:
+        u = Understanding()  # a lone 「お届け物」 heard at the read-back is words misheard, not another kind of visit
     changed = _changes(state, u)
-    if u.visitor_type == Visit.VisitorType.DELIVERY:
+    if u.visitor_type == Visit.VisitorType.DELIVERY:  # 「いいえ、お届け物です」, or the model's report_delivery
         return Command(
             goto="delivery",
             update={**changed, "visitor_type": u.visitor_type, "needs_signature": u.needs_signature},

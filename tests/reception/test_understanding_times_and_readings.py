@@ -267,3 +267,15 @@ EXPECTING = [
 def test_a_host_name_several_staff_share_is_the_one_expecting_this_visitor(language, state, heard, stored):
     heard_host = Understanding(host_name=heard)
     assert reconcile(heard_host, state, language, TANAKAS, EXPECTING).host_name == stored
+
+
+def test_a_lone_delivery_word_at_the_read_back_changes_no_visit(workflow, kiosk, directory):
+    """「はい、お願いします」 in loud noise came out as 「お届け物。」 and made the visitor a delivery."""
+    workflow.start("not-a-parcel", "ja", kiosk.pk)
+    read_back = workflow.handle_text("not-a-parcel", "株式会社テストの山田太郎です。佐藤さんと十時にお約束があります。")
+    assert read_back.visit["status"] == Visit.Status.CONFIRMING
+    misheard = workflow.handle_text("not-a-parcel", "お届け物。")
+    assert misheard.visit == read_back.visit  # asked again, nothing changed
+    assert "「はい」" in misheard.reply
+    said_so = workflow.handle_text("not-a-parcel", "いいえ、お届け物です。")
+    assert said_so.visit["visitor_type"] == Visit.VisitorType.DELIVERY
