@@ -36,6 +36,9 @@ _WORD = re.compile(r"\w+")
 JA_LEGAL_FORMS = r"株式会社|有限会社|合同会社|\(株\)|\(有\)"
 _LEGAL_FORMS = re.compile(rf"{JA_LEGAL_FORMS}|inc\.?|corp\.?|co\.?,? ltd\.?|\s", re.IGNORECASE)
 
+# The carriers a delivery most often comes from, as they call themselves at the door.
+JA_CARRIERS = ("ヤマト運輸", "佐川急便", "日本郵便", "西濃運輸", "福山通運", "アマゾン")
+
 EXACT = 100.0
 PARTIAL = 92.0
 FUZZY_THRESHOLD = 82.0

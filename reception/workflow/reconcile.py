@@ -4,7 +4,8 @@ Speech recognition mishears names it has never seen: 株式会社さくら精機
 times: 「十時」 as 「充実」. A visitor's name or company heard is replaced by an expected visitor's when it may be read
 the same and exactly one of them reads so; a host's name likewise with the staff, and a host's name that fits several
 (two 田中, "the Kiro Tanaka") is the one this visitor has an appointment with today; an appointment stated without a
-time understood takes the time of the named host's one appointment today. Polite words never fill a field.
+time understood takes the time of the named host's one appointment today; a delivery's carrier heard as a name
+(佐藤救便) is the carrier it sounds like. Polite words never fill a field.
 """
 
 from __future__ import annotations
@@ -15,7 +16,16 @@ from dataclasses import replace
 from difflib import SequenceMatcher
 from functools import lru_cache
 
-from .names import Person, company_key, match_name, reading_of, reads_as, staff_directory, todays_appointments
+from .names import (
+    JA_CARRIERS,
+    Person,
+    company_key,
+    match_name,
+    reading_of,
+    reads_as,
+    staff_directory,
+    todays_appointments,
+)
 from .prompts import say
 from .state import ReceptionState
 from .times import APPOINTMENT_STATEMENT, appointment_purpose, spoken_time, starts_at
@@ -24,6 +34,7 @@ from .understanding import Understanding, is_polite_only
 _PARTS = re.compile(r"[\s\u3000・]+")
 _KANJI_ONLY = re.compile(r"[\u4e00-\u9fff々]+")  # a name heard as one: recognition wrote a name, not sounds
 SOUNDS_ALIKE = 0.6  # difflib ratio of two readings above which a misheard name is taken for the expected one
+CARRIER_ALIKE = 0.5  # the same for a carrier's name: only ever heard from a delivery, and only a few to tell apart
 # An appointment and nothing else, its time perhaps misheard: 「充実にお約束」, 「従事にも約束」 (お heard as も),
 # "my appointment".
 _ONLY_AN_APPOINTMENT = re.compile(
@@ -108,6 +119,14 @@ def _their_host(heard: str, visitor: str, company: str, language: str, staff: Se
     return host.romaji if language == "en" and host.romaji else _PARTS.sub("", host.name)
 
 
+def _carrier(heard: str) -> str:
+    """The carrier a delivery's name heard sounds most like (佐藤救便 → 佐川急便, 山東郵 → ヤマト運輸), if one does."""
+    said = reading_of(heard)
+    alike = sorted((SequenceMatcher(None, said, reading_of(c)).ratio(), c) for c in JA_CARRIERS)
+    (second, _), (best, carrier) = alike[-2:]
+    return carrier if best >= CARRIER_ALIKE and best > second else ""
+
+
 def _purpose(
     purpose: str, host_name: str, language: str, staff: Sequence[Person], appointments: Sequence[Person]
 ) -> str:
@@ -135,6 +154,9 @@ def reconcile(
             setattr(u, name, "")
     if u.company_name:
         u.company_name = _company(u.company_name, appointments)
+    elif u.visitor_type == "delivery" and u.visitor_name and language == "ja":  # the carrier heard as a name
+        u.company_name = _carrier(u.visitor_name)
+        u.visitor_name = "" if u.company_name else u.visitor_name
     if u.visitor_name:
         u.visitor_name = _by_reading(u.visitor_name, [f for a in appointments for f in _forms(a.name)])
         company = u.company_name or state.get("company_name") or ""

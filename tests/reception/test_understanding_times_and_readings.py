@@ -3,6 +3,7 @@ with today's appointments and the staff directory (Japanese and English)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, time, timedelta
 
 import pytest
@@ -279,3 +280,19 @@ def test_a_lone_delivery_word_at_the_read_back_changes_no_visit(workflow, kiosk,
     assert "「はい」" in misheard.reply
     said_so = workflow.handle_text("not-a-parcel", "いいえ、お届け物です。")
     assert said_so.visit["visitor_type"] == Visit.VisitorType.DELIVERY
+
+
+@pytest.mark.parametrize(
+    ("heard", "company", "visitor"),
+    [
+        ("山東郵", "ヤマト運輸", ""),  # ヤマト運輸 in loud noise, taken for a name
+        ("佐藤救便", "佐川急便", ""),
+        ("西農運輸", "西濃運輸", ""),
+        ("山田", "", "山田"),  # a courier who gives their own name: no carrier is guessed
+    ],
+)
+def test_a_delivery_names_the_carrier_its_name_heard_sounds_like(heard, company, visitor):
+    delivery = Understanding(visitor_name=heard, visitor_type=Visit.VisitorType.DELIVERY, purpose="お届け物")
+    reconciled = reconcile(delivery, {}, "ja", STAFF, APPOINTMENTS)
+    assert (reconciled.company_name, reconciled.visitor_name) == (company, visitor)
+    assert reconcile(replace(delivery, visitor_type=""), {}, "ja", STAFF, APPOINTMENTS).company_name == ""
