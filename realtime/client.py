@@ -32,6 +32,7 @@ from .errors import (
     upstream_error,
 )
 from .redact import redacted_logger
+from .voices import DEFAULT_REALTIME_VOICE
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ class RealtimeClient:
         model: str = "gpt-realtime",
         base_url: str = "wss://api.openai.com/v1",
         instructions: str = "",
-        voice: str = "marin",
+        voice: str = DEFAULT_REALTIME_VOICE,
         tools: Sequence[dict[str, Any]] = (),
         tool_choice: str | dict[str, Any] = "auto",
         language: str | None = "ja",
