@@ -434,10 +434,12 @@ def session_config(
 
 
 def settings_client_factory(**options: Any) -> RealtimeClient:
-    """A RealtimeClient for REALTIME_API_URL / OPENAI_API_KEY / REALTIME_MODEL (the emulator key without a key)."""
+    """A RealtimeClient for REALTIME_API_URL / OPENAI_API_KEY / REALTIME_MODEL (the emulator key without a key),
+    speaking with REALTIME_VOICE unless `options` name another `voice` (a kiosk's own)."""
     url = settings.REALTIME_API_URL
     if not url:
         raise RealtimeConnectionError("REALTIME_API_URL is not configured", reason="refused", retryable=False)
+    options.setdefault("voice", settings.REALTIME_VOICE)
     return RealtimeClient(
         api_key=settings.OPENAI_API_KEY or EMULATOR_API_KEY,
         model=settings.REALTIME_MODEL,

@@ -198,10 +198,12 @@ def _local_engines(
 
 
 def legacy_engines() -> SpeechEngines:
-    """The process's speech engines, as the settings choose them (local unless a key is set)."""
+    """The process's speech engines, as the settings choose them (local unless a key is set), speaking the local
+    voices of LEGACY_VOICE_JA and LEGACY_VOICE_EN unless a session chooses others."""
     return get_speech_engines(
         settings.LEGACY_ENGINES,
         whisper_dir=settings.WHISPER_MODEL_DIR,
         openai_api_key=settings.OPENAI_API_KEY or None,
         openai_base_url=settings.OPENAI_BASE_URL,
+        voices={"ja": settings.LEGACY_VOICE_JA, "en": settings.LEGACY_VOICE_EN},
     )
