@@ -1,13 +1,16 @@
 """A kiosk's own voices: chosen in the admin among the valid ones only, saved with a reason, blank meaning the
-setting's."""
+setting's; a choice no longer offered is not used."""
 
 from __future__ import annotations
+
+import logging
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from realtime.voices import REALTIME_VOICES
+from reception.kiosk_voices import KioskVoices, kiosk_voices
 
 pytestmark = pytest.mark.django_db
 
@@ -89,3 +92,23 @@ def test_a_voice_that_is_not_offered_is_refused(staff, kiosk, field, value):
     assert list(response.context["adminform"].form.errors) == [field]
     kiosk.refresh_from_db()
     assert getattr(kiosk, field) == ""
+
+
+def test_a_blank_choice_is_the_settings_voice_and_a_kiosks_own_wins(kiosk, settings):
+    settings.REALTIME_VOICE = "ash"
+    assert kiosk_voices(kiosk.pk) == KioskVoices("ash", {"ja": "mei_normal", "en": "en_US-joe-medium"})
+    assert kiosk_voices(None) == kiosk_voices(kiosk.pk)
+    kiosk.realtime_voice = "cedar"
+    kiosk.save()
+    assert kiosk_voices(kiosk.pk).realtime == "cedar"
+
+
+def test_a_choice_no_longer_offered_falls_back_to_the_setting_with_a_warning(kiosk, settings, caplog):
+    kiosk.realtime_voice, kiosk.legacy_voice_en = "cedar", "en_US-retired-voice"
+    kiosk.save()
+    settings.REALTIME_VOICE_CHOICES = ("marin", "ash")  # a later release without cedar
+    with caplog.at_level(logging.WARNING, logger="reception.kiosk_voices"):
+        voices = kiosk_voices(kiosk.pk)
+    assert voices == KioskVoices(settings.REALTIME_VOICE, {"ja": "mei_normal", "en": "en_US-joe-medium"})
+    warned = " ".join(record.getMessage() for record in caplog.records)
+    assert "'cedar' is no longer offered" in warned and "'en_US-retired-voice' is no longer offered" in warned
