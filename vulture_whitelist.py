@@ -11,6 +11,9 @@ _.attempts
 # Named in a setting (REALTIME_EMULATOR_BRAIN) and imported from that string.
 build_reception_brain
 
+# Called by the settings module (not scanned: reception_project/settings.py) to check REALTIME_VOICE at start-up.
+check_realtime_voice
+
 # The emulator is the test double of the Realtime service: tests observe it through these.
 _.handshakes
 _.wait_for_session

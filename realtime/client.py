@@ -32,6 +32,7 @@ from .errors import (
     upstream_error,
 )
 from .redact import redacted_logger
+from .voices import DEFAULT_REALTIME_VOICE
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ class RealtimeClient:
         model: str = "gpt-realtime",
         base_url: str = "wss://api.openai.com/v1",
         instructions: str = "",
-        voice: str = "marin",
+        voice: str = DEFAULT_REALTIME_VOICE,
         tools: Sequence[dict[str, Any]] = (),
         tool_choice: str | dict[str, Any] = "auto",
         language: str | None = "ja",
@@ -433,10 +434,12 @@ def session_config(
 
 
 def settings_client_factory(**options: Any) -> RealtimeClient:
-    """A RealtimeClient for REALTIME_API_URL / OPENAI_API_KEY / REALTIME_MODEL (the emulator key without a key)."""
+    """A RealtimeClient for REALTIME_API_URL / OPENAI_API_KEY / REALTIME_MODEL (the emulator key without a key),
+    speaking with REALTIME_VOICE unless `options` name another `voice` (a kiosk's own)."""
     url = settings.REALTIME_API_URL
     if not url:
         raise RealtimeConnectionError("REALTIME_API_URL is not configured", reason="refused", retryable=False)
+    options.setdefault("voice", settings.REALTIME_VOICE)
     return RealtimeClient(
         api_key=settings.OPENAI_API_KEY or EMULATOR_API_KEY,
         model=settings.REALTIME_MODEL,

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+from functools import partial
+
+from django import forms
 from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
+from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
 from core.history import audit_context
 from core.history_admin import AuditedAdmin
 
+from .kiosk_voices import local_voice_choices, realtime_voice_choices
 from .models import Appointment, HostNotification, Kiosk, KioskPairing, StaffMember, Visit
+
+# A kiosk's voices are chosen from what is offered now (the Realtime API's voices, the installed local ones).
+KIOSK_VOICE_CHOICES = {
+    "realtime_voice": realtime_voice_choices,
+    "legacy_voice_ja": partial(local_voice_choices, "ja"),
+    "legacy_voice_en": partial(local_voice_choices, "en"),
+}
 
 
 class KioskPairingInline(admin.TabularInline):
@@ -29,6 +41,13 @@ class KioskAdmin(AuditedAdmin):
     readonly_fields = ("key_prefix", "created_at")
     inlines = [KioskPairingInline]
     actions = ["create_pairing_link", "issue_new_key"]
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        choices = KIOSK_VOICE_CHOICES.get(db_field.name)
+        if choices is None:
+            return super().formfield_for_dbfield(db_field, request, **kwargs)
+        label = capfirst(db_field.verbose_name)
+        return forms.ChoiceField(choices=choices, required=False, label=label, help_text=db_field.help_text)
 
     def save_model(self, request, obj: Kiosk, form, change: bool) -> None:
         if not change:

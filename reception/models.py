@@ -54,6 +54,25 @@ class Kiosk(models.Model):
     key_hash = models.CharField(_("key hash"), max_length=64, editable=False, unique=True)
     is_active = models.BooleanField(_("active"), default=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    # The kiosk's own voices (reception/kiosk_voices.py); blank: the setting's. Checked by the admin's choices.
+    realtime_voice = models.CharField(
+        _("Realtime voice"),
+        max_length=40,
+        blank=True,
+        help_text=_("The voice of this kiosk's Realtime sessions. Blank: the REALTIME_VOICE setting."),
+    )
+    legacy_voice_ja = models.CharField(
+        _("local voice (Japanese)"),
+        max_length=80,
+        blank=True,
+        help_text=_("The voice of this kiosk's Legacy sessions in Japanese. Blank: the LEGACY_VOICE_JA setting."),
+    )
+    legacy_voice_en = models.CharField(
+        _("local voice (English)"),
+        max_length=80,
+        blank=True,
+        help_text=_("The voice of this kiosk's Legacy sessions in English. Blank: the LEGACY_VOICE_EN setting."),
+    )
 
     objects = KioskQuerySet.as_manager()
     history = AuditedHistory(excluded_fields=["key_hash"])

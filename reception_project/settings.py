@@ -6,12 +6,17 @@ Every variable of the contract has its default here; `.env.realtime.template` do
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 import environ
 from csp.constants import NONCE
 from django.core.exceptions import ImproperlyConfigured
+
+from realtime.voices import DEFAULT_REALTIME_VOICE, REALTIME_VOICES, check_realtime_voice
+from speech.voices import DEFAULT_LOCAL_VOICES, check_local_voice
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -23,6 +28,16 @@ def env_path(name: str, default: str | Path = "") -> str:
     """A file or folder setting: empty means `default`; relative paths start at BASE_DIR, never the current folder."""
     value = env(name, default="") or default
     return str(BASE_DIR / value) if value else ""
+
+
+def env_voice(name: str, default: str, check: Callable[[str], object]) -> str:
+    """A voice setting: empty means `default`; a voice that is not available stops the start, saying which are."""
+    value = env(name, default="") or default
+    try:
+        check(value)
+    except ValueError as problem:
+        raise ImproperlyConfigured(f"{name}: {problem}") from None
+    return value
 
 
 # No built-in key: `make run` generates one into data/secret_key (outside git) and exports it.
@@ -227,6 +242,13 @@ REALTIME_STALL_SECONDS = env.float("REALTIME_STALL_SECONDS", default=8.0)
 REALTIME_FIRST_AUDIO_DEADLINE_SECONDS = env.float("REALTIME_FIRST_AUDIO_DEADLINE_SECONDS", default=5.0)
 REALTIME_EMULATOR_BRAIN = "realtime.emulator.reception_brain.build_reception_brain"
 LEGACY_ENGINES = env("LEGACY_ENGINES", default="") or ("openai" if OPENAI_API_KEY else "local")
+# Voices (docs/voice.md, "Voices"): the Realtime voice, one of the Realtime API's (realtime/voices.py), and the
+# Legacy path's local voice per language, one of those installed (speech/voices.py). A kiosk may choose its own in
+# the admin; blank there means these. The admin offers the Realtime API's list, which `reception` cannot import.
+REALTIME_VOICE = env_voice("REALTIME_VOICE", DEFAULT_REALTIME_VOICE, check_realtime_voice)
+REALTIME_VOICE_CHOICES = REALTIME_VOICES
+LEGACY_VOICE_JA = env_voice("LEGACY_VOICE_JA", DEFAULT_LOCAL_VOICES["ja"], partial(check_local_voice, language="ja"))
+LEGACY_VOICE_EN = env_voice("LEGACY_VOICE_EN", DEFAULT_LOCAL_VOICES["en"], partial(check_local_voice, language="en"))
 # Legacy path: silence that ends an utterance, and where the joined Whisper model is kept.
 LEGACY_END_OF_SPEECH_SILENCE_MS = env.int("LEGACY_END_OF_SPEECH_SILENCE_MS", default=600)
 # Recognition starts after this much silence and is kept if the visitor stays quiet until the end of speech.

@@ -14,6 +14,7 @@ import importlib.util
 import os
 import shutil
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -219,18 +220,21 @@ def silero_model_path(verify: bool = True) -> Path:
     return verified_path(SILERO_MODEL, verify)
 
 
-def piper_voice_paths(verify: bool = True) -> tuple[Path, Path]:
-    """(onnx model, json config) of the en_US-joe-medium voice."""
-    return verified_path(PIPER_JOE_MODEL, verify), verified_path(PIPER_JOE_CONFIG, verify)
+def piper_voice_paths(
+    verify: bool = True, voice: Sequence[PinnedFile] = (PIPER_JOE_MODEL, PIPER_JOE_CONFIG)
+) -> tuple[Path, Path]:
+    """(onnx model, json config) of a Piper voice: the en_US-joe-medium voice unless `voice` pins another's."""
+    model, config = voice
+    return verified_path(model, verify), verified_path(config, verify)
 
 
-def openjtalk_paths(verify: bool = True) -> tuple[Path, Path]:
-    """(dictionary dir, Mei htsvoice). Verifying also guarantees pyopenjtalk never tries its
-    GitHub download (it only downloads when the dictionary directory is missing)."""
+def openjtalk_paths(verify: bool = True, voice: PinnedFile = OPENJTALK_VOICE) -> tuple[Path, Path]:
+    """(dictionary dir, htsvoice): the Mei voice unless `voice` pins another. Verifying also guarantees pyopenjtalk
+    never tries its GitHub download (it only downloads when the dictionary directory is missing)."""
     for pin in OPENJTALK_DICT_FILES:
         verified_path(pin, verify)
     dic_dir = locate(OPENJTALK_DICT_FILES[0]).parent
-    return dic_dir, verified_path(OPENJTALK_VOICE, verify)
+    return dic_dir, verified_path(voice, verify)
 
 
 def whisper_model_dir(cache_dir: Path | str | None = None, verify: bool = True) -> Path:

@@ -32,14 +32,16 @@ class SynthesisCache:
         self._audio: OrderedDict[tuple[str, str, str], bytes] = OrderedDict()
         self._lock = threading.Lock()
 
-    def synthesize(self, text: str, language: str) -> bytes:
-        key = (text, language, voice_of(self.tts, language))
+    def synthesize(self, text: str, language: str, tts: TextToSpeech | None = None) -> bytes:
+        """`text` in `language`, said by `tts` (a session's own voices) or else by the cache's."""
+        tts = tts or self.tts
+        key = (text, language, voice_of(tts, language))
         with self._lock:
             audio = self._audio.get(key)
             if audio is not None:
                 self._audio.move_to_end(key)
                 return audio
-        audio = self.tts.synthesize(text, language)
+        audio = tts.synthesize(text, language)
         with self._lock:
             self._audio[key] = audio
             while len(self._audio) > self.size:

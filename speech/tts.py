@@ -20,6 +20,7 @@ import numpy as np
 from .audio import KIOSK_SAMPLE_RATE, float32_to_pcm16, pcm16_to_float32, resample
 from .model_files import openjtalk_paths, piper_voice_paths
 from .stt import DEFAULT_OPENAI_BASE_URL, SpeechEngineError, _lang, _remote_error
+from .voices import DEFAULT_LOCAL_VOICES, LOCAL_VOICES
 
 logger = logging.getLogger(__name__)
 
@@ -97,33 +98,40 @@ class TextToSpeech(Protocol):
 # -- Japanese: Open JTalk ------------------------------------------------------------------
 class OpenJTalkTTS:
     """pyopenjtalk (lemon prebuilt wheel: NAIST dictionary + HTS "Mei" voice, CC-BY-3.0:
-    attribution required). Synthesises at the voice's native 48 kHz (forcing another rate
-    ruins it) and resamples to 24 kHz with soxr."""
+    attribution required) speaking the HTS voice `voice` names (speech/voices.py). Synthesises at the
+    voice's native 48 kHz (forcing another rate ruins it) and resamples to 24 kHz with soxr."""
 
     sample_rate = KIOSK_SAMPLE_RATE
 
-    def __init__(self, *, speed: float = 1.0, verify: bool = True) -> None:
+    def __init__(self, *, voice: str = DEFAULT_LOCAL_VOICES["ja"], speed: float = 1.0, verify: bool = True) -> None:
+        self.voice = voice
         self.speed = speed
         self.verify = verify
         self._lock = threading.Lock()
-        self._loaded = False
+        self._engine = None  # pyopenjtalk's HTSEngine over this voice's file, once loaded
         self.load_seconds: float | None = None
 
     def load(self) -> None:
         with self._lock:
-            if self._loaded:
+            if self._engine is not None:
                 return
             t0 = time.perf_counter()
-            dic_dir, _voice = openjtalk_paths(verify=self.verify)
+            dic_dir, htsvoice = openjtalk_paths(verify=self.verify, voice=LOCAL_VOICES[self.voice].files[0])
             # Point pyopenjtalk at the verified files; it downloads only if the dir is missing.
             os.environ.setdefault("OPEN_JTALK_DICT_DIR", str(dic_dir))
             import pyopenjtalk
 
             if not Path(pyopenjtalk.OPEN_JTALK_DICT_DIR.decode()).is_dir():
                 raise SpeechEngineError("pyopenjtalk dictionary directory is missing")
-            pyopenjtalk.tts("あ")  # builds the global Open JTalk + HTS engine instances
-            self._loaded = True
+            engine = pyopenjtalk.HTSEngine(str(htsvoice).encode())
+            engine.synthesize(pyopenjtalk.extract_fullcontext("あ"))  # builds the global Open JTalk front end
+            self._engine = engine
             self.load_seconds = time.perf_counter() - t0
+        atexit.register(self.close)  # freed while the interpreter is whole: at its finalisation, freeing it fails
+
+    def close(self) -> None:
+        with self._lock:
+            self._engine = None
 
     def synthesize(self, text: str, language: str = "ja") -> bytes:
         text = (text or "").strip()
@@ -132,8 +140,10 @@ class OpenJTalkTTS:
         self.load()
         import pyopenjtalk
 
+        labels = pyopenjtalk.extract_fullcontext(text)  # the front end is shared and has its own lock
         with self._lock:
-            wav, sr = pyopenjtalk.tts(text, speed=self.speed)
+            self._engine.set_speed(self.speed)
+            wav, sr = self._engine.synthesize(labels), self._engine.get_sampling_frequency()
         samples = np.asarray(wav, dtype=np.float32) / 32768.0
         return float32_to_pcm16(resample(samples, int(sr), KIOSK_SAMPLE_RATE))
 
@@ -143,7 +153,8 @@ _WORKER_SCRIPT = Path(__file__).with_name("piper_worker.py")
 
 
 class PiperTTS:
-    """Piper + the en_US "joe" voice (CC0), deterministic (noise_scale = noise_w_scale = 0).
+    """Piper speaking the voice `voice` names (speech/voices.py; the en_US "joe" voice, CC0, by default),
+    deterministic (noise_scale = noise_w_scale = 0).
 
     piper-tts is GPL-3.0-or-later, so by default it runs in a worker process (started once,
     lazily, restarted if it dies) speaking a small stdin/stdout protocol; this module never
@@ -156,6 +167,7 @@ class PiperTTS:
     def __init__(
         self,
         *,
+        voice: str = DEFAULT_LOCAL_VOICES["en"],
         in_process: bool = False,
         length_scale: float = 1.0,
         noise_scale: float = 0.0,
@@ -164,6 +176,7 @@ class PiperTTS:
         timeout: float = 30.0,
         verify: bool = True,
     ) -> None:
+        self.voice = voice
         self.in_process = in_process
         self.length_scale = length_scale
         self.noise_scale = noise_scale
@@ -187,7 +200,7 @@ class PiperTTS:
         if self.in_process:
             if self._voice is None:
                 t0 = time.perf_counter()
-                model, config = piper_voice_paths(verify=self.verify)
+                model, config = piper_voice_paths(verify=self.verify, voice=LOCAL_VOICES[self.voice].files)
                 from piper import PiperVoice  # GPL: only on explicit request
 
                 self._voice = PiperVoice.load(model, config_path=config)
@@ -197,7 +210,7 @@ class PiperTTS:
         if self._proc is not None and self._proc.poll() is None:
             return
         t0 = time.perf_counter()
-        model, config = piper_voice_paths(verify=self.verify)
+        model, config = piper_voice_paths(verify=self.verify, voice=LOCAL_VOICES[self.voice].files)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI", "DJANGO"))}
         env["HF_HUB_OFFLINE"] = "1"
         env["OMP_NUM_THREADS"] = str(self.threads)
@@ -328,6 +341,13 @@ class PiperTTS:
 
 
 # -- routing and cloud ------------------------------------------------------------------
+def local_engine(voice: str, *, piper_in_process: bool = False) -> TextToSpeech:
+    """The engine that speaks the local voice `voice` (a name of speech/voices.py); it loads at first use."""
+    if LOCAL_VOICES[voice].engine == "openjtalk":
+        return OpenJTalkTTS(voice=voice)
+    return PiperTTS(voice=voice, in_process=piper_in_process)
+
+
 class LocalTTS:
     """Routes ``ja`` to Open JTalk and ``en`` to Piper."""
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import asdict
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -26,10 +27,12 @@ from fallback.models import FallbackReason
 from fallback.services import decide_for_session, record_fallback_event, record_realtime_spend
 from metrics.collector import Conversation, collector
 from metrics.models import Outcome
+from realtime.client import settings_client_factory
 from realtime.errors import RealtimeError
 from realtime.kiosk import KioskOutput
 from realtime.processor import RealtimeAudioProcessor
 from reception import workflow
+from reception.kiosk_voices import KioskVoices, kiosk_voices
 
 from .legacy import LegacyAudioService
 
@@ -81,13 +84,15 @@ class HybridVoiceManager:
         self.speak = speak
         self.path: VoicePath | None = None
         self.decision = None
+        self.voices: KioskVoices | None = None  # the kiosk's voices (or the settings'), read when the session opens
         self._kiosk_id: int | None = None
         self._switch_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task] = set()
 
     async def open(self, kiosk_id: int | None) -> None:
-        """Decide the path (once), tell the kiosk, and greet or resume on it."""
+        """Decide the path (once), tell the kiosk, and greet or resume on it, in the kiosk's voice."""
         self._kiosk_id = kiosk_id
+        self.voices = await run_blocking(kiosk_voices)(kiosk_id)
         self.decision = await run_blocking(decide_for_session)(self.session_id)
         collector.record_session_start(self.session_id, self.decision.mode, self.decision.reason)
         await self.output.send_message(
@@ -106,6 +111,7 @@ class HybridVoiceManager:
                 speak=self.speak,
                 on_failure=self._on_failure,
                 on_response=self._realtime_response,
+                client_factory=partial(settings_client_factory, voice=self.voices.realtime),
             )
         else:
             self.path = self._new_legacy(self.speak)
@@ -182,7 +188,10 @@ class HybridVoiceManager:
         task.add_done_callback(self._tasks.discard)
 
     def _new_legacy(self, speak: bool) -> LegacyAudioService:
-        return LegacyAudioService(self.session_id, self.language, self.output, speak=speak, on_turn=self._legacy_turn)
+        voices = self.voices.local if self.voices is not None else None
+        return LegacyAudioService(
+            self.session_id, self.language, self.output, speak=speak, on_turn=self._legacy_turn, voices=voices
+        )
 
     def _legacy_turn(self, **turn: Any) -> None:
         collector.record_turn(self.session_id, "legacy", **turn)

@@ -22,7 +22,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict
 from typing import TypeVar
 
@@ -102,12 +102,14 @@ class LegacyAudioService:
         *,
         speak: bool = False,
         on_turn: TurnCallback | None = None,
+        voices: Mapping[str, str] | None = None,
     ) -> None:
         self.session_id = session_id
         self.language = language
         self.output = output
         self.speak = speak  # set once the visitor talks: a talking visitor hears the answers
         self.on_turn = on_turn  # on_turn(ttfa_ms=, upstream_ms=, server_ms=, usage=, ok=) after each answered turn
+        self.voices = voices  # language -> the local voice it is spoken in (the kiosk's); None: the engines' defaults
         self._engines: SpeechEngines | None = None
         self._segmenter: UtteranceSegmenter | None = None
         self._unfed = bytearray()  # kiosk audio not yet given to the segmenter (under AUDIO_CHUNK_BYTES)
@@ -330,9 +332,11 @@ class LegacyAudioService:
 
     async def _play(self, text: str) -> None:
         engines = await self._get_engines()
+        tts = engines.tts_for(self.voices)
         fixed = fixed_sentences(self.language)
         for sentence in split_sentences(text, self.language):
-            synthesize = engines.phrases.synthesize if sentence in fixed else engines.tts.synthesize
+            # A fixed phrase is kept per voice: the cache tells this session's by `tts`.
+            synthesize = functools.partial(engines.phrases.synthesize, tts=tts) if sentence in fixed else tts.synthesize
             pcm = await asyncio.to_thread(_in_engine, synthesize, sentence, self.language)
             for start in range(0, len(pcm), AUDIO_CHUNK_BYTES):
                 chunk = pcm[start : start + AUDIO_CHUNK_BYTES]

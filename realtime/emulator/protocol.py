@@ -7,7 +7,8 @@ import secrets
 import string
 from typing import Any
 
-VOICES = ("alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar")
+from ..voices import DEFAULT_REALTIME_VOICE, REALTIME_VOICES
+
 AUDIO_FORMATS = ("audio/pcm", "audio/pcmu", "audio/pcma")
 DEFAULT_INSTRUCTIONS = (
     "Your knowledge cutoff is 2023-10. You are a helpful, witty, and friendly AI. Act like a human, but remember "
@@ -75,7 +76,7 @@ def default_session(model: str, session_id: str, expires_at: int) -> dict[str, A
                 "noise_reduction": None,
                 "turn_detection": dict(SERVER_VAD_DEFAULTS),
             },
-            "output": {"format": dict(audio_format), "voice": "marin", "speed": 1.0},
+            "output": {"format": dict(audio_format), "voice": DEFAULT_REALTIME_VOICE, "speed": 1.0},
         },
     }
 
@@ -204,8 +205,8 @@ def validate_session_update(update: Any, *, voice_locked: bool, current_voice: A
     output = audio.get("output", {})
     if "voice" in output:
         voice = output["voice"]
-        if not (voice in VOICES or (isinstance(voice, dict) and isinstance(voice.get("id"), str))):
-            raise _invalid_value("session.audio.output.voice", voice, VOICES)
+        if not (voice in REALTIME_VOICES or (isinstance(voice, dict) and isinstance(voice.get("id"), str))):
+            raise _invalid_value("session.audio.output.voice", voice, REALTIME_VOICES)
         if voice_locked and voice != current_voice:
             # The exact code the service uses here is unverified.
             raise ProtocolError(

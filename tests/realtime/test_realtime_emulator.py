@@ -15,6 +15,7 @@ from django.core.management import CommandError, call_command
 from realtime.emulator import CallFunction, ReceptionBrain, Say, ScriptedBrain
 from realtime.emulator.audio import duration_ms, silence, speech_for_text, tone
 from realtime.emulator.brain import BrainContext
+from realtime.voices import REALTIME_VOICES
 from tests.support.realtime import TEST_KEY, open_raw
 
 pytestmark = pytest.mark.timeout(30)
@@ -130,6 +131,33 @@ async def test_session_update_merges_and_returns_the_full_config(realtime_emulat
     assert session["audio"]["input"]["turn_detection"]["threshold"] == 0.6
     assert session["audio"]["input"]["turn_detection"]["prefix_padding_ms"] == 300
     assert session["audio"]["output"]["voice"] == "marin"
+
+
+def voice_update(voice: str) -> dict:
+    return {"type": "session.update", "session": {"type": "realtime", "audio": {"output": {"voice": voice}}}}
+
+
+async def test_the_voice_given_speaks_the_replies_only_the_apis_voices_are_taken_and_it_stays(realtime_emulator):
+    realtime_emulator.brain = ScriptedBrain([Say("はい")])
+    raw = await open_raw(realtime_emulator)
+    await raw.send(voice_update("robot"))
+    refused = await raw.recv()
+    await raw.send(voice_update("cedar"))
+    updated = await raw.recv()
+    await raw.send({"type": "response.create"})
+    reply = await raw.until("response.done")
+    await raw.send(voice_update("ash"))  # the session has spoken: its voice is kept
+    locked = await raw.until("error")
+    await raw.close()
+    supported = ", ".join(repr(voice) for voice in REALTIME_VOICES)
+    assert refused["error"]["message"] == f"Invalid value: 'robot'. Supported values are: {supported}."
+    assert updated["session"]["audio"]["output"]["voice"] == "cedar"
+    created = next(event for event in reply if event["type"] == "response.created")
+    assert created["response"]["audio"]["output"]["voice"] == "cedar"
+    assert (locked[-1]["error"]["code"], locked[-1]["error"]["param"]) == (
+        "cannot_update_voice",
+        "session.audio.output.voice",
+    )
 
 
 async def test_server_vad_reports_speech_and_commits_then_responds(realtime_emulator):

@@ -59,6 +59,9 @@ class ScriptedEngines:
     def new_segmenter(self, **kwargs: Any) -> UtteranceSegmenter:
         return UtteranceSegmenter(LoudVAD(), **kwargs)
 
+    def tts_for(self, voices: Any) -> ScriptedEngines:
+        return self  # one voice
+
     def transcribe(self, pcm16_16k: bytes, language: str, hint: str | None = None) -> Transcript:
         self.heard.append(pcm16_16k)
         return self.transcripts.pop(0)

@@ -182,7 +182,10 @@ class SlowEngines:
         time.sleep(DELAY)  # the injected delay: slow speech recognition
         return Transcript("株式会社テストの山田太郎です。", language, 0.5, DELAY)
 
-    def synthesize(self, sentence: str, language: str) -> bytes:
+    def tts_for(self, voices: Any) -> SlowEngines:
+        return self  # one voice
+
+    def synthesize(self, sentence: str, language: str, tts: Any = None) -> bytes:
         self.sentences += 1
         time.sleep(DELAY if self.sentences == 1 else 2.0)  # injected: slow synthesis, slower after the first
         return bytes(4800)
