@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import wave
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +26,15 @@ def demo_server(tmp_path: Path, **env: str) -> Iterator[LiveServer]:
         yield server
         server.stop()
         print(server.log.read_text()[-4000:])  # shown when the test fails
+
+
+def write_wav(path: Path, pcm16: bytes, rate: int = 24000) -> None:
+    """PCM16 mono as a WAV file, for the fake microphone."""
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(pcm16)
 
 
 def launch_chromium(playwright, wav: Path | None = None):
