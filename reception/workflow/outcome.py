@@ -7,6 +7,8 @@ wires them with the conversation's nodes.
 
 from __future__ import annotations
 
+import re
+
 from django.db.models import Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -109,17 +111,37 @@ def _host_label(host: StaffMember, language: str) -> str:
     return host.romaji
 
 
+def _named_by_the_rest(
+    visitor_name: str, company_name: str, host_ids: set[int], time: tuple[int, int], appointments: list[Person]
+) -> list[Person]:
+    """The one appointment with this company, host and time whose visitor's family or given name was heard."""
+    key, heard = company_key(company_name), re.sub(r"\s", "", visitor_name)
+    fitting = [
+        a
+        for a in appointments
+        if a.extra.get("host_id") in host_ids
+        and starts_at(a) == time
+        and key
+        and company_key(a.department) == key
+        and any(len(part) > 1 and part in heard for part in a.name.split())
+    ]
+    return fitting if len(fitting) == 1 else []
+
+
 def find_appointment(
     visitor_name: str, company_name: str, host_ids: set[int], appointments: list[Person], purpose: str = ""
 ) -> Person | None:
     """Today's appointment of this visitor: tolerant name match, narrowed by host, the time said in the purpose
-    (「10時のお約束」), company, then the time nearest now."""
+    (「10時のお約束」), company, then the time nearest now. A name heard half wrong (高橋誠 as 「高橋専骨」) still
+    finds the one appointment its company, host and time all name; another name (a correction to 山本) does not."""
     if not visitor_name or not appointments:
         return None
     time = parse_time(purpose)
     candidates = list(match_name(visitor_name, appointments).candidates)
     if host_ids:
         candidates = [a for a in candidates if a.extra.get("host_id") in host_ids]
+    if not candidates and company_name and host_ids and time:
+        candidates = _named_by_the_rest(visitor_name, company_name, host_ids, time, appointments)
     if len(candidates) > 1 and time:
         candidates = [a for a in candidates if starts_at(a) == time] or candidates
     if len(candidates) > 1 and company_name:

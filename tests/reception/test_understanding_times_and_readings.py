@@ -296,3 +296,15 @@ def test_a_delivery_names_the_carrier_its_name_heard_sounds_like(heard, company,
     reconciled = reconcile(delivery, {}, "ja", STAFF, APPOINTMENTS)
     assert (reconciled.company_name, reconciled.visitor_name) == (company, visitor)
     assert reconcile(replace(delivery, visitor_type=""), {}, "ja", STAFF, APPOINTMENTS).company_name == ""
+
+
+def test_a_half_misheard_name_finds_the_one_appointment_its_company_host_and_time_name():
+    yamada = APPOINTMENTS[1]  # 山田 太郎 of 株式会社テスト with host 3 at 14:00
+    assert find_appointment("山田専骨", "株式会社テスト", {3}, APPOINTMENTS, "14時のお約束") == yamada
+    assert find_appointment("山本", "株式会社テスト", {3}, APPOINTMENTS, "14時のお約束") is None  # another name
+    assert find_appointment("山田専骨", "株式会社テスト", {3}, APPOINTMENTS, "15時のお約束") is None  # another time
+    assert find_appointment("山田専骨", "株式会社テスト", {1}, APPOINTMENTS, "14時のお約束") is None  # another host
+    assert find_appointment("山田専骨", "サンプル商事", {3}, APPOINTMENTS, "14時のお約束") is None  # another company
+    assert find_appointment("山田専骨", "株式会社テスト", {3}, APPOINTMENTS, "打ち合わせ") is None  # no time said
+    twice = [*APPOINTMENTS, _appointment(13, "山田 花子", "株式会社テスト", 3, 14)]
+    assert find_appointment("山田専骨", "株式会社テスト", {3}, twice, "14時のお約束") is None  # which of two
