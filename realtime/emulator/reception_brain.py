@@ -35,6 +35,8 @@ _language: contextvars.ContextVar[str] = contextvars.ContextVar("language", defa
 def tool_call(understood: Understanding) -> tuple[str, dict[str, Any]] | None:
     """The reception tool call a model would make for an utterance, or None when it says nothing usable."""
     if understood.visitor_type == "delivery":
+        if _expecting.get() == EXPECT_CONFIRMATION and understood.answer is not False:
+            return None  # a lone 「お届け物」 at the read-back: asked again, as the workflow itself would
         arguments: dict[str, Any] = {"needs_signature": understood.needs_signature}
         if understood.company_name:
             arguments["company_name"] = understood.company_name

@@ -12,12 +12,13 @@ import pytest
 from realtime.client import SERVER_VAD, RealtimeClient
 from realtime.emulator import BrainContext, Say
 from realtime.emulator.audio import silence, speech_for_text, tone
-from realtime.emulator.reception_brain import build_reception_brain
+from realtime.emulator.reception_brain import _expecting, build_reception_brain, tool_call
 from realtime.emulator.responses import unanswered_user_texts
 from realtime.processor import RealtimeAudioProcessor
 from reception.models import Visit
 from reception.workflow.prompts import field_list, say
 from reception.workflow.state import VISIT_FIELDS
+from reception.workflow.understanding import EXPECT_CONFIRMATION, Understanding
 from speech.stt import Transcript
 from tests.support.corpus import Line
 from tests.support.realtime import TEST_KEY, FakeKiosk, open_raw
@@ -298,3 +299,16 @@ async def test_words_the_reception_brain_cannot_use_ask_the_pending_question_aga
     call = {"type": "function_call_output", "call_id": "c", "output": json.dumps(output)}
     context = BrainContext(items=[call], tools=[], instructions="", language="ja", user_texts=[""])
     assert await brain.respond(context) == Say(asked)
+
+
+def test_a_lone_delivery_word_at_the_read_back_is_asked_again_not_reported():
+    """The brain makes the call a model would: 「お届け物。」 (a noisy 「はい、お願いします」) is no delivery while the
+    details are read back; 「いいえ、お届け物です」 is, and so is a delivery said at any other time."""
+    parcel = Understanding(visitor_type=Visit.VisitorType.DELIVERY, purpose="お届け物")
+    token = _expecting.set(EXPECT_CONFIRMATION)
+    try:
+        assert tool_call(parcel) is None
+        assert tool_call(Understanding(visitor_type=Visit.VisitorType.DELIVERY, answer=False))[0] == "report_delivery"
+    finally:
+        _expecting.reset(token)
+    assert tool_call(parcel)[0] == "report_delivery"
