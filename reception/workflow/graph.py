@@ -117,7 +117,7 @@ def interpret(state: ReceptionState, understanding: LanguageUnderstanding | None
     """Read this turn's input (utterance or tool-call fields) into an Understanding."""
     given = state.get("input") or {}
     u, said = _read(given, state, understanding)
-    if given.get("kind") in ("text", "fields"):
+    if given.get("kind") in ("text", "fields", "delivery"):
         u = reconcile_with_today(u, state, language_of(state))
     step = state.get("step") or STEP_COLLECT
     goto = {STEP_CONFIRM: "confirm", STEP_CHOOSE_HOST: "choose_host"}.get(step, "collect")

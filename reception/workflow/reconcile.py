@@ -152,11 +152,13 @@ def reconcile(
     for name in ("visitor_name", "company_name", "host_name", "purpose"):
         if is_polite_only(getattr(u, name)):
             setattr(u, name, "")
-    if u.company_name:
+    if u.visitor_type == "delivery" and language == "ja":  # the carrier heard as a name, or heard wrong
+        heard = u.company_name or u.visitor_name
+        carrier = _carrier(heard) if heard and heard not in JA_CARRIERS else ""
+        u.company_name = carrier or u.company_name
+        u.visitor_name = "" if carrier else u.visitor_name
+    elif u.company_name:
         u.company_name = _company(u.company_name, appointments)
-    elif u.visitor_type == "delivery" and u.visitor_name and language == "ja":  # the carrier heard as a name
-        u.company_name = _carrier(u.visitor_name)
-        u.visitor_name = "" if u.company_name else u.visitor_name
     if u.visitor_name:
         u.visitor_name = _by_reading(u.visitor_name, [f for a in appointments for f in _forms(a.name)])
         company = u.company_name or state.get("company_name") or ""

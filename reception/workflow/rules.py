@@ -169,9 +169,13 @@ def _ja_name_parts(names: tuple[tuple[str, str], ...]) -> _NameParts:
     return _NameParts(frozenset(parts), max(map(len, parts), default=0))
 
 
+# Whisper writes a さん after a name as the digit (「田中一郎3にご挨拶に」): a 3 between a written name and a particle.
+_SAN_AS_DIGIT = re.compile(r"(?<=[\u4e00-\u9fff]{2})3(?=[にとがのへはを、。]|$)")
+
+
 def _clean(text: str) -> str:
-    """NFKC, without brackets and quotes: speech recognition sprinkles them, and no field needs them."""
-    return unicodedata.normalize("NFKC", text).translate(_BRACKETS).strip()
+    """NFKC, without brackets and quotes (speech recognition sprinkles them, and no field needs them), さん for 3."""
+    return _SAN_AS_DIGIT.sub("さん", unicodedata.normalize("NFKC", text).translate(_BRACKETS)).strip()
 
 
 def _title(name: str) -> str:

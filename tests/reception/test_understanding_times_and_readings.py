@@ -295,6 +295,8 @@ def test_a_delivery_names_the_carrier_its_name_heard_sounds_like(heard, company,
     delivery = Understanding(visitor_name=heard, visitor_type=Visit.VisitorType.DELIVERY, purpose="お届け物")
     reconciled = reconcile(delivery, {}, "ja", STAFF, APPOINTMENTS)
     assert (reconciled.company_name, reconciled.visitor_name) == (company, visitor)
+    reported = replace(delivery, visitor_name="", company_name=heard)  # the model's report_delivery
+    assert reconcile(reported, {}, "ja", STAFF, APPOINTMENTS).company_name == (company or heard)
     assert reconcile(replace(delivery, visitor_type=""), {}, "ja", STAFF, APPOINTMENTS).company_name == ""
 
 
@@ -308,3 +310,9 @@ def test_a_half_misheard_name_finds_the_one_appointment_its_company_host_and_tim
     assert find_appointment("山田専骨", "株式会社テスト", {3}, APPOINTMENTS, "打ち合わせ") is None  # no time said
     twice = [*APPOINTMENTS, _appointment(13, "山田 花子", "株式会社テスト", 3, 14)]
     assert find_appointment("山田専骨", "株式会社テスト", {3}, twice, "14時のお約束") is None  # which of two
+
+
+def test_a_san_written_as_the_digit_3_after_a_name_is_read_as_san(rules):
+    heard = rules.understand("株式会社テストの山田太郎です。佐藤健3にご挨拶に伺いました。", "ja")
+    assert heard.host_name.replace(" ", "") == "佐藤健"
+    assert parse_time("3時にお約束があります") == (15, 0)  # a 3 before 時 is a time
