@@ -38,8 +38,8 @@ def tool_call(understood: Understanding) -> tuple[str, dict[str, Any]] | None:
         if _expecting.get() == EXPECT_CONFIRMATION and understood.answer is not False:
             return None  # a lone 「お届け物」 at the read-back: asked again, as the workflow itself would
         arguments: dict[str, Any] = {"needs_signature": understood.needs_signature}
-        if company := understood.company_name or understood.visitor_name:  # who a courier says they are
-            arguments["company_name"] = company
+        if understood.company_name:
+            arguments["company_name"] = understood.company_name
         return "report_delivery", arguments
     if understood.found():
         return "collect_visitor_info", understood.found()
