@@ -20,12 +20,18 @@ def demo_server(tmp_path: Path, **env: str) -> Iterator[LiveServer]:
     with throwaway_database("sqlite", tmp_path) as database_url:
         server = LiveServer(database_url, tmp_path, {"SPEECH_WARM_UP": "true", **env})
         migrate(database_url)
-        seeded = server.manage("seed_demo", "--base-url", f"http://127.0.0.1:{server.port}")
-        server.pairing_url = re.search(r"(http://\S+/kiosk/pair/\S+/)", seeded).group(1)
+        new_pairing_link(server)
         server.start()
         yield server
         server.stop()
         print(server.log.read_text()[-4000:])  # shown when the test fails
+
+
+def new_pairing_link(server: LiveServer) -> str:
+    """A fresh one-use pairing link for the demo kiosk (seeding again adds one), kept as `server.pairing_url`."""
+    seeded = server.manage("seed_demo", "--base-url", f"http://127.0.0.1:{server.port}")
+    server.pairing_url = re.search(r"(http://\S+/kiosk/pair/\S+/)", seeded).group(1)
+    return server.pairing_url
 
 
 def write_wav(path: Path, pcm16: bytes, rate: int = 24000) -> None:

@@ -22,7 +22,7 @@ import pytest
 
 from realtime.emulator.audio import silence
 from tests.support.corpus import Expected, Line, differences
-from tests.support.kiosk_browser import demo_server, launch_chromium, open_paired_kiosk, write_wav
+from tests.support.kiosk_browser import demo_server, launch_chromium, new_pairing_link, open_paired_kiosk, write_wav
 from tests.support.live_server import REPO, free_port, wait_for_port
 from tests.support.spoken import spoken
 from tests.support.waiting import wait_until
@@ -104,6 +104,7 @@ def test_the_visitor_story_completes_in_the_kiosk_page(kiosk_server, tmp_path, s
     from playwright.sync_api import expect, sync_playwright
 
     first, expected = STORIES[story]
+    new_pairing_link(kiosk_server)  # a pairing link pairs one browser only
     with sync_playwright() as playwright:
         browser = launch_chromium(playwright, story_wav(tmp_path / "visitor.wav", first))
         try:
