@@ -100,7 +100,9 @@ def _company(heard: str, appointments: Sequence[Person]) -> str:
     return fitting.pop() if len(fitting) == 1 else heard
 
 
-def _their_host(heard: str, visitor: str, company: str, language: str, staff: Sequence[Person], appointments) -> str:
+def _their_host(
+    heard: str, visitor: str, company: str, language: str, staff: Sequence[Person], appointments: Sequence[Person]
+) -> str:
     """The staff member `heard` names, when it fits several and exactly one of them expects this visitor (by name
     or company) today: written in full (in Latin letters for English); else `heard`."""
     fitting = {p.id: p for p in match_name(heard, staff).candidates}
