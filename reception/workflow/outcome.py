@@ -116,12 +116,13 @@ def _named_by_the_rest(
 ) -> list[Person]:
     """The one appointment with this company, host and time whose visitor's family or given name was heard."""
     key, heard = company_key(company_name), re.sub(r"\s", "", visitor_name)
+    if not key:
+        return []
     fitting = [
         a
         for a in appointments
         if a.extra.get("host_id") in host_ids
         and starts_at(a) == time
-        and key
         and company_key(a.department) == key
         and any(len(part) > 1 and part in heard for part in a.name.split())
     ]

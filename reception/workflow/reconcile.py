@@ -121,10 +121,15 @@ def _their_host(
     return host.romaji if language == "en" and host.romaji else _PARTS.sub("", host.name)
 
 
+@lru_cache(maxsize=1)
+def _carrier_readings() -> tuple[tuple[str, str], ...]:
+    return tuple((carrier, reading_of(carrier)) for carrier in JA_CARRIERS)
+
+
 def _carrier(heard: str) -> str:
     """The carrier a delivery's name heard sounds most like (佐藤救便 → 佐川急便, 山東郵 → ヤマト運輸), if one does."""
     said = reading_of(heard)
-    alike = sorted((SequenceMatcher(None, said, reading_of(c)).ratio(), c) for c in JA_CARRIERS)
+    alike = sorted((SequenceMatcher(None, said, reading).ratio(), c) for c, reading in _carrier_readings())
     (second, _), (best, carrier) = alike[-2:]
     return carrier if best >= CARRIER_ALIKE and best > second else ""
 
