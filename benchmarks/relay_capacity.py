@@ -10,7 +10,9 @@ kiosk (at the kiosk), same clock.
 
 * compare: the same sessions through each relay in turn: time added p50/p95/p99 per direction, and messages per
   second per core (frames relayed over the relay's CPU seconds), as ratios ours/raw;
-* capacity: step the sessions up through our server until the added time's p95 passes `--budget-ms` (20).
+* capacity: step the sessions up through our server until the added time's p95 passes `--budget-ms` (20); with
+  `--raw-capacity` the raw relay first, as the most this machine can measure (the kiosks and the stand-in share its
+  cores). Each step also gives the CPU of the kiosks and of the stand-in.
 
 `--profile [RAW_STACKS]`: py-spy samples the server during the largest step that held (else the first), and the
 busy event loop's top costs are printed, inclusive and self (the raw stacks kept at RAW_STACKS if given).
@@ -30,6 +32,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import websockets
@@ -44,6 +47,14 @@ from tests.support.load_upstream import FRAME_BYTES, percentiles, stamp, stamp_a
 SILENCE = bytes(FRAME_BYTES)
 SPEECH = [(b"\x00\x20\x00\xe0" * (FRAME_BYTES // 4)) for _ in range(40)]  # 0.8 s of a loud square wave
 LINE_EVERY = 4.0  # seconds between the kiosk's lines
+
+
+@dataclass(frozen=True)
+class Standin:
+    """The upstream stand-in's process: its port and pid."""
+
+    port: int
+    pid: int
 
 
 # --- the raw relay ------------------------------------------------------------------------------------------------
@@ -127,15 +138,17 @@ class Kiosks:
             await asyncio.sleep(max(0.0, tick - time.monotonic()))
 
 
-async def phase(url: str, keys: list[str], seconds: float, upstream_port: int, pid: int) -> dict:
+async def phase(url: str, keys: list[str], seconds: float, standin: Standin, pid: int) -> dict:
     """One run of the kiosks through one relay at real-time pace; the stand-in's counts are reset first."""
     await asyncio.sleep(2)  # what the previous phase left in flight arrives first
-    await asyncio.to_thread(upstream_stats, upstream_port, True)
+    await asyncio.to_thread(upstream_stats, standin.port, True)
     kiosks = Kiosks(url, keys, seconds)
-    cpu, started = cpu_seconds(pid), time.monotonic()
+    others = (os.getpid(), standin.pid)
+    cpu, cpu_others, started = cpu_seconds(pid), [cpu_seconds(other) for other in others], time.monotonic()
     await kiosks.run()
     elapsed, cpu = time.monotonic() - started, cpu_seconds(pid) - cpu
-    upstream = (await asyncio.to_thread(upstream_stats, upstream_port))["upstream_ms"]
+    kiosks_cpu, standin_cpu = (cpu_seconds(other) - before for other, before in zip(others, cpu_others, strict=True))
+    upstream = (await asyncio.to_thread(upstream_stats, standin.port))["upstream_ms"]
     down = percentiles(kiosks.downstream_ms)
     return {
         "sessions": len(keys),
@@ -145,6 +158,9 @@ async def phase(url: str, keys: list[str], seconds: float, upstream_port: int, p
         "frames_sent": kiosks.sent,
         "frames_relayed_per_second": round(upstream["count"] / elapsed, 1),
         "relay_cpu_percent": round(100 * cpu / elapsed, 1),
+        # Where the rest of the two cores went: the kiosks (this process) and the upstream stand-in.
+        "kiosks_cpu_percent": round(100 * kiosks_cpu / elapsed, 1),
+        "standin_cpu_percent": round(100 * standin_cpu / elapsed, 1),
         # Frames relayed (both directions) per second of the relay's CPU: the messages per second one core carries.
         "messages_per_cpu_second": round((upstream["count"] + down["count"]) / max(cpu, 1e-3)),
         "errors": dict(kiosks.errors),
@@ -184,10 +200,10 @@ def top_costs(path: Path, count: int = 30) -> dict[str, list[tuple[float, str]]]
     return {"inclusive": top(inclusive, count), "self": top(own, count // 2)}
 
 
-async def compare(ours: str, raw: str, keys: list[str], options, upstream_port: int, pids: dict) -> dict:
+async def compare(ours: str, raw: str, keys: list[str], options, standin: Standin, pids: dict) -> dict:
     result = {}
     for name, url in (("raw", raw), ("ours", ours)):
-        result[name] = await phase(url, keys, options.seconds, upstream_port, pids[name])
+        result[name] = await phase(url, keys, options.seconds, standin, pids[name])
     ratio = lambda key, a, b: round(a[key] / b[key], 2) if b[key] else None  # noqa: E731
     up = lambda name, key: result[name]["kiosk_to_upstream_ms"][key]  # noqa: E731
     result["ratios_ours_over_raw"] = {
@@ -199,20 +215,36 @@ async def compare(ours: str, raw: str, keys: list[str], options, upstream_port: 
     return result
 
 
-async def capacity(ours: str, keys: list[str], options, upstream_port: int, pid: int, scratch: Path) -> dict:
+async def capacity(url: str, keys: list[str], options, standin: Standin, pid: int) -> dict:
+    """Step the sessions up through one relay until the added time's p95 passes the budget (or errors come)."""
     steps, held = [], None
     for count in options.steps:
-        step = await phase(ours, keys[:count], options.seconds, upstream_port, pid)
+        step = await phase(url, keys[:count], options.seconds, standin, pid)
         steps.append(step)
-        print(f"  {count} sessions: added p95 {step['added_p95_ms']} ms, CPU {step['relay_cpu_percent']}%", flush=True)
+        print(
+            f"  {count} sessions: added p95 {step['added_p95_ms']} ms, CPU % relay {step['relay_cpu_percent']}"
+            f" kiosks {step['kiosks_cpu_percent']} stand-in {step['standin_cpu_percent']}",
+            flush=True,
+        )
         if step["added_p95_ms"] > options.budget_ms or step["errors"]:
             break
         held = count
-    result = {"steps": steps, "most_sessions_within_budget": held}
+    return {"steps": steps, "most_sessions_within_budget": held}
+
+
+async def capacities(urls: dict, keys: list[str], options, standin: Standin, pids: dict, scratch: Path) -> dict:
+    """The capacity of our relay and, as the machine's ceiling in the same run, of the raw one (`--raw-capacity`):
+    the kiosks and the stand-in share the cores with the relay, so the raw relay's capacity is what this machine
+    can measure at most."""
+    result = {}
+    for name in ("raw", "ours") if options.raw_capacity else ("ours",):
+        print(f"capacity of the {name} relay:", flush=True)
+        result[name] = await capacity(urls[name], keys, options, standin, pids[name])
+    ours, pid, held = urls["ours"], pids["ours"], result["ours"]["most_sessions_within_budget"]
     if options.profile:
         stacks = Path(options.profile) if isinstance(options.profile, str) else scratch / "profile.txt"
         spy = profile(pid, options.seconds + 2, stacks)
-        await phase(ours, keys[: held or options.steps[0]], options.seconds, upstream_port, pid)
+        await phase(ours, keys[: held or options.steps[0]], options.seconds, standin, pid)
         spy.wait(timeout=60)
         result["profile_busy_loop_percent"] = top_costs(stacks)
     return result
@@ -248,24 +280,21 @@ def start_processes(options, scratch: Path, database_url: str):
     wait_for_port(upstream_port, 60, upstream, server.log)
     wait_for_port(raw_port, 30, raw, server.log)
     wait_until_settled(server.process.pid)
-    return server, upstream, raw, keys, upstream_port, f"ws://127.0.0.1:{raw_port}/"
+    return server, upstream, raw, keys, Standin(upstream_port, upstream.pid), f"ws://127.0.0.1:{raw_port}/"
 
 
 def run(options) -> dict:
     with tempfile.TemporaryDirectory() as directory, throwaway_database("sqlite", Path(directory)) as url:
         scratch = Path(directory)
-        server, upstream, raw, keys, upstream_port, raw_url = start_processes(options, scratch, url)
+        server, upstream, raw, keys, standin, raw_url = start_processes(options, scratch, url)
         pids = {"ours": server.process.pid, "raw": raw.pid}
         try:
             result = {
-                "compare": asyncio.run(
-                    compare(server.url, raw_url, keys[: options.sessions], options, upstream_port, pids)
-                )
+                "compare": asyncio.run(compare(server.url, raw_url, keys[: options.sessions], options, standin, pids))
             }
             if options.steps:
-                result["capacity"] = asyncio.run(
-                    capacity(server.url, keys, options, upstream_port, pids["ours"], scratch)
-                )
+                urls = {"ours": server.url, "raw": raw_url}
+                result["capacity"] = asyncio.run(capacities(urls, keys, options, standin, pids, scratch))
             return result
         finally:
             server.stop()
@@ -286,6 +315,9 @@ def main() -> int:
         const=True,
         metavar="RAW_STACKS",
         help="py-spy the server during the largest step held (and keep its raw stacks at RAW_STACKS)",
+    )
+    parser.add_argument(
+        "--raw-capacity", action="store_true", help="step the raw relay up too: the most this machine can measure"
     )
     parser.add_argument("--redis", help="a Redis URL: the worker shares its state there, as one of several does")
     parser.add_argument("--json", help="also write the result to this path")
