@@ -12,7 +12,7 @@ Text and structured tool-call fields enter through the same `interpret` node.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from functools import partial
 
 from langgraph.graph import END, START, StateGraph
@@ -148,10 +148,26 @@ def _merged_update(state: ReceptionState, u: Understanding) -> dict:
     return update
 
 
+def _not_a_delivery(u: Understanding) -> Understanding:
+    """`u` without its delivery: the rest of what was said stands."""
+    return replace(u, visitor_type="", needs_signature=False, purpose="")
+
+
+def _delivery_misheard(state: ReceptionState, u: Understanding) -> bool:
+    """A delivery word and no courier company from a visitor who already said they have an appointment: Whisper's
+    reading of noise or of a short answer (「はい」 heard as 「お届け物」), not a courier. It is asked again."""
+    return (
+        u.visitor_type == Visit.VisitorType.DELIVERY
+        and state.get("visitor_type") == Visit.VisitorType.APPOINTMENT
+        and not u.company_name
+    )
+
+
 def collect(state: ReceptionState) -> Command:
     """Merge what was said; go to delivery, confirmation, or ask for what is missing."""
     language = language_of(state)
-    update = _merged_update(state, understood(state))
+    u = understood(state)
+    update = _merged_update(state, _not_a_delivery(u) if _delivery_misheard(state, u) else u)
     merged: ReceptionState = {**state, **update}
     if merged.get("visitor_type") == Visit.VisitorType.DELIVERY:
         return Command(goto="delivery", update=update)
@@ -191,7 +207,7 @@ def confirm(state: ReceptionState) -> Command:
     """はい → check; いいえ → collect again; a direct correction → confirm the new details."""
     u = understood(state)
     if u.visitor_type == Visit.VisitorType.DELIVERY and u.answer is not False:
-        u = Understanding()  # a lone 「お届け物」 heard at the read-back is words misheard, not another kind of visit
+        u = _not_a_delivery(u)  # a lone 「お届け物」 at the read-back is words misheard, not another kind of visit
     changed = _changes(state, u)
     if u.visitor_type == Visit.VisitorType.DELIVERY:  # 「いいえ、お届け物です」, or the model's report_delivery
         return Command(

@@ -240,6 +240,7 @@ class RuleBasedUnderstanding(LanguageUnderstanding):
                 u.company_name = "個人"
             elif (
                 bare
+                and u.visitor_type != "delivery"  # 「お届け物」 answers no question with a name or a company
                 and not is_polite_only(bare)
                 and not _JA_VERB_END.search(bare)
                 and not (u.found() and expecting != "host_name")
@@ -414,6 +415,7 @@ class RuleBasedUnderstanding(LanguageUnderstanding):
                 bare
                 and len(bare.split()) <= 8
                 and u.answer is None
+                and u.visitor_type != "delivery"
                 and not is_polite_only(bare)
                 and not (u.found() and expecting != "host_name")
             ):
@@ -425,7 +427,8 @@ class RuleBasedUnderstanding(LanguageUnderstanding):
 
     def _replaced(self, u: Understanding, said: re.Match | None) -> Understanding:
         """Not A but B: B replaces A in the field A names (a host when A is one of the staff or is said with an
-        honorific, a company when A is one, else the visitor's name); neither stays in any other field."""
+        honorific, a company when A is one, a host again when A is none of these but B is one of the staff (A was
+        misheard), else the visitor's name); neither stays in any other field."""
         if said is None:
             return u
         old, new = (strip_honorifics(_trim_en(said.group(k)).strip("「」")) for k in ("old", "new"))
@@ -439,6 +442,8 @@ class RuleBasedUnderstanding(LanguageUnderstanding):
             u.host_name = _title(new) if new.isascii() else new
         elif re.search(rf"^{_JA_COMPANY_PREFIX}|{_JA_COMPANY_SUFFIX}$", old):
             u.company_name = new
+        elif find_in_text(new, self._directory()):
+            u.host_name = _title(new) if new.isascii() else new
         else:
             u.visitor_name = _title(new) if new.isascii() else new
         u.is_correction = True

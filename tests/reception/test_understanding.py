@@ -45,6 +45,7 @@ def rules():
         ("サンプルから参りました", "", {"company_name": "サンプル"}),
         ("田中様にお会いしに来ました", "", {"host_name": "田中", "visitor_name": ""}),
         ("たなかさんお願いします", "host_name", {"host_name": "たなか"}),
+        ("お届け物。", "host_name", {"visitor_type": "delivery", "host_name": ""}),  # a delivery word is no name
         ("田中一郎様にお会いしに来ました", "", {"host_name": "田中一郎"}),  # the longest staff name said
         ("佐藤と申します。タナカさんにお約束です", "", {"host_name": "タナカ", "visitor_name": "佐藤"}),
         ("佐藤さんに会いに来ました", "", {"host_name": "佐藤"}),
@@ -73,6 +74,8 @@ def rules():
         ),
         ("いいえ、佐藤ではなく田中です。", "confirmation", {"host_name": "田中", "visitor_name": ""}),
         ("山田ではなく山本です", "confirmation", {"visitor_name": "山本", "host_name": ""}),
+        # 「鈴木ではなく佐藤です」 with 鈴木 misheard: who replaces it is one of the staff, so it is the host.
+        ("続きではなく佐藤です。", "confirmation", {"host_name": "佐藤", "visitor_name": ""}),
         ("株式会社テストじゃなくて株式会社サンプルです", "confirmation", {"company_name": "株式会社サンプル"}),
     ],
 )
@@ -115,6 +118,7 @@ def test_japanese(rules, text, expecting, expected):
         ),
         ("Acme", "company_name", {"company_name": "Acme"}),
         ("Mr. Sato please", "host_name", {"host_name": "Sato"}),
+        ("A delivery.", "host_name", {"visitor_type": "delivery", "host_name": ""}),
         ("The development one", "host_choice", {"host_department": "The development one"}),
         ("hmm", "visitor_name", {"visitor_name": ""}),
         ("No, not Ken Sato but Ichiro Tanaka.", "confirmation", {"host_name": "Ichiro Tanaka", "is_correction": True}),

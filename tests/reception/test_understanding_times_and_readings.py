@@ -282,6 +282,21 @@ def test_a_lone_delivery_word_at_the_read_back_changes_no_visit(workflow, kiosk,
     assert said_so.visit["visitor_type"] == Visit.VisitorType.DELIVERY
 
 
+def test_a_lone_delivery_word_from_a_visitor_with_an_appointment_is_asked_again(workflow, kiosk, directory):
+    """「はい」 in loud noise came out as 「お届け物。」 while the kiosk asked whom the visitor came to see; a courier
+    who names their company is still a delivery."""
+    workflow.start("expected-visitor", "ja", kiosk.pk)
+    asked = workflow.handle_text("expected-visitor", "株式会社テストの山田太郎です。十時にお約束があります。")
+    assert asked.visit["visitor_type"] == Visit.VisitorType.APPOINTMENT
+    misheard = workflow.handle_text("expected-visitor", "お届け物。")
+    assert misheard.visit == asked.visit
+    assert misheard.visit["status"] == Visit.Status.COLLECTING
+    reported = workflow.handle_tool_call("expected-visitor", "report_delivery", {"needs_signature": False})
+    assert reported.turn.visit == asked.visit  # the Realtime model's reading of the same words
+    courier = workflow.handle_text("expected-visitor", "ヤマト運輸です。お届け物です。")
+    assert courier.visit["visitor_type"] == Visit.VisitorType.DELIVERY
+
+
 @pytest.mark.parametrize(
     ("heard", "company", "visitor"),
     [
