@@ -4,8 +4,8 @@ Speech recognition mishears names it has never seen: 株式会社さくら精機
 times: 「十時」 as 「充実」. A visitor's name or company heard is replaced by an expected visitor's when it may be read
 the same and exactly one of them reads so; a host's name likewise with the staff, and a host's name that fits several
 (two 田中, "the Kiro Tanaka") is the one this visitor has an appointment with today; an appointment stated without a
-time understood takes the time of the named host's one appointment today; a delivery's carrier heard as a name
-(佐藤救便) is the carrier it sounds like. Polite words never fill a field.
+time understood takes the time of the visitor's one appointment today, else of the named host's; a delivery's carrier
+heard as a name (佐藤救便) is the carrier it sounds like. Polite words never fill a field.
 """
 
 from __future__ import annotations
@@ -134,21 +134,38 @@ def _carrier(heard: str) -> str:
     return carrier if best >= CARRIER_ALIKE and best > second else ""
 
 
-def _purpose(
-    purpose: str, host_name: str, language: str, staff: Sequence[Person], appointments: Sequence[Person]
-) -> str:
+def _visitors_appointment(visitor: str, company: str, appointments: Sequence[Person]) -> Person | None:
+    """The one appointment today of this visitor, known by name (in full or a part) and company where both are
+    known; None when none or several fit."""
+    name, key = _PARTS.sub("", visitor), company_key(company)
+    if not (name or key):
+        return None
+    theirs = [
+        a
+        for a in appointments
+        if (not name or name in _PARTS.sub("", a.name)) and (not key or company_key(a.department) == key)
+    ]
+    return theirs[0] if len(theirs) == 1 else None
+
+
+def _purpose(purpose: str, host_name: str, visit: tuple[str, str], language: str, staff, appointments) -> str:
     """An appointment stated at a time → 「10時のお約束」; stated without a time understood (「充実にお約束」) → the
-    time of the host's one appointment today; anything else as said."""
+    time of the visitor's one appointment today (`visit`: their name and company), else of the host's one; anything
+    else as said. The visitor's own comes first: a host's name is misheard more often than a name and a company
+    together."""
     if not APPOINTMENT_STATEMENT.search(purpose):
         return purpose
     timed = appointment_purpose(purpose, language)
-    if timed or not host_name or not _ONLY_AN_APPOINTMENT.match(purpose):
+    if timed or not _ONLY_AN_APPOINTMENT.match(purpose):
         return timed or purpose
-    hosts = {p.id for p in match_name(host_name, staff).candidates}
-    theirs = [a for a in appointments if a.extra.get("host_id") in hosts]
-    if len(theirs) != 1:
+    theirs = _visitors_appointment(*visit, appointments)
+    if theirs is None and host_name:
+        hosts = {p.id for p in match_name(host_name, staff).candidates}
+        expecting = [a for a in appointments if a.extra.get("host_id") in hosts]
+        theirs = expecting[0] if len(expecting) == 1 else None
+    if theirs is None:
         return purpose
-    return say("appointment_at", language, time=spoken_time(*starts_at(theirs[0]), language))
+    return say("appointment_at", language, time=spoken_time(*starts_at(theirs), language))
 
 
 def reconcile(
@@ -177,7 +194,8 @@ def reconcile(
         u.host_name = _their_host(u.host_name, visitor, company, language, staff, appointments)
     if u.purpose:
         host = u.host_name or state.get("host_name") or ""
-        u.purpose = _purpose(u.purpose, host, language, staff, appointments)
+        visit = (u.visitor_name or state.get("visitor_name") or "", u.company_name or state.get("company_name") or "")
+        u.purpose = _purpose(u.purpose, host, visit, language, staff, appointments)
     return u
 
 

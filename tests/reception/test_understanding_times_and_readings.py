@@ -161,7 +161,11 @@ def test_a_reading_shared_by_two_candidates_keeps_what_was_heard():
     assert result.host_name == "仲村"
 
 
-def test_a_time_not_understood_takes_the_hosts_one_appointment():
+def test_a_time_not_understood_takes_the_visitors_own_appointment_else_the_hosts_one():
+    expected = _reconciled(visitor_name="山田", company_name="株式会社テスト", host_name="鈴木", purpose="充実にお約束")
+    assert expected.purpose == "14時のお約束"  # 山田's, though 鈴木 (misheard?) expects someone at 10
+    said_before = _reconciled(state={"company_name": "株式会社テスト"}, host_name="鈴木", purpose="充実にお約束")
+    assert said_before.purpose == "14時のお約束"
     assert _reconciled(host_name="鈴木", purpose="充実にお約束").purpose == "10時のお約束"
     assert _reconciled(host_name="鈴木", purpose="従事にも約束").purpose == "10時のお約束"  # お heard as も
     later = _reconciled(state={"host_name": "鈴木"}, purpose="充実にお約束")
@@ -211,11 +215,13 @@ def test_the_misheard_visitor_story_completes(workflow, kiosk, directory):
 
 @pytest.mark.django_db
 def test_a_corrected_host_brings_the_time_of_their_appointment(workflow, kiosk):
-    """The host and the time misheard (佐藤, 「充実」): the time is first taken from 佐藤's appointment; once the
-    visitor names the right host, the visit stores the time of the appointment found, not the time guessed."""
+    """The host and the time misheard (佐藤, 「充実」): the time is the visitor's own appointment's, not that of
+    the host heard; once the visitor names the right host, the visit stores the appointment found."""
     workflow.start("host-corrected", "ja", kiosk.pk)
     heard = workflow.handle_text("host-corrected", "株式会社テストの山田太郎です。佐藤さんと充実にお約束があります。")
-    assert heard.visit["purpose"] == "14時のお約束"  # John Smith's appointment with 佐藤, the one he has today
+    assert heard.visit["purpose"] == "10時のお約束"  # 山田's with 田中, not John Smith's at 14:00 with 佐藤
+    unknown = workflow.handle_text("visitor-unknown", "株式会社ナゾの山川です。佐藤さんと充実にお約束があります。")
+    assert unknown.visit["purpose"] == "14時のお約束"  # nobody expects this visitor: the host's one appointment
     workflow.handle_text("host-corrected", "いいえ、佐藤さんではなく田中一郎さんです。")
     done = workflow.handle_text("host-corrected", "はい、お願いします。")
     assert done.finished and done.visit["status"] == Visit.Status.HOST_NOTIFIED
