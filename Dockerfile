@@ -1,4 +1,4 @@
-# ai-reception worker image: one daphne worker, as `make serve` runs each (deploy/serve.py). NOT built or run
+# ai-reception worker image: one uvicorn worker, as `make serve` runs each (deploy/serve.py). NOT built or run
 # on the project's machines (they cannot pull images): kept minimal and checked against the tested layout by
 # tests/project/test_deploy_files.py, never by a build. docs/deploy.md, "Containers".
 FROM python:3.11-slim
@@ -28,5 +28,5 @@ USER reception
 EXPOSE 8001
 
 # Inside a container the worker listens on the container network (0.0.0.0): publish only nginx's port, never
-# this one, since --proxy-headers makes daphne believe X-Forwarded-For and X-Forwarded-Proto.
-CMD ["python", "-m", "daphne", "--proxy-headers", "-b", "0.0.0.0", "-p", "8001", "reception_project.asgi:application"]
+# this one, since the worker believes the X-Forwarded-For and X-Forwarded-Proto of anyone on that network.
+CMD ["python", "-m", "uvicorn", "--host", "0.0.0.0", "--port", "8001", "--ws", "websockets-sansio", "--loop", "uvloop", "--http", "httptools", "--lifespan", "off", "--no-access-log", "--ws-max-size", "1048576", "--timeout-graceful-shutdown", "5", "--proxy-headers", "--forwarded-allow-ips", "*", "reception_project.asgi:application"]

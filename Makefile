@@ -51,9 +51,9 @@ run: install
 	fi; \
 	$(BIN)/python manage.py run_huey & consumer=$$!; \
 	trap 'kill -INT $$consumer 2>/dev/null; [ -n "$$emulator" ] && kill $$emulator 2>/dev/null' EXIT INT TERM; \
-	$(BIN)/daphne -b $(HOST) -p $(PORT) reception_project.asgi:application
+	$(BIN)/python deploy/serve.py --alone --host $(HOST) --port $(PORT)
 
-# WORKERS daphne workers behind nginx with TLS on https://$(HOST):$(PORT)/ (docs/deploy.md). More than one
+# WORKERS uvicorn workers behind nginx with TLS on https://$(HOST):$(PORT)/ (docs/deploy.md). More than one
 # worker needs DATABASE_URL (PostgreSQL) and REDIS_URL; nginx comes from Debian (apt-get install nginx-light).
 serve: install
 	$(BIN)/python manage.py migrate --noinput

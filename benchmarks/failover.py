@@ -1,6 +1,6 @@
 """Benchmark: failover, routing decision and emergency-stop propagation, on a real server.
 
-A daphne process and the Realtime emulator (its own process, the server's database, local speech)
+A server process and the Realtime emulator (its own process, the server's database, local speech)
 run on 127.0.0.1 over a fresh database with Realtime on for every session. Figures:
 
 - failover: a Realtime session's upstream drops (close 1006, set through the emulator's fire-drill

@@ -1,6 +1,6 @@
 """Benchmark: other kiosks' turn time while one kiosk floods the server, against a control and no flood.
 
-Starts a real daphne process on 127.0.0.1 (fresh SQLite, rule-based understanding, Legacy path). N calm
+Starts a real server process on 127.0.0.1 (fresh SQLite, rule-based understanding, Legacy path). N calm
 kiosks hold text conversations (`input_text` -> `response.done`, timed), one socket each per phase. The
 flooder runs in its own OS process (so its sending does not starve the calm kiosks' event loop) and sends
 text and 100 ms audio frames as fast as its socket takes them, reconnecting whenever it is closed (4429).

@@ -1,6 +1,6 @@
 """Benchmark: Legacy voice turn, end of speech → first audio byte at the kiosk.
 
-A real daphne process on 127.0.0.1 (local engines, warmed up) and one `websockets` kiosk that
+A real server process on 127.0.0.1 (local engines, warmed up) and one `websockets` kiosk that
 streams a ~3 s spoken utterance in real time (20 ms frames), then silence, and times the gap
 between its last speech frame and the first binary audio frame of the answer. Each turn is a
 new session, so every turn asks the same question of the workflow.

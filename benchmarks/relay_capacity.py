@@ -1,7 +1,7 @@
 """Benchmark: what one server process adds to real-time kiosk audio, against a minimal raw relay, and how many
 sessions it holds.
 
-Three processes besides this one: the upstream stand-in (`tests/support/load_upstream.py`), one daphne worker of the
+Three processes besides this one: the upstream stand-in (`tests/support/load_upstream.py`), one uvicorn worker of the
 project (Realtime on for every session), and a raw relay (this script with `--serve-raw-relay`: a bare `websockets`
 server that turns kiosk frames into `input_audio_buffer.append` and reply deltas back into binary frames, nothing
 else). Kiosks stream stamped 20 ms PCM16 frames at real-time pace and speak a line every few seconds, which the

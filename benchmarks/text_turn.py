@@ -1,6 +1,6 @@
 """Benchmark: `input_text` → `response.done` through the kiosk socket, many kiosks talking at once.
 
-Starts a real daphne process on 127.0.0.1 over a fresh SQLite (or PostgreSQL) database and the
+Starts a real server process on 127.0.0.1 over a fresh SQLite (or PostgreSQL) database and the
 rule-based language understanding, then runs N kiosks concurrently through whole conversations,
 each visitor pausing `--think` seconds (± 50 %) before answering; `--think 0` saturates the server.
 Baseline in the same run: the round trip of a frame the server rejects without touching the

@@ -1,9 +1,10 @@
-"""`make serve`: N daphne workers behind nginx (TLS, the kiosk socket's upgrade, /health), one command.
+"""`make serve`: N uvicorn workers behind nginx (TLS, the kiosk socket's upgrade, /health), one command.
 
     deploy/serve.py --workers 2 --host 127.0.0.1 --port 8000 [--emulator]
     deploy/serve.py --wait-ready 8001      # only wait until the worker on 127.0.0.1:8001 is ready (systemd)
+    deploy/serve.py --alone --host 127.0.0.1 --port 8000   # one worker, no proxy (`make run`)
 
-Each worker is daphne on its own 127.0.0.1 port; several workers share their state through PostgreSQL
+Each worker is uvicorn on its own 127.0.0.1 port; several workers share their state through PostgreSQL
 (DATABASE_URL) and Redis (REDIS_URL), which this script insists on for more than one. nginx listens on
 HOST:PORT with a self-signed certificate made once into the run folder (data/serve/ unless --run-dir), from
 deploy/nginx.conf.template. One task-queue consumer (`manage.py run_huey`: host notifications, the daily purges,
@@ -20,7 +21,7 @@ import os
 import shutil
 import signal
 import socket
-import subprocess  # nosec B404  # only our own interpreter, daphne, openssl and nginx, fixed argv
+import subprocess  # nosec B404  # only our own interpreter, uvicorn, openssl and nginx, fixed argv
 import sys
 import time
 import urllib.error
@@ -38,11 +39,46 @@ WORKER_PORT_BASE = 8001  # worker i (1..N) on 127.0.0.1:8000+i; the systemd unit
 ASGI_APPLICATION = "reception_project.asgi:application"
 
 
-def worker_command(port: int, bind: str = "127.0.0.1") -> list[str]:
+# uvicorn with the sans-I/O websockets protocol, uvloop and httptools: the kiosk socket's frames cost a worker ~1.6x
+# less CPU than under daphne (benchmarks/relay_capacity.py; docs/deploy.md). Channels has no lifespan protocol. No
+# access log: the request line can carry a kiosk pairing token. A frame over 1 MiB closes the socket (1009); a
+# SIGTERM closes the kiosk sockets with 1012, and the kiosks reconnect to another worker.
+SERVER_OPTIONS = (
+    "--ws",
+    "websockets-sansio",
+    "--loop",
+    "uvloop",
+    "--http",
+    "httptools",
+    "--lifespan",
+    "off",
+    "--no-access-log",
+    "--ws-max-size",
+    "1048576",
+    "--timeout-graceful-shutdown",
+    "5",
+)
+
+
+def worker_command(port: int, bind: str = "127.0.0.1", *, behind_proxy: bool = True) -> list[str]:
     """One worker's command line; docs/deploy.md's systemd unit, Dockerfile and compose file run the same one
-    (tests/project/test_deploy_files.py checks them against this). Only the proxy may reach `bind`:
-    --proxy-headers makes daphne believe X-Forwarded-For and X-Forwarded-Proto."""
-    return [sys.executable, "-m", "daphne", "--proxy-headers", "-b", bind, "-p", str(port), ASGI_APPLICATION]
+    (tests/project/test_deploy_files.py checks them against this). Behind the proxy only the proxy may reach `bind`:
+    the worker believes the X-Forwarded-For and X-Forwarded-Proto of whoever connects (on 127.0.0.1, of 127.0.0.1;
+    in a container, of anyone on its network). Alone (`make run`), it believes none."""
+    trusted = "127.0.0.1" if bind == "127.0.0.1" else "*"
+    proxy = ("--proxy-headers", "--forwarded-allow-ips", trusted) if behind_proxy else ("--no-proxy-headers",)
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--host",
+        bind,
+        "--port",
+        str(port),
+        *SERVER_OPTIONS,
+        *proxy,
+        ASGI_APPLICATION,
+    ]
 
 
 def is_ready(port: int) -> bool:
@@ -124,7 +160,7 @@ class TaskConsumer:
 
 
 class Worker:
-    """One daphne process on 127.0.0.1:port; its output goes to the run folder's worker-N.log."""
+    """One worker process on 127.0.0.1:port; its output goes to the run folder's worker-N.log."""
 
     def __init__(self, number: int, port: int, run_dir: Path) -> None:
         self.number, self.port, self.log = number, port, run_dir / f"worker-{number}.log"
@@ -258,9 +294,13 @@ def main() -> int:
     parser.add_argument("--run-dir", type=Path, default=REPO / "data" / "serve")
     parser.add_argument("--emulator", action="store_true", help="also run the bundled Realtime emulator")
     parser.add_argument("--wait-ready", type=int, metavar="PORT", help="only wait until that worker is ready")
+    parser.add_argument("--alone", action="store_true", help="only run one worker on HOST:PORT, no proxy (make run)")
     args = parser.parse_args()
     if args.wait_ready:
         return wait_ready(args.wait_ready)
+    if args.alone:
+        command = worker_command(args.port, args.host, behind_proxy=False)
+        os.execv(command[0], command)  # noqa: S606  # nosec B606  # our own interpreter, fixed argv
     if shutil.which("nginx") is None:
         sys.exit("serve: nginx is not installed (Debian: apt-get install nginx-light)")
     check_shared_state(args.workers)

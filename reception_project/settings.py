@@ -81,7 +81,6 @@ CONTENT_SECURITY_POLICY = {
 }
 
 INSTALLED_APPS = [
-    "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -163,7 +162,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Channel layer: in-process by default, Redis when several server processes share the work.
 REDIS_URL = env("REDIS_URL", default="")
 # channels-redis waits for a kiosk's next message with a 5 s BZPOPMIN; redis-py 8 gives up on any read after 5 s
-# by default, so an idle session's wait raised "Timeout reading" and daphne closed the kiosk with 1011. The
+# by default, so an idle session's wait raised "Timeout reading" and the server closed the kiosk with 1011. The
 # layer's reads get a longer timeout than its blocking pop (a dead Redis is still noticed, 15 s later).
 CHANNEL_LAYER_READ_TIMEOUT_SECONDS = 15
 
@@ -368,7 +367,10 @@ LOGGING = {
     "loggers": {
         "django": {"level": "INFO"},
         "django.server": {"level": "INFO", "propagate": True},  # through the root's filtered handlers, not its own
-        "daphne": {"level": "WARNING"},
+        # uvicorn's own handlers give way to the root's filtered ones. Its access log stays off (deploy/serve.py
+        # turns it off too): a request line can carry a kiosk pairing token.
+        "uvicorn": {"level": "INFO", "handlers": [], "propagate": True},
+        "uvicorn.access": {"level": "WARNING"},
         "httpx": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},
     },

@@ -1,15 +1,15 @@
 """Load test: many kiosks streaming their microphones and holding whole reception conversations at once, on 127.0.0.1.
 
-Starts a real daphne server over a fresh database with Realtime on for every session, and the upstream stand-in
-(`tests/support/load_upstream.py`: the bundled emulator with a brain that costs next to nothing) in its own
-process. Each
-kiosk then holds conversations for `--duration` seconds as the kiosk page does: its microphone streams 20 ms PCM16
-frames at real-time pace the whole time (the visitor's lines, spoken once by the local text-to-speech, then
-silence), the server VAD ends each turn, the visitor listens to the reply and thinks before answering (`--text`:
-the visitor types instead, the microphone still streams). Prints a live progress line, then sessions held and
-dropped, turns sent / answered / lost, end of speech → first audio by path, the time the server adds to each
-frame in each direction (measured against the kiosk's and the stand-in's timestamps, same clock), fallbacks by
-reason, errors by kind and the server's memory per session. Exits 1 on any lost turn or dropped session.
+Starts a real server process (uvicorn, as `make run` does) over a fresh database with Realtime on for every session,
+and the upstream stand-in (`tests/support/load_upstream.py`: the bundled emulator with a brain that costs next to
+nothing) in its own process. Each kiosk then holds conversations for `--duration` seconds as the kiosk page does:
+its microphone streams 20 ms PCM16 frames at real-time pace the whole time (the visitor's lines, spoken once by the
+local text-to-speech, then silence), the server VAD ends each turn, the visitor listens to the reply and thinks
+before answering (`--text`: the visitor types instead, the microphone still streams). Prints a live progress line,
+then sessions held and dropped, turns sent / answered / lost, end of speech → first audio by path, the time the
+server adds to each frame in each direction (measured against the kiosk's and the stand-in's timestamps, same
+clock), fallbacks by reason, errors by kind and the server's memory per session. Exits 1 on any lost turn or dropped
+session.
 
 A turn is lost when it gets neither an answer (`response.done`, on Realtime or on Legacy after a fallback) nor an
 `error` within `--turn-timeout`; a greeting that never comes counts as a lost turn.
@@ -372,7 +372,7 @@ def run(options) -> dict:
 
 @contextlib.contextmanager
 def serve_target(server: LiveServer, options, directory: Path) -> Iterator[Fleet]:
-    """One daphne process, or (`--workers N`) `make serve`'s N workers behind nginx with TLS."""
+    """One server process, or (`--workers N`) `make serve`'s N workers behind nginx with TLS."""
     if options.workers:
         with serving(server.env, options.workers, directory) as fleet:
             yield fleet

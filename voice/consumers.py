@@ -13,9 +13,9 @@ import logging
 import time
 import uuid
 
-from autobahn.exception import Disconnected
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from uvicorn.protocols.utils import ClientDisconnected
 
 from core.blocking import run_blocking
 from core.logs import bind_log_context
@@ -50,8 +50,10 @@ def _session_owned_elsewhere(session_id: str, kiosk_id: int) -> bool:
 
 
 def _queued(inbox: object) -> int:
-    """How many frames wait in the server's queue of a socket (0 when the server does not say)."""
-    return inbox.qsize() if isinstance(inbox, asyncio.Queue) else 0
+    """How many frames wait in the server's queue of a socket (0 when the server does not say): uvicorn's protocol
+    keeps them in its `queue`; a test communicator's `receive` is its queue's own `get`."""
+    queue = getattr(inbox, "queue", inbox)
+    return queue.qsize() if isinstance(queue, asyncio.Queue) else 0
 
 
 def _client_address(scope: dict) -> str:
@@ -70,7 +72,7 @@ class KioskConsumer(AsyncWebsocketConsumer):
     idle: IdleWatchdog | None = None
 
     async def __call__(self, scope, receive, send) -> None:
-        self.inbox = getattr(receive, "__self__", None)  # the server's queue of this socket's frames (daphne's)
+        self.inbox = getattr(receive, "__self__", None)  # what holds the server's queue of this socket's frames
         try:
             await super().__call__(scope, receive, send)
         finally:  # however the connection dies, the watchdog dies with it, and its refusals are counted
@@ -281,7 +283,7 @@ class KioskConsumer(AsyncWebsocketConsumer):
             return
         try:
             await self.send(**frame)
-        except Disconnected:  # Daphne: the kiosk closed the socket before its disconnect reached us
+        except ClientDisconnected:  # the kiosk closed the socket before its disconnect reached us
             self.closing = True
             logger.info(
                 "kiosk %s went away mid-reply; the rest of the reply is dropped", getattr(self.kiosk, "pk", None)

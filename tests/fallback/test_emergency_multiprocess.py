@@ -1,6 +1,6 @@
 """An emergency stop reaches live Realtime sessions in every server process.
 
-Two daphne processes share PostgreSQL and Redis, each with a live kiosk session on Realtime; a
+Two server processes share PostgreSQL and Redis, each with a live kiosk session on Realtime; a
 third process (`manage.py emergency_stop`) issues the stop. The delay from the stop's audit row to
 each kiosk's `mode.changed` is printed.
 """
@@ -22,7 +22,7 @@ from tests.support.realtime import reception_emulator
 @pytest.mark.postgres
 @pytest.mark.redis
 async def test_emergency_stop_reaches_live_sessions_in_every_process(tmp_path):
-    """Two daphne processes share PostgreSQL and Redis; a third process issues the stop."""
+    """Two server processes share PostgreSQL and Redis; a third process issues the stop."""
     upstream = reception_emulator()
     await upstream.start()
     try:

@@ -15,7 +15,7 @@ REDIS_URL = "redis://127.0.0.1:6379/12"
 @pytest.mark.redis
 async def test_a_kiosk_channel_idle_longer_than_the_layers_blocking_pop_still_gets_its_next_message():
     """A live session waits on its channel for minutes; each wait is a BZPOPMIN of `brpop_timeout` seconds.
-    With redis-py's default read timeout (as long as that pop) the wait raised and daphne closed the kiosk."""
+    With redis-py's default read timeout (as long as that pop) the wait raised and the server closed the kiosk."""
     layer = RedisChannelLayer(**redis_channel_layer(REDIS_URL)["CONFIG"])
     channel = await layer.new_channel()
     try:

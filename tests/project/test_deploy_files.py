@@ -279,7 +279,7 @@ def test_compose_workers_run_serves_worker_command_over_postgres_and_redis():
         "python",
         "deploy/serve.py",
         "--wait-ready",
-        argv[argv.index("-p") + 1],
+        argv[argv.index("--port") + 1],
     ]
     assert "ports" not in worker  # only nginx is published: the workers believe forwarded headers
     assert services["tasks"]["command"] == ["python", "manage.py", "run_huey"]
@@ -297,7 +297,8 @@ def test_compose_nginx_runs_the_template_with_every_placeholder_filled_for_the_w
     assert f"-c {values['RUN_DIR']}/nginx.conf" in script and "> " + values["RUN_DIR"] + "/nginx.conf" in script
     rendered = parse_nginx(render_template(values))
     upstream = block(block(rendered, "http")[2], "upstream")[2]
-    worker_port = serve_worker_argv(8001, "0.0.0.0")[-2]
+    argv = serve_worker_argv(8001, "0.0.0.0")
+    worker_port = argv[argv.index("--port") + 1]
     assert [d[1][0] for d in upstream if d[0] == "server"] == [f"worker:{worker_port}"]
     listen = block(block(rendered, "http")[2], "server")[2]
     assert ("listen", (f"0.0.0.0:{values['PORT']}", "ssl")) in listen

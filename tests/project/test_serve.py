@@ -1,4 +1,4 @@
-"""`make serve`'s supervisor for real: two daphne workers over PostgreSQL and Redis behind nginx with TLS.
+"""`make serve`'s supervisor for real: two uvicorn workers over PostgreSQL and Redis behind nginx with TLS.
 
 A kiosk talks through nginx over TLS, /health answers through nginx, an emergency stop made through one
 worker reaches a kiosk held by the other, and the task consumer runs beside them (started again when killed).

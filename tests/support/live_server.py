@@ -1,4 +1,5 @@
-"""A real daphne process on 127.0.0.1 over a throw-away database, for end-to-end tests and benchmarks."""
+"""A real server process (`make run`'s uvicorn worker) on 127.0.0.1 over a throw-away database, for end-to-end
+tests and benchmarks."""
 
 from __future__ import annotations
 
@@ -165,7 +166,7 @@ def run_workers(
 
 
 class LiveServer:
-    """Daphne serving the project; `manage()` runs commands against the same database."""
+    """One worker serving the project, as `make run` starts it; `manage()` runs commands against the same database."""
 
     def __init__(self, database_url: str, directory: Path, extra_env: dict[str, str] | None = None) -> None:
         self.port = free_port()
@@ -179,7 +180,7 @@ class LiveServer:
             },
         )
         self.process: subprocess.Popen | None = None
-        self.log = directory / "daphne.log"
+        self.log = directory / "server.log"
 
     @property
     def url(self) -> str:
@@ -211,10 +212,10 @@ class LiveServer:
             )
 
     def start(self, timeout: float = 30.0) -> None:
-        command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port)]
+        command = [sys.executable, "deploy/serve.py", "--alone", "--host", "127.0.0.1", "--port", str(self.port)]
         with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [*command, "reception_project.asgi:application"],
+            self.process = subprocess.Popen(  # `make run`'s worker: the script becomes uvicorn (same pid)
+                command,
                 cwd=REPO,
                 env=self.env,
                 stdout=log,

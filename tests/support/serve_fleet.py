@@ -1,4 +1,4 @@
-"""`deploy/serve.py` run from the tests and the load test: N daphne workers behind nginx with TLS, on 127.0.0.1."""
+"""`deploy/serve.py` run from the tests and the load test: N uvicorn workers behind nginx with TLS, on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -60,8 +60,8 @@ def children_running(serve: subprocess.Popen, marker: bytes) -> list[int]:
 
 
 def worker_pids(serve: subprocess.Popen) -> list[int]:
-    """The supervisor's daphne workers (its children running daphne)."""
-    return children_running(serve, b"daphne")
+    """The supervisor's workers (its children running uvicorn)."""
+    return children_running(serve, b"uvicorn")
 
 
 @dataclass
@@ -70,7 +70,7 @@ class Fleet:
 
     url: str
     pids: list[int]
-    ssl: ssl.SSLContext | None  # None: plain ws:// to one daphne
+    ssl: ssl.SSLContext | None  # None: plain ws:// to one worker
 
 
 @contextmanager

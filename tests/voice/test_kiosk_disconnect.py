@@ -6,8 +6,8 @@ import logging
 import threading
 
 import pytest
-from autobahn.exception import Disconnected
 from channels.testing import WebsocketCommunicator
+from uvicorn.protocols.utils import ClientDisconnected
 
 from reception_project.asgi import application
 from speech.engines import SpeechEngines
@@ -26,7 +26,7 @@ class SlowVoice:
 
 
 class ClosingBrowser:
-    """Daphne after a browser went away: once it has had its first audio, sends raise autobahn's Disconnected
+    """uvicorn after a browser went away: once it has had its first audio, sends raise its ClientDisconnected
     (the socket is closing, its disconnect event is not yet delivered)."""
 
     def __init__(self, app) -> None:
@@ -36,7 +36,7 @@ class ClosingBrowser:
     async def __call__(self, scope, receive, send):
         async def browser_send(message):
             if self.gone and message["type"] == "websocket.send":
-                raise Disconnected("Attempt to send on a closed protocol")
+                raise ClientDisconnected()
             await send(message)
             if message.get("bytes"):
                 self.gone = True

@@ -128,7 +128,7 @@ text_frames = st.one_of(
 
 
 def on_the_wire(text: str) -> bool:
-    """A text frame is UTF-8 on the wire (Daphne closes a socket that sends anything else): no lone surrogates
+    """A text frame is UTF-8 on the wire (the server closes a socket that sends anything else): no lone surrogates
     in the frame itself, though its JSON may escape them."""
     try:
         text.encode()

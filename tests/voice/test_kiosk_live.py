@@ -1,4 +1,4 @@
-"""A whole conversation against a real daphne process with a plain `websockets` client,
+"""A whole conversation against a real server process with a plain `websockets` client,
 killed in the middle and restarted: the conversation continues where it was.
 Run on SQLite (the embedded default) and on PostgreSQL.
 """
@@ -6,6 +6,7 @@ Run on SQLite (the embedded default) and on PostgreSQL.
 from __future__ import annotations
 
 import json
+import urllib.request
 
 import pytest
 import websockets
@@ -78,3 +79,19 @@ async def test_conversation_survives_a_process_kill(kiosk_server):
     assert row["visitor_name"].replace(" ", "") == "山田太郎"
     assert row["appointment_found"] is True and row["host_notified"] is True
     assert visit_id is not None
+
+
+def test_the_servers_log_keeps_no_request_line(tmp_path):
+    """A request line can carry a kiosk pairing token: the server logs no access lines (LOG_LEVEL INFO)."""
+    with throwaway_database("sqlite", tmp_path) as database_url:
+        server = LiveServer(database_url, tmp_path, {"LOG_LEVEL": "INFO"})
+        server.prepare()
+        server.start()
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/health/live?pairing=s3cr3t-token") as reply:
+                assert reply.status == 200
+        finally:
+            server.stop()
+    log = server.log.read_text()
+    assert "Started server process" in log  # the server's own lines are kept
+    assert "s3cr3t-token" not in log and "/health/live" not in log

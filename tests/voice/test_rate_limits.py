@@ -141,7 +141,7 @@ async def test_a_kiosk_closed_for_flooding_is_refused_at_the_handshake_until_the
     for _ in range(3):  # more attempts than the connection budget: none of them open a socket or spend it
         again = communicator(key)
         connected, _ = await again.connect()
-        assert not connected  # closed before accept: Daphne answers the handshake with HTTP 403
+        assert not connected  # closed before accept: the server answers the handshake with HTTP 403
         await again.disconnect()
     assert await counts_reach("flooding", 3) and refusal_counts()["kiosk_connects"] == 0
 

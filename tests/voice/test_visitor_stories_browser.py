@@ -6,7 +6,7 @@
 2. A visitor from 株式会社さくら精機 on today's appointments: recognition writes the company 「株式会社作ら星期」 and
    the visitor 仲村, the same readings as what the directory expects.
 
-A real daphne process serves the page (Realtime through the bundled emulator's reception brain, started as
+A real server process serves the page (Realtime through the bundled emulator's reception brain, started as
 `make run` starts it); Chromium plays one WAV per story, and the stored visit must hold the right fields, be
 finished, and have stayed on its path. The page must also have played the kiosk's answers.
 """
