@@ -7,7 +7,6 @@ group, so an emergency stop reaches each live session in every process.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -49,13 +48,6 @@ def _session_owned_elsewhere(session_id: str, kiosk_id: int) -> bool:
     return Visit.objects.filter(session_id=session_id).exclude(kiosk_id=kiosk_id).exists()
 
 
-def _queued(inbox: object) -> int:
-    """How many frames wait in the server's queue of a socket (0 when the server does not say): uvicorn's protocol
-    keeps them in its `queue`; a test communicator's `receive` is its queue's own `get`."""
-    queue = getattr(inbox, "queue", inbox)
-    return queue.qsize() if isinstance(queue, asyncio.Queue) else 0
-
-
 def _client_address(scope: dict) -> str:
     client = scope.get("client")
     return str(client[0]) if client else "unknown"
@@ -72,7 +64,6 @@ class KioskConsumer(AsyncWebsocketConsumer):
     idle: IdleWatchdog | None = None
 
     async def __call__(self, scope, receive, send) -> None:
-        self.inbox = getattr(receive, "__self__", None)  # what holds the server's queue of this socket's frames
         try:
             await super().__call__(scope, receive, send)
         finally:  # however the connection dies, the watchdog dies with it, and its refusals are counted
@@ -84,7 +75,7 @@ class KioskConsumer(AsyncWebsocketConsumer):
         if not origin_allowed(self.scope):
             await self.close(code=CLOSE_FORBIDDEN_ORIGIN)
             return
-        self.rate_limits = KioskRateLimits(queued=lambda: _queued(self.inbox))
+        self.rate_limits = KioskRateLimits()
         address = _client_address(self.scope)
         try:
             await self.rate_limits.address_open(address)
@@ -158,9 +149,9 @@ class KioskConsumer(AsyncWebsocketConsumer):
         if message["type"] != "websocket.receive":
             await super().dispatch(message)
         elif await self.admit_frame():
-            began, queued = time.monotonic(), _queued(self.inbox)
+            began = time.monotonic()
             await self.websocket_receive(message)
-            self.rate_limits.stalled(time.monotonic() - began, queued)  # what queued meanwhile came at its pace
+            self.rate_limits.stalled(time.monotonic() - began)  # what came meanwhile came at the kiosk's pace
 
     async def admit_frame(self) -> bool:
         """Whether a frame from the kiosk is read: not after the close, not over the frame rate."""

@@ -24,7 +24,6 @@ import asyncio
 import time
 import weakref
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -177,11 +176,8 @@ def kiosk_identity(kiosk) -> str:
 class KioskRateLimits:
     """The limits of one kiosk connection. `storage` defaults to the shared one."""
 
-    def __init__(
-        self, storage: Storage | None = None, limits: Limits | None = None, queued: Callable[[], int] = lambda: 0
-    ) -> None:
+    def __init__(self, storage: Storage | None = None, limits: Limits | None = None) -> None:
         self.limits = limits or Limits.from_settings()
-        self.queued = queued  # how many of the kiosk's frames wait to be read behind the one being read
         self.loop_watch = loop_watch()
         self._stalls_seen = self.loop_watch.stalls
         storage = storage or shared_storage()
@@ -214,20 +210,21 @@ class KioskRateLimits:
         if not await self.limiter.hit(self.limits.kiosk_connects, "kiosk-connects", self.kiosk_key):
             raise RateLimited("kiosk_connects", "This kiosk reconnects too often; try again in a minute.")
 
-    def stalled(self, seconds: float, queued_before: int) -> None:
+    def stalled(self, seconds: float) -> None:
         """This connection could read nothing for `seconds` (a slow handler, such as a session that opens) while
-        the kiosk streamed on, and `queued_before` frames were waiting already: those that queued meanwhile are
-        counted as they arrived, so they are admitted without a hit, up to what the limits allow in that time.
-        Read in one burst, they would otherwise be refused as a flood (and the visitor's words with them)."""
+        the kiosk streamed on: what the limits allow in that time is admitted next without a hit. The frames of
+        that time wait in the server's queue or, since uvicorn stops reading a socket while its application is
+        busy, in the socket's buffers; read in one burst, they would otherwise be refused as a flood (and the
+        visitor's words with them). Over time a kiosk still gets no more than its limits."""
         if seconds > STALL_SECONDS:
-            self._allow_backlog(self.queued() - queued_before, seconds)
+            self._allow_backlog(seconds)
 
-    def _allow_backlog(self, frames: int, seconds: float) -> None:
+    def _allow_backlog(self, seconds: float) -> None:
         per_second = self.limits.messages.amount / self.limits.messages.get_expiry()
         audio_per_second = self.limits.audio_bytes.amount / self.limits.audio_bytes.get_expiry()
         # Two stalls read as one (the loop stood still while a session opened) overlap: the larger grant covers both.
         audio = self._backlog["audio"] if self._backlog["frames"] else 0
-        frames = max(self._backlog["frames"], min(frames, int(seconds * per_second)))
+        frames = max(self._backlog["frames"], int(seconds * per_second))
         self._backlog = {"frames": frames, "audio": max(audio, int(seconds * audio_per_second))}
 
     async def message(self) -> None:
@@ -235,7 +232,7 @@ class KioskRateLimits:
         self.loop_watch.check()
         if self.loop_watch.stalls != self._stalls_seen:  # the loop stood still since the last frame read
             self._stalls_seen = self.loop_watch.stalls
-            self._allow_backlog(self.queued() + 1, self.loop_watch.stalled_for)  # this frame queued too
+            self._allow_backlog(self.loop_watch.stalled_for)
         self._in_backlog = self._backlog["frames"] > 0
         if self._in_backlog:
             self._backlog["frames"] -= 1

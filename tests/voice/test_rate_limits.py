@@ -386,6 +386,24 @@ async def test_a_streaming_kiosk_reaches_the_shared_counter_once_in_ten_frames(s
     assert storage.hits == 90 // 10 + 90 // 10
 
 
+async def test_after_a_stall_the_frames_of_that_time_pass_wherever_the_server_kept_them(settings):
+    """uvicorn stops reading a socket while the application is busy: after a 1.5 s stall the kiosk's 75 frames of
+    that time come from the socket's buffers, not from a queue the server can count. They pass; the stall grants
+    no more than the limit allows in its time (90 frames), and then the limit holds."""
+    settings.KIOSK_RATE_MESSAGES_PER_SECOND = 60  # above the 50 frames/s of real-time audio, below the burst
+    limits = KioskRateLimits(storage=MemoryStorage())
+    limits.kiosk_key = "stalled-kiosk"
+    frame = b"\x00\x00" * 480  # 20 ms
+    limits.stalled(1.5)
+    for _ in range(75):
+        await limits.message()
+        await limits.audio(len(frame))
+    for _ in range(15 + 60):  # the rest of the grant, then the limit's second
+        await limits.message()
+    with pytest.raises(RateLimited):
+        await limits.message()
+
+
 async def test_connections_that_come_and_go_do_not_use_up_a_budget_they_never_spent(settings):
     settings.KIOSK_RATE_MESSAGES_PER_SECOND = 1000
     storage = MemoryStorage()
