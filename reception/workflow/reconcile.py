@@ -148,7 +148,14 @@ def _visitors_appointment(visitor: str, company: str, appointments: Sequence[Per
     return theirs[0] if len(theirs) == 1 else None
 
 
-def _purpose(purpose: str, host_name: str, visit: tuple[str, str], language: str, staff, appointments) -> str:
+def _purpose(
+    purpose: str,
+    host_name: str,
+    visit: tuple[str, str],
+    language: str,
+    staff: Sequence[Person],
+    appointments: Sequence[Person],
+) -> str:
     """An appointment stated at a time → 「10時のお約束」; stated without a time understood (「充実にお約束」) → the
     time of the visitor's one appointment today (`visit`: their name and company), else of the host's one; anything
     else as said. The visitor's own comes first: a host's name is misheard more often than a name and a company
