@@ -190,19 +190,17 @@ def reconcile(
         u.visitor_name = "" if carrier else u.visitor_name
     elif u.company_name:
         u.company_name = _company(u.company_name, appointments)
+    company = u.company_name or state.get("company_name") or ""  # said now, else earlier
     if u.visitor_name:
         u.visitor_name = _by_reading(u.visitor_name, [f for a in appointments for f in _forms(a.name)])
-        company = u.company_name or state.get("company_name") or ""
         u.visitor_name = _expected_from(u.visitor_name, company, appointments)
+    visitor = u.visitor_name or state.get("visitor_name") or ""
     if u.host_name:
         u.host_name = _by_reading(u.host_name, [f for p in staff for f in _forms(p.name, p.reading)])
-        visitor = u.visitor_name or state.get("visitor_name") or ""
-        company = u.company_name or state.get("company_name") or ""
         u.host_name = _their_host(u.host_name, visitor, company, language, staff, appointments)
     if u.purpose:
         host = u.host_name or state.get("host_name") or ""
-        visit = (u.visitor_name or state.get("visitor_name") or "", u.company_name or state.get("company_name") or "")
-        u.purpose = _purpose(u.purpose, host, visit, language, staff, appointments)
+        u.purpose = _purpose(u.purpose, host, (visitor, company), language, staff, appointments)
     return u
 
 
