@@ -11,12 +11,16 @@ import json
 import logging
 import time
 import uuid
+from functools import partial
 
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
 from django.conf import settings
 from uvicorn.protocols.utils import ClientDisconnected
 
 from core.blocking import run_blocking
+from core.dispatch import dispatch_in_turn
 from core.logs import bind_log_context
 from fallback.emergency import CONTROL_GROUP
 from fallback.watch import stop_watching_emergencies, watch_emergencies
@@ -64,8 +68,15 @@ class KioskConsumer(AsyncWebsocketConsumer):
     idle: IdleWatchdog | None = None
 
     async def __call__(self, scope, receive, send) -> None:
+        """Channels' `AsyncConsumer.__call__`, with the frame-rate loop of `core.dispatch` in place of its own."""
+        self.scope, self.base_send = scope, send
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self.channel_name = await self.channel_layer.new_channel()
+        channel_receive = partial(self.channel_layer.receive, self.channel_name)
         try:
-            await super().__call__(scope, receive, send)
+            await dispatch_in_turn([receive, channel_receive], self.dispatch)
+        except StopConsumer:
+            pass
         finally:  # however the connection dies, the watchdog dies with it, and its refusals are counted
             await self.stop_idle_watchdog()
             if self.rate_limits is not None:

@@ -113,8 +113,11 @@ class IdleWatchdog:
             if left is not None and left <= 0:
                 await self._on_idle()
                 left = None  # once; new activity starts the clock again
+            # Not `wait_for`: on Python 3.11 it swallows a cancel that comes as the event is set, and `stop()`
+            # would wait for ever on a watchdog that went on watching.
             with suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), left)
+                async with asyncio.timeout(left):
+                    await self._wake.wait()
 
 
 def abandoned_after_seconds() -> float:

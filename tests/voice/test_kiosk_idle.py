@@ -6,6 +6,7 @@ no assertion depends on how fast the machine is; only the first test runs on the
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from datetime import timedelta
 
@@ -235,3 +236,15 @@ def test_speech_without_a_reply_restarts_the_clock_and_a_failed_turn_does_not_ho
     assert not watchdog.is_idle()
     clock.now += 0.2
     assert watchdog.is_idle()
+
+
+@pytest.mark.parametrize("loop_turns", range(4))
+async def test_a_watchdog_stopped_as_activity_wakes_it_stops(loop_turns):
+    """The session ends right after a frame woke the watchdog: its task ends, and the session's end is not held."""
+    watchdog = IdleWatchdog(60, nothing_to_do, armed=True)
+    watchdog.start()
+    await asyncio.sleep(0)  # it waits for activity
+    watchdog.visitor_active()
+    for _ in range(loop_turns):
+        await asyncio.sleep(0)
+    await asyncio.wait_for(watchdog.stop(), 2)
