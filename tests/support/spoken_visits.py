@@ -2,7 +2,7 @@
 
 The visitor is a kiosk on the real ASGI application (`WebsocketCommunicator`): it starts a voice session, waits
 until the kiosk has played each reply out (at 1x, as the kiosk page does), speaks the next line in 20 ms frames
-with the room's noise running on, and keeps the microphone open until the reply's first audio. The visitor
+with the room's noise running on; between its lines the microphone streams the room, as a kiosk's does. The visitor
 listens, as people do: a line the kiosk did not catch is said once more, the name is given again when the kiosk
 asks for it, and a read-back naming another host or time than theirs is corrected (spoken by the same voice) before
 they agree. At the end the session is ended and the visit is read back from the database.
@@ -129,7 +129,8 @@ class Visitor:
         self.pace, self.play_out = pace, play_out
         self.microphone = Microphone()
         self.first_audio: list[float] = []
-        self._next_frame_at = 0.0
+        self._next_frame_at = time.monotonic()
+        self._speaking = asyncio.Lock()  # held while the visitor speaks; the room fills the microphone otherwise
 
     async def _send(self, frames: list[bytes]) -> None:
         """Frames to the kiosk socket, each at its time on the microphone's 20 ms clock when paced."""
@@ -146,8 +147,8 @@ class Visitor:
         speech = spoken(line, self.conversation.language)
         self.microphone.hear(line, speech)
         done_before = len(self.ear.of_type("response.done"))
-        self._next_frame_at = time.monotonic()
-        await self._send(self.microphone.frames(bytes(LEAD_IN * 48) + speech))
+        async with self._speaking:
+            await self._send(self.microphone.frames(bytes(LEAD_IN * 48) + speech))
         end_of_speech, audio_before = time.monotonic(), len(self.ear.audio_at)
         if not await self._room_until_answered(audio_before, len(self.ear.of_type("response.done"))):
             return None
@@ -160,21 +161,23 @@ class Visitor:
         return replies[-1]["text"] if replies else ""
 
     async def _room_until_answered(self, audio_before: int, done_before: int) -> bool:
-        """The room's sound goes on until the kiosk answers (True), or has said nothing for SILENT seconds."""
+        """Until the kiosk answers (True), or has said nothing for SILENT seconds; unpaced, 2 s of the room first."""
 
         def answered() -> bool:
             return len(self.ear.audio_at) > audio_before or len(self.ear.of_type("response.done")) > done_before
 
         if not self.pace:
             await self._send([self.microphone.quiet() for _ in range(100)])  # 2 s: enough to end any turn
-            with contextlib.suppress(TimeoutError):
-                await self.ear.wait(answered, within=SILENT)
-            return answered()
-        for _ in range(int(SILENT * 50)):
-            if answered():
-                return True
-            await self._send([self.microphone.quiet()])
+        with contextlib.suppress(TimeoutError):
+            await self.ear.wait(answered, within=SILENT)
         return answered()
+
+    async def _room(self) -> None:
+        """The microphone between the visitor's lines, as a kiosk's streams: the room, in real time, all along
+        (through the kiosk's replies too, and after a line said with a pause, whose end the paths wait for)."""
+        while True:
+            async with self._speaking:
+                await self._send([self.microphone.quiet()])
 
     async def _settled(self, done_before: int) -> None:
         """Until the kiosk has sent nothing more for SETTLE seconds after a completed answer."""
@@ -195,6 +198,16 @@ class Visitor:
         return any(m.get("status") == "completed" for m in done) and done[-1].get("status") == "completed"
 
     async def converse(self) -> None:
+        room = asyncio.ensure_future(self._room()) if self.pace else None
+        try:
+            await self._converse()
+        finally:
+            if room is not None:
+                room.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await room
+
+    async def _converse(self) -> None:
         reply: str | None = ""
         for line in self.conversation.lines:
             for _ in range(MAX_CORRECTIONS):
