@@ -1,12 +1,14 @@
 """Names vulture cannot see used (tools/dead_code.py): each is read from outside the Python it scans."""
 
 # Set on objects a library reads: a form field's `required` (Django), onnxruntime's session options,
-# the CSP override django-csp reads from a view, a model field assigned before `save(update_fields=...)`.
+# the CSP override django-csp reads from a view, a model field assigned before `save(update_fields=...)`,
+# the send function a Channels consumer's `send` calls.
 _.required
 _.intra_op_num_threads
 _.inter_op_num_threads
 _._csp_update
 _.attempts
+_.base_send  # Channels' consumers send through it (the kiosk consumer's own `__call__` sets it)
 
 # Named in a setting (REALTIME_EMULATOR_BRAIN) and imported from that string.
 build_reception_brain
