@@ -25,6 +25,16 @@ from tests.support.realtime import TEST_KEY, assert_no_leaked_tasks
 hypothesis_settings.register_profile("thorough", max_examples=1000)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def fast_password_hashing():
+    """Passwords made in this process are hashed with a fast hasher (Django's advice for tests): the deployment's
+    takes 0.4 s a hash here, and the demo directory alone makes one for every test that uses it. The servers and
+    commands a test starts keep the deployment's hashers for the users they make."""
+    from django.conf import settings
+
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 def pytest_sessionfinish(session, exitstatus):
     """With FAIL_ON_SKIP=1 (CI), a skipped test fails the run: a missing service must not pass unnoticed."""
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
