@@ -27,6 +27,7 @@ import asyncio
 import base64
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -177,6 +178,11 @@ def profile(pid: int, seconds: float, path: Path) -> subprocess.Popen:
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+# The event loop's frame: asyncio's `_run_once`; under uvloop (the workers' loop) the loop is C code below the
+# runner's frame, whose own samples are uvloop's work (socket reads and writes, callbacks).
+_LOOP_FRAME = re.compile(r"_run_once|^Runner\.run \(asyncio/runners\.py")
+
+
 def top_costs(path: Path, count: int = 30) -> dict[str, list[tuple[float, str]]]:
     """The functions of the event loop's thread with the most samples, in % of its samples: inclusive (the
     function and what it calls) and self (the function's own code), waiting in `select` left out."""
@@ -186,11 +192,11 @@ def top_costs(path: Path, count: int = 30) -> dict[str, list[tuple[float, str]]]
     for line in path.read_text().splitlines():
         stack, _, samples = line.rpartition(" ")
         frames = stack.split(";")
-        loop = [i for i, frame in enumerate(frames) if "_run_once" in frame]
+        loop = [i for i, frame in enumerate(frames) if _LOOP_FRAME.search(frame)]
         if not loop or "select (selectors.py" in frames[-1]:
             continue  # other threads (the database's, the speech engines') and the idle loop
         total += int(samples)
-        for frame in set(frames[loop[0] + 1 :]):
+        for frame in set(frames[loop[-1] + 1 :]):
             inclusive[frame] += int(samples)
         own[frames[-1]] += int(samples)
 
