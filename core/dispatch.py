@@ -30,6 +30,9 @@ async def dispatch_in_turn(sources: list[Source], dispatch: Callable[[dict[str, 
             message = await source()
             async with turn:
                 await dispatch(message)
+            # A source with messages waiting returns the next at once: without this, a kiosk's backlog of frames
+            # would be read to its end before any other task (another session's replies) ran.
+            await asyncio.sleep(0)
 
     context = contextvars.copy_context()
     readers = [asyncio.create_task(read(source), context=context) for source in sources]

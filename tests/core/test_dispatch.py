@@ -86,3 +86,31 @@ async def test_a_cancelled_loop_stops_its_readers():
     with pytest.raises(asyncio.CancelledError):
         await loop
     assert reader_cancelled.is_set()
+
+
+async def test_a_backlog_of_frames_lets_the_other_tasks_run_between_them():
+    """A kiosk's queued frames are read at once; another session's task still runs between them."""
+    backlog: asyncio.Queue = asyncio.Queue()  # as the server's receive queue: a waiting message comes at once
+    for message in [{"n": i} for i in range(100)] + [{"stop": True}]:
+        backlog.put_nowait(message)
+    turns_of_another_task = 0
+    handled_while_it_ran = []
+
+    async def another_session() -> None:
+        nonlocal turns_of_another_task
+        while True:
+            turns_of_another_task += 1
+            await asyncio.sleep(0)
+
+    async def dispatch(message: dict) -> None:
+        if message.get("stop"):
+            raise Done
+        handled_while_it_ran.append(turns_of_another_task)
+
+    other = asyncio.ensure_future(another_session())
+    try:
+        with pytest.raises(Done):
+            await dispatch_in_turn([backlog.get], dispatch)
+    finally:
+        other.cancel()
+    assert len(set(handled_while_it_ran)) == 100  # it ran between every two frames
