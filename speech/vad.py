@@ -286,7 +286,8 @@ class UtteranceSegmenter:
 class SpeechFrames:
     """Whether each kiosk audio frame (PCM16 at `input_rate`, any length) is speech, by the VAD model: frames are
     resampled to 16 kHz and scored in the VAD's blocks; speech starts at `threshold` and lasts while the score
-    stays above `threshold - 0.15` (the segmenter's hysteresis). One instance per stream."""
+    stays above `threshold - 0.15` (the segmenter's hysteresis). Each stretch of speech starts from a fresh state,
+    as the segmenter's utterances do. One instance per stream."""
 
     def __init__(self, vad: VoiceActivityDetector, *, input_rate: int = KIOSK_SAMPLE_RATE, threshold: float = 0.5):
         self.vad = vad
@@ -301,7 +302,12 @@ class SpeechFrames:
         while self._pending.size >= n:
             p = self.vad.speech_probability(self._pending[:n])
             self._pending = self._pending[n:]
+            was_speaking = self.speaking
             self.speaking = p >= (max(self.threshold - 0.15, 0.01) if self.speaking else self.threshold)
+            if was_speaking and not self.speaking:
+                # Silero's state after speech scores a short 「はい」 that follows as no speech at all (0 of 70
+                # frames after a conversation's sentences in lobby noise, where a fresh state hears 13).
+                self.vad.reset()
         return self.speaking
 
 

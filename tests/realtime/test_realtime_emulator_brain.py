@@ -261,6 +261,20 @@ async def test_the_reception_brains_server_vad_ends_a_turn_spoken_over_lobby_noi
     assert events == ["input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped"]
 
 
+@pytest.mark.speech
+def test_the_reception_brains_server_vad_hears_a_short_yes_after_a_conversation():
+    """A visit's lines over lobby noise, each after 8 s of the room, on one stream: the last 「はい」 is speech too."""
+    detector = build_reception_brain(synthesize=lambda text, lang: tone(300)).speech_detector()
+    microphone, speech_frames = Microphone(), []
+    for text in ("株式会社テストの山田太郎と申します。", "鈴木さんと十時にお約束しています。", "はい。"):
+        line = Line(text, 0.85, "high")
+        speech = spoken(line, "ja")
+        microphone.hear(line, speech)
+        assert not any(detector(frame) for frame in microphone.frames(silence(8000)))  # the room is no speech
+        speech_frames.append(sum(detector(frame) for frame in microphone.frames(silence(300) + speech)))
+    assert all(count >= 5 for count in speech_frames), speech_frames  # ≥ 100 ms; the stale state heard 0
+
+
 class HeardEngines:
     """Speech engines whose recognition hears `transcript` (SimpleNamespace-like: only `.stt` is used)."""
 
