@@ -26,9 +26,8 @@ from .names import (
     staff_directory,
     todays_appointments,
 )
-from .prompts import say
 from .state import ReceptionState
-from .times import APPOINTMENT_STATEMENT, appointment_purpose, spoken_time, starts_at
+from .times import APPOINTMENT_STATEMENT, appointment_at, appointment_purpose, starts_at
 from .understanding import Understanding, is_polite_only
 
 _PARTS = re.compile(r"[\s\u3000・]+")
@@ -172,7 +171,7 @@ def _purpose(
         theirs = expecting[0] if len(expecting) == 1 else None
     if theirs is None:
         return purpose
-    return say("appointment_at", language, time=spoken_time(*starts_at(theirs), language))
+    return appointment_at(*starts_at(theirs), language)
 
 
 def reconcile(

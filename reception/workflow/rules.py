@@ -18,7 +18,7 @@ from core.logs import adopt_loggers
 
 from .names import EN_TITLE, JA_LEGAL_FORMS, Person, find_in_text, staff_directory, strip_honorifics
 from .state import VISIT_FIELDS
-from .times import APPOINTMENT_STATEMENT, appointment_purpose
+from .times import APPOINTMENT_STATEMENT, appointment_at, appointment_purpose, parse_time
 from .understanding import (
     EXPECT_CONFIRMATION,
     EXPECT_HOST_CHOICE,
@@ -216,23 +216,26 @@ class RuleBasedUnderstanding(LanguageUnderstanding):
         elif _JA_NO.match(text):
             u.answer = False
         u.is_correction = u.answer is False or bool(_JA_CORRECTION.search(text))
-        if _JA_DELIVERY.search(text):
+        body = _JA_YES.sub("", _JA_NO.sub("", text)).lstrip("、。, ")
+        replacement = _JA_REPLACEMENT.search(body)
+        # What the visitor says is wrong (「お届けではなく佐藤です」: お届け misheard) makes no kind of visit.
+        kind = body[: replacement.start("old")] + body[replacement.end("old") :] if replacement else body
+        if _JA_DELIVERY.search(kind):
             u.visitor_type = "delivery"
-            u.needs_signature = bool(_JA_SIGNATURE.search(text))
+            u.needs_signature = bool(_JA_SIGNATURE.search(kind))
             u.purpose = "お届け物（受領サインが必要）" if u.needs_signature else "お届け物"
-        elif _JA_SALES.search(text):
+        elif _JA_SALES.search(kind):
             u.visitor_type = "sales"
-        elif _JA_APPOINTMENT.search(text):
+        elif _JA_APPOINTMENT.search(kind):
             u.visitor_type = "appointment"
 
-        body = _JA_YES.sub("", _JA_NO.sub("", text)).lstrip("、。, ")
         u.host_name, u.host_department = self._ja_host(body)
         # 「違います、山川です」 at confirmation is a new name; 「はい、そうです」 is not.
         bare_name = expecting in ("", "visitor_name") or (expecting == EXPECT_CONFIRMATION and u.answer is False)
         u.visitor_name = self._ja_visitor_name(body, u.host_name, bare_name)
         u.company_name = self._ja_company(body, u.visitor_name)
         if not u.purpose:
-            u.purpose = appointment_purpose(body, "ja") or self._ja_purpose(body)
+            u.purpose = appointment_purpose(kind, "ja") or self._ja_purpose(kind)
 
         if expecting in VISIT_FIELDS and not getattr(u, expecting) and body:
             bare = self._ja_bare(body)
@@ -249,7 +252,7 @@ class RuleBasedUnderstanding(LanguageUnderstanding):
         if expecting == EXPECT_HOST_CHOICE and not u.host_department:
             dept = _JA_DEPT.search(body)
             u.host_department = dept.group(1) if dept else self._ja_bare(body)
-        return self._replaced(u, _JA_REPLACEMENT.search(body))
+        return self._replaced(u, replacement, "ja")
 
     def _ja_host(self, text: str) -> tuple[str, str]:
         host = self._ja_known_host(text)
@@ -423,12 +426,13 @@ class RuleBasedUnderstanding(LanguageUnderstanding):
                 setattr(u, expecting, strip_honorifics(value) if expecting != "company_name" else value)
         if expecting == EXPECT_HOST_CHOICE and not u.host_department:
             u.host_department = text.strip(" .!?")
-        return self._replaced(u, _EN_REPLACEMENT.search(text))
+        return self._replaced(u, _EN_REPLACEMENT.search(text), "en")
 
-    def _replaced(self, u: Understanding, said: re.Match | None) -> Understanding:
+    def _replaced(self, u: Understanding, said: re.Match | None, language: str) -> Understanding:
         """Not A but B: B replaces A in the field A names (a host when A is one of the staff or is said with an
-        honorific, a company when A is one, a host again when A is none of these but B is one of the staff (A was
-        misheard), else the visitor's name); neither stays in any other field."""
+        honorific, a company when A is one, the appointment's time when both are times, a host again when A is
+        none of these but B is one of the staff (A was misheard), else the visitor's name); neither stays in any
+        other field."""
         if said is None:
             return u
         old, new = (strip_honorifics(_trim_en(said.group(k)).strip("「」")) for k in ("old", "new"))
@@ -442,6 +446,8 @@ class RuleBasedUnderstanding(LanguageUnderstanding):
             u.host_name = _title(new) if new.isascii() else new
         elif re.search(rf"^{_JA_COMPANY_PREFIX}|{_JA_COMPANY_SUFFIX}$", old):
             u.company_name = new
+        elif parse_time(old) and (time := parse_time(new)):
+            u.purpose = appointment_at(*time, language)
         elif find_in_text(new, self._directory()):
             u.host_name = _title(new) if new.isascii() else new
         else:

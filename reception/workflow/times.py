@@ -99,10 +99,15 @@ def starts_at(appointment: Person) -> tuple[int, int]:
     return start.hour, start.minute
 
 
+def appointment_at(hour: int, minute: int, language: str) -> str:
+    """The purpose of an appointment at a time: 「10時のお約束」 / "appointment at 10:00"."""
+    return say("appointment_at", language, time=spoken_time(hour, minute, language))
+
+
 def appointment_purpose(said: str, language: str) -> str:
-    """「10時のお約束」 / "appointment at 10:00" when a sentence of `said` states an appointment at a time; else ""."""
+    """`appointment_at` the time when a sentence of `said` states an appointment at a time; else ""."""
     for sentence in re.split(r"[。！？!?]", said):
         time = parse_time(sentence) if APPOINTMENT_STATEMENT.search(sentence) else None
         if time:
-            return say("appointment_at", language, time=spoken_time(*time, language))
+            return appointment_at(*time, language)
     return ""

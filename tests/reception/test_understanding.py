@@ -77,6 +77,10 @@ def rules():
         # 「鈴木ではなく佐藤です」 with 鈴木 misheard: who replaces it is one of the staff, so it is the host.
         ("続きではなく佐藤です。", "confirmation", {"host_name": "佐藤", "visitor_name": ""}),
         ("株式会社テストじゃなくて株式会社サンプルです", "confirmation", {"company_name": "株式会社サンプル"}),
+        # いいえ heard as お届け (the recognition prompt ends with お届け物): what is said to be wrong makes no visit.
+        ("お届けではなく佐藤です。", "confirmation", {"host_name": "佐藤", "visitor_type": "", "purpose": ""}),
+        ("いいえ、十時ではなく十一時です。", "confirmation", {"purpose": "11時のお約束", "visitor_name": ""}),
+        ("いいえ、十時ではなく十一時のお約束です。", "confirmation", {"purpose": "11時のお約束", "visitor_name": ""}),
     ],
 )
 def test_japanese(rules, text, expecting, expected):
@@ -123,6 +127,7 @@ def test_japanese(rules, text, expecting, expected):
         ("hmm", "visitor_name", {"visitor_name": ""}),
         ("No, not Ken Sato but Ichiro Tanaka.", "confirmation", {"host_name": "Ichiro Tanaka", "is_correction": True}),
         ("Not Smith, but Smyth.", "confirmation", {"visitor_name": "Smyth", "host_name": ""}),
+        ("No, not at ten but at eleven.", "confirmation", {"purpose": "appointment at 11:00", "visitor_name": ""}),
     ],
 )
 def test_english(rules, text, expecting, expected):
