@@ -109,10 +109,10 @@ def _opening(key: str, language: str, *fields: str) -> str:
     return say(key, language, **dict.fromkeys(fields, "\0")).split("\0")[0]
 
 
-def _asks_for_name(reply: str, language: str) -> bool:
-    """Whether the kiosk's reply asks for the visitor's name (as a missing or an unclear detail)."""
+def _asks_for(reply: str, detail: str, language: str) -> bool:
+    """Whether the kiosk's reply asks for `detail` (a visit field) as a missing or an unclear one."""
     asking = (_opening("ask_missing", language, "fields"), _opening("ask_unclear", language, "fields"))
-    return reply.startswith(asking) and field_list(["visitor_name"], language) in reply
+    return reply.startswith(asking) and field_list([detail], language) in reply
 
 
 def _did_not_catch(reply: str, language: str) -> bool:
@@ -222,26 +222,34 @@ class Visitor:
                 reply = await self.say(line)  # as a visitor does: the same words again
 
     def _correction(self, reply: str | None, next_line: Line) -> Line | None:
-        """What a visitor who listens says before the next line: their name again when the kiosk asks for it (it
-        did not get it), or the host and time when the read-back names others than theirs."""
+        """What a visitor who listens says before the next line (see `_answer`), in the next line's voice."""
+        said = self._answer(reply, next_line) if reply else None
+        return None if said is None else Line(said, next_line.speed, next_line.noise)
+
+    def _answer(self, reply: str, next_line: Line) -> str | None:
+        """Their name again when the kiosk asks for it (it did not get it); when the next line would only agree:
+        the host when the kiosk asks for them, or the host and time when the read-back names others than theirs."""
         expected, language = self.conversation.expected, self.conversation.language
-        if reply and expected.visitor_name and _asks_for_name(reply, language):
-            text = f"{expected.visitor_name}です。" if language == "ja" else f"My name is {expected.visitor_name}."
-            return Line(text, next_line.speed, next_line.noise)
-        agreeing = next_line.text.startswith(("はい", "Yes"))
-        read_back = reply and reply.startswith(_opening("confirm", language, "company", "name", "host", "purpose"))
-        if not (read_back and agreeing and expected.visitor_type == "appointment" and expected.host):
+        if expected.visitor_name and _asks_for(reply, "visitor_name", language):
+            return f"{expected.visitor_name}です。" if language == "ja" else f"My name is {expected.visitor_name}."
+        if not (next_line.text.startswith(("はい", "Yes")) and expected.host):
             return None
-        staff = next(p for p in DEMO_STAFF if p["name"] == expected.host)
+        host = _host_as_said(expected.host, language)
+        if _asks_for(reply, "host_name", language):
+            return f"{host}さんです。" if language == "ja" else f"{host}, please."
+        read_back = reply.startswith(_opening("confirm", language, "company", "name", "host", "purpose"))
+        if not read_back or expected.visitor_type != "appointment" or (host in reply and expected.purpose in reply):
+            return None
         hour = int(re.search(r"\d+", expected.purpose)[0])
-        host = staff["name"].split()[0] if language == "ja" else staff["romaji"]
-        if host in reply and expected.purpose in reply:
-            return None
         if language == "ja":
-            text = f"いいえ、{host}さんと{int_to_kanji(hour)}時のお約束です。"
-        else:
-            text = f"No, I have an appointment with {host} at {int_to_english(hour % 12 or 12)} o'clock."
-        return Line(text, next_line.speed, next_line.noise)
+            return f"いいえ、{host}さんと{int_to_kanji(hour)}時のお約束です。"
+        return f"No, I have an appointment with {host} at {int_to_english(hour % 12 or 12)} o'clock."
+
+
+def _host_as_said(host: str, language: str) -> str:
+    """The host (a name of the demo directory) as a visitor says it: the family name, or the name in romaji."""
+    staff = next(p for p in DEMO_STAFF if p["name"] == host)
+    return staff["name"].split()[0] if language == "ja" else staff["romaji"]
 
 
 def set_presence(names: tuple[str, ...], present: bool) -> None:
