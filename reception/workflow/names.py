@@ -424,7 +424,8 @@ def recognition_hint(language: str) -> str:
         return cached[1]
     words = recognition_vocabulary(language)
     if language == "ja":
-        hint = "受付です。" + "、".join(words) + "。お約束、お届け物。"
+        # はい、いいえ before the visit words: ending on お届け物 alone made いいえ 「いいね」 or 「お届け」.
+        hint = "受付です。" + "、".join(words) + "。はい、いいえ、お約束、お届け物。"
     else:
         hint = "Reception. " + ", ".join(words) + ". Appointment, delivery."
     _hint_cache[language] = (time.monotonic(), hint)

@@ -17,7 +17,10 @@ import pytest
 from django.conf import settings
 
 from realtime.emulator.audio import silence, tone
+from reception.workflow.names import recognition_hint
 from reception.workflow.prompts import field_list, say
+from reception.workflow.rules import RuleBasedUnderstanding
+from reception.workflow.understanding import EXPECT_CONFIRMATION
 from speech.audio import KIOSK_SAMPLE_RATE, RECOGNITION_SAMPLE_RATE, resample_pcm16
 from speech.engines import legacy_engines
 from speech.stt import Transcript, echoes_prompt
@@ -383,6 +386,20 @@ def test_a_short_answer_in_lobby_noise_is_heard_and_not_the_prompt():
     noisy = at_16k(b"".join(microphone.frames(speech)))
     heard = legacy_engines().stt.transcribe(noisy, "ja", STAFF_HINT)
     assert heard.text.startswith("はい") and not echoes_prompt(heard.text, STAFF_HINT), heard
+    close_voices()
+
+
+NO_LINES = [Line("いいえ、佐藤さんではなく鈴木さんです。", 1.0, "high"), Line("いいえ。", 1.2, "low")]
+
+
+@pytest.mark.speech
+@pytest.mark.parametrize("line", NO_LINES)
+def test_a_no_in_lobby_noise_is_heard_as_no_with_the_directorys_prompt(line):
+    """With a prompt that ended on 「お約束、お届け物」, Whisper heard these いいえ as 「いいね」."""
+    microphone, speech = Microphone(), spoken(line, "ja")
+    microphone.hear(line, speech)
+    heard = legacy_engines().stt.transcribe(at_16k(b"".join(microphone.frames(speech))), "ja", recognition_hint("ja"))
+    assert RuleBasedUnderstanding().understand(heard.text, "ja", EXPECT_CONFIRMATION).answer is False, heard
     close_voices()
 
 
