@@ -207,6 +207,36 @@ def test_silero_frame_contract():
         vad.speech_probability(np.zeros(100, np.float32))
 
 
+class ScriptedDetector:
+    """Stands in for pysilero's detector: scores from a script, and counts resets."""
+
+    def __init__(self, scores: list[float]) -> None:
+        self.scores, self.resets = iter(scores), 0
+
+    def process_samples(self, samples) -> float:
+        return next(self.scores)
+
+    def reset(self) -> None:
+        self.resets += 1
+
+
+@pytest.mark.parametrize(
+    ("scores", "resets"),
+    [
+        ([0.9] * 3 + [0.05] * (SileroVAD.QUIET_FRAMES_BEFORE_RESET - 1), 0),
+        ([0.9] * 3 + [0.05] * SileroVAD.QUIET_FRAMES_BEFORE_RESET, 1),
+        ([0.05] * 20 + [0.2] + [0.05] * (SileroVAD.QUIET_FRAMES_BEFORE_RESET - 1), 0),  # a sound breaks the quiet
+        ([0.05] * (2 * SileroVAD.QUIET_FRAMES_BEFORE_RESET), 2),
+    ],
+)
+def test_silero_starts_afresh_after_each_second_of_quiet(scores, resets):
+    vad = SileroVAD()
+    vad._detector = detector = ScriptedDetector(scores)
+    for _ in scores:
+        vad.speech_probability(np.zeros(512, np.float32))
+    assert detector.resets == resets
+
+
 def snr_db(reference: np.ndarray, test: np.ndarray) -> float:
     return float(10 * np.log10(np.sum(reference**2) / np.sum((reference - test) ** 2)))
 

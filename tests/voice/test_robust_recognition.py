@@ -404,6 +404,20 @@ def test_a_no_in_lobby_noise_is_heard_as_no_with_the_directorys_prompt(line):
 
 
 @pytest.mark.speech
+@pytest.mark.parametrize("seconds", [7, 13, 24])
+def test_a_quick_yes_after_seconds_of_the_lobby_is_an_utterance(seconds):
+    """At these three positions in the noise, the VAD's drifted state and a 150 ms minimum dropped it."""
+    segmenter = legacy_engines().new_segmenter(silence_ms=settings.LEGACY_END_OF_SPEECH_SILENCE_MS)
+    line = Line("はい。", 1.2, "low")
+    microphone, speech = Microphone(), spoken(line, "ja")
+    microphone.hear(line, speech)
+    assert not segmenter.feed(b"".join(microphone.frames(silence(seconds * 1000))))
+    events = segmenter.feed(b"".join(microphone.frames(silence(300) + speech + silence(2000))))
+    assert sum(isinstance(event, Utterance) for event in events) == 1
+    close_voices()
+
+
+@pytest.mark.speech
 def test_a_quick_yes_over_light_noise_after_a_sentence_is_an_utterance():
     """A fast 「はい」 has ~200 ms of voice; after a sentence, the VAD's state must not make it less than speech."""
     segmenter = legacy_engines().new_segmenter(silence_ms=settings.LEGACY_END_OF_SPEECH_SILENCE_MS)
