@@ -34,7 +34,8 @@ class SileroVAD:
     Loading is ~10 ms and ~1 MB, so make one per session; an instance is not thread-safe.
 
     Its state starts afresh after each second of quiet: over long stretches of a lobby's noise it drifted until
-    a quick 「はい」 scored as no speech (heard at 10 of 31 positions in 20 dB pink noise; 28 with the refresh).
+    a quick 「はい」 scored as no speech (the segmenter heard one at 10 of 31 positions in 20 dB pink noise; 28
+    with the refresh and its 90 ms minimum of speech).
     """
 
     sample_rate = RECOGNITION_SAMPLE_RATE
