@@ -35,7 +35,8 @@ class SileroVAD:
 
     Its state starts afresh after each second of quiet: over long stretches of a lobby's noise it drifted until
     a quick 「はい」 scored as no speech (the segmenter heard one at 10 of 31 positions in 20 dB pink noise; 28
-    with the refresh and its 90 ms minimum of speech).
+    with the refresh and its 90 ms minimum of speech; the emulator's server VAD, 0 of 70 frames of a visit's
+    last 「はい」, 17 with the refresh).
     """
 
     sample_rate = RECOGNITION_SAMPLE_RATE
@@ -300,8 +301,7 @@ class UtteranceSegmenter:
 class SpeechFrames:
     """Whether each kiosk audio frame (PCM16 at `input_rate`, any length) is speech, by the VAD model: frames are
     resampled to 16 kHz and scored in the VAD's blocks; speech starts at `threshold` and lasts while the score
-    stays above `threshold - 0.15` (the segmenter's hysteresis). Each stretch of speech starts from a fresh state,
-    as the segmenter's utterances do. One instance per stream."""
+    stays above `threshold - 0.15` (the segmenter's hysteresis). One instance per stream."""
 
     def __init__(self, vad: VoiceActivityDetector, *, input_rate: int = KIOSK_SAMPLE_RATE, threshold: float = 0.5):
         self.vad = vad
@@ -316,12 +316,7 @@ class SpeechFrames:
         while self._pending.size >= n:
             p = self.vad.speech_probability(self._pending[:n])
             self._pending = self._pending[n:]
-            was_speaking = self.speaking
             self.speaking = p >= (max(self.threshold - 0.15, 0.01) if self.speaking else self.threshold)
-            if was_speaking and not self.speaking:
-                # Silero's state after speech scores a short 「はい」 that follows as no speech at all (0 of 70
-                # frames after a conversation's sentences in lobby noise, where a fresh state hears 13).
-                self.vad.reset()
         return self.speaking
 
 
