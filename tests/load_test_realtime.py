@@ -294,10 +294,14 @@ async def drive(target: Fleet, keys: list[str], upstream_port: int, options) -> 
     await watcher
     memory["cpu"] = cpu_seconds(*target.pids) - memory["cpu"]
     upstream = await asyncio.to_thread(upstream_stats, upstream_port)
-    return summary(tally, options, memory, upstream["upstream_ms"], time.monotonic() - started)
+    return summary(tally, options, memory, upstream, time.monotonic() - started)
 
 
-def summary(tally: Tally, options, memory: dict, upstream: dict, elapsed: float) -> dict:
+def summary(tally: Tally, options, memory: dict, standin: dict, elapsed: float) -> dict:
+    """The run's figures. Kiosk → upstream, the relay's added time counts the frames sent once the session's
+    upstream socket was open; those the kiosk sent before (its microphone streams from `session.start`) waited for
+    the session to open, and are reported apart as `session_opening_wait_ms`."""
+    upstream = standin["upstream_ms"]
     downstream = percentiles(tally.downstream_ms)
     worst = {key: max(upstream[key], downstream[key]) for key in ("p50", "p95", "p99")}
     return {
@@ -315,6 +319,7 @@ def summary(tally: Tally, options, memory: dict, upstream: dict, elapsed: float)
         "turns_lost": tally.lost,
         "first_audio_ms": {path: percentiles(samples) for path, samples in tally.latency_ms.items()},
         "relay_added_ms": {**worst, "kiosk_to_upstream": upstream, "upstream_to_kiosk": downstream},
+        "session_opening_wait_ms": standin["opening_ms"],
         "sessions_started": dict(tally.decisions),
         "fallbacks": dict(tally.fallbacks),
         "errors": dict(tally.errors),
@@ -400,6 +405,7 @@ def report(result: dict) -> str:
             f"end of speech -> first audio, legacy:   {fmt(latency['legacy'])}",
             f"server adds, kiosk -> upstream: {fmt(relay['kiosk_to_upstream'])}",
             f"server adds, upstream -> kiosk: {fmt(relay['upstream_to_kiosk'])}",
+            f"frames sent before the session's upstream opened waited: {fmt(result['session_opening_wait_ms'])}",
             f"sessions started: {result['sessions_started']}",
             f"fallbacks by reason: {result['fallbacks'] or 'none'}",
             f"errors by kind: {result['errors'] or 'none'}",

@@ -21,6 +21,7 @@ from tests.support.load_upstream import (
     SCRIPT,
     STAMP_BYTES,
     STATS_PATH,
+    now_us,
     percentiles,
     stamp,
     stamp_age_ms,
@@ -65,10 +66,15 @@ class DiscardLog(list):
 
 
 class StampingSession(EmulatorSession):
-    """Stamps the send time into each reply's first audio samples and times each append's age on arrival."""
+    """Stamps the send time into each reply's first audio samples and times each append's age on arrival.
+
+    An append whose frame the kiosk sent before this session's socket opened waited for the session to open (the
+    server's set-up and its connection here), not for the relay: its age is kept apart, in `opening_ms`.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.opened_ms = now_us() / 1000
         self.received = self.sent = DiscardLog()
         send = self.connection.send
 
@@ -85,8 +91,9 @@ class StampingSession(EmulatorSession):
     async def _on_message(self, message: str | bytes) -> None:
         if isinstance(message, str) and message.startswith(APPEND_PREFIX):
             start = len(APPEND_PREFIX)
-            head = base64.b64decode(message[start : start + 16])
-            self.server.upstream_ms.append(stamp_age_ms(head))
+            age = stamp_age_ms(base64.b64decode(message[start : start + 16]))
+            before_open = now_us() / 1000 - age < self.opened_ms
+            (self.server.opening_ms if before_open else self.server.upstream_ms).append(age)
         await super()._on_message(message)
 
 
@@ -94,12 +101,13 @@ class StandIn(EmulatorServer):
     """The emulator with a `/stats` page of the appends' ages (`?reset` starts counting afresh)."""
 
     upstream_ms = array("d")
+    opening_ms = array("d")
 
     async def _process_request(self, connection, request):
         if request.path.startswith(STATS_PATH):
-            stats = {"upstream_ms": percentiles(self.upstream_ms)}
+            stats = {"upstream_ms": percentiles(self.upstream_ms), "opening_ms": percentiles(self.opening_ms)}
             if request.path.endswith("?reset"):
-                del self.upstream_ms[:]
+                del self.upstream_ms[:], self.opening_ms[:]
             return _json_response(HTTPStatus.OK, stats)
         return await super()._process_request(connection, request)
 
