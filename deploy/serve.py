@@ -197,9 +197,9 @@ def check_shared_state(workers: int) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "reception_project.settings")
     sys.path.insert(0, str(REPO))
     from django.conf import settings  # the project's settings, read as the workers will read them
+    from django.db import connection
 
-    sqlite = settings.DATABASES["default"]["ENGINE"].endswith("sqlite3")
-    if workers > 1 and (sqlite or not settings.REDIS_URL):
+    if workers > 1 and (connection.vendor == "sqlite" or not settings.REDIS_URL):
         sys.exit("serve: several workers share PostgreSQL and Redis: set DATABASE_URL=postgres://... and REDIS_URL")
 
 

@@ -301,9 +301,15 @@ def projected_cost_guard(guard: GuardSnapshot, limit_usd: float, *, now: datetim
 
 
 def refresh_cost_guard(limit_usd: float, *, now: datetime | None = None) -> str | None:
-    """Open the cost guard at the hourly limit, close it below 70 % of it; return the transition or None."""
+    """Open the cost guard at the hourly limit, close it below 70 % of it; return the transition or None.
+
+    Every session start and every priced response calls this, and nearly always nothing moves: the guard's state
+    is read first, and only a due transition takes the write transaction, where it is checked again."""
     now = now or timezone.now()
     spend = float(spend_last_hour(now=now))
+    state = GuardState.objects.filter(name=GuardName.COST).values_list("state", flat=True).first()
+    if state is not None and cost_guard_transition(state, spend, limit_usd) is None:
+        return None
     with transaction.atomic():
         row = _row(GuardName.COST)
         move = cost_guard_transition(row.state, spend, limit_usd)

@@ -146,6 +146,7 @@ DATABASES = {"default": env.db_url_config(_database_url)}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=300)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["ENGINE"] = "core.sqlite"  # the same, with this process's writers taking turns
     DATABASES["default"]["NAME"] = str(BASE_DIR / DATABASES["default"]["NAME"])  # sqlite:///data/x.db: under BASE_DIR
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from fallback import guards
@@ -180,6 +182,18 @@ def test_cost_guard_opens_at_the_limit_and_closes_below_seventy_percent(settings
     # 61 minutes after the start the first 6 USD leave the window: 4 USD < 7 USD closes it.
     assert decide_for_session("b", now=start + timedelta(minutes=61)).reason == "in_rollout"
     assert state("cost").state == "closed"
+
+
+def test_the_cost_guard_takes_no_write_transaction_when_nothing_moves():
+    """Every session start and priced response refreshes it: on SQLite a transaction there queues behind every
+    other writer of the process."""
+    start = timezone.now().replace(second=0, microsecond=0)
+    guards.refresh_cost_guard(10.0, now=start)  # the row exists
+    guards.record_cost(6, 10.0, now=start)
+    with CaptureQueriesContext(connection) as queries:
+        assert guards.refresh_cost_guard(10.0, now=start) is None
+    assert [q["sql"] for q in queries if q["sql"].startswith(("SAVEPOINT", "BEGIN", "UPDATE", "INSERT"))] == []
+    assert guards.record_cost(4, 10.0, now=start) == "opened"  # a due transition is still taken
 
 
 def test_spend_the_metrics_writer_records_is_held_to_the_effective_limit():
