@@ -98,10 +98,10 @@ async def serve_raw_relay(port: int, upstream_url: str) -> None:
 class Kiosks:
     """N kiosks on one relay: stamped frames at real-time pace, once every session has started.
 
-    The kiosks open their sessions within a second; each then waits until all of them have `session.started`, and
-    one second more for the greetings, before it streams: the steps measure sessions held, not a burst of
-    sessions opening (`tests/load_test_realtime.py` opens sessions all the time, and its report keeps the frames
-    that waited for a session to open apart).
+    The kiosks open their sessions within a second; each then waits until all of them have `session.started`, one
+    second more for the greetings and its own offset into a line, before it streams: the steps measure sessions
+    held, not a burst of sessions opening (`tests/load_test_realtime.py` opens sessions all the time, and its
+    report keeps the frames that waited for a session to open apart).
     """
 
     def __init__(self, url: str, keys: list[str], seconds: float) -> None:
@@ -134,7 +134,9 @@ class Kiosks:
                 self.settled()
                 counted = True
                 await asyncio.wait_for(self.all_started.wait(), 60)
-                await asyncio.sleep(1.0)  # the greetings
+                # The greetings, then each kiosk at its own moment of a line and of a frame, as kiosks are in a lobby
+                # (all at once, every frame and every reply would come in one burst).
+                await asyncio.sleep(1.0 + number * 0.7071 % LINE_EVERY)
                 await self.stream(ws)
                 reader.cancel()
         except (OSError, TimeoutError, websockets.WebSocketException) as error:
