@@ -22,9 +22,11 @@ def demo_server(tmp_path: Path, **env: str) -> Iterator[LiveServer]:
         migrate(database_url)
         new_pairing_link(server)
         server.start()
-        yield server
-        server.stop()
-        print(server.log.read_text()[-4000:])  # shown when the test fails
+        try:
+            yield server
+        finally:  # a failing test (no browser, a timeout) must not leave its server running for the next
+            server.stop()
+            print(server.log.read_text()[-4000:])  # shown when the test fails
 
 
 def new_pairing_link(server: LiveServer) -> str:
