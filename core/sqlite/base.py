@@ -6,8 +6,8 @@ each time (1, 2, 5, 10 … up to 100 ms), so a lock freed after 3 ms is taken ag
 sessions open at once, each writing a few short transactions, the lock then stands free most of the time while
 every thread sleeps. Here a thread first waits for the process's writer turn (a `threading.Lock`, handed over as
 soon as it is released) and only then begins; it gives its turn back when the transaction ends (commit,
-rollback or close). Writers in other processes (the workflow's checkpointer, a `manage.py` command) still meet
-at SQLite's lock and its busy timeout, as before.
+rollback or close). Writers of other processes (a `manage.py` command) and the workflow's checkpointer, which
+has a connection of its own, still meet at SQLite's lock and its busy timeout, as before.
 """
 
 from __future__ import annotations
