@@ -14,8 +14,9 @@ kiosk (at the kiosk), same clock.
   `--raw-capacity` the raw relay first, as the most this machine can measure (the kiosks and the stand-in share its
   cores). Each step also gives the CPU of the kiosks and of the stand-in.
 
-`--profile [RAW_STACKS]`: py-spy samples the server during the largest step that held (else the first), and the
-busy event loop's top costs are printed, inclusive and self (the raw stacks kept at RAW_STACKS if given).
+`--profile [RAW_STACKS]`: py-spy samples the server during the largest step that held (else the first), once its
+sessions have opened and every kiosk streams, and the busy event loop's top costs are printed, inclusive and self
+(the raw stacks kept at RAW_STACKS if given).
 
     python benchmarks/relay_capacity.py [--sessions 10] [--seconds 20] [--steps 10,20,40,60,80,100] [--redis URL]
 """
@@ -165,14 +166,24 @@ class Kiosks:
             await asyncio.sleep(max(0.0, tick - time.monotonic()))
 
 
-async def phase(url: str, keys: list[str], seconds: float, standin: Standin, pid: int) -> dict:
-    """One run of the kiosks through one relay at real-time pace; the stand-in's counts are reset first."""
+async def phase(url: str, keys: list[str], seconds: float, standin: Standin, pid: int, on_streaming=None) -> dict:
+    """One run of the kiosks through one relay at real-time pace; the stand-in's counts are reset first.
+    `on_streaming()` is called once every session has started and the kiosks stream."""
     await asyncio.sleep(2)  # what the previous phase left in flight arrives first
     await asyncio.to_thread(upstream_stats, standin.port, True)
     kiosks = Kiosks(url, keys, seconds)
     others = (os.getpid(), standin.pid)
     cpu, cpu_others, started = cpu_seconds(pid), [cpu_seconds(other) for other in others], time.monotonic()
+
+    async def streaming() -> None:
+        await kiosks.all_started.wait()
+        await asyncio.sleep(1.0 + LINE_EVERY)  # the greetings, and every kiosk's offset into its line
+        on_streaming()
+
+    watch = asyncio.ensure_future(streaming()) if on_streaming else None
     await kiosks.run()
+    if watch is not None:
+        watch.cancel()
     elapsed, cpu = time.monotonic() - started, cpu_seconds(pid) - cpu
     kiosks_cpu, standin_cpu = (cpu_seconds(other) - before for other, before in zip(others, cpu_others, strict=True))
     stats = await asyncio.to_thread(upstream_stats, standin.port)
@@ -278,10 +289,15 @@ async def capacities(urls: dict, keys: list[str], options, standin: Standin, pid
     ours, pid, held = urls["ours"], pids["ours"], result["ours"]["most_sessions_within_budget"]
     if options.profile:
         stacks = Path(options.profile) if isinstance(options.profile, str) else scratch / "profile.txt"
-        spy = profile(pid, options.seconds + 2, stacks)
-        await phase(ours, keys[: held or options.steps[0]], options.seconds, standin, pid)
-        spy.wait(timeout=60)
-        result["profile_busy_loop_percent"] = top_costs(stacks)
+        spies = []  # py-spy starts once the sessions have opened: it samples sessions held, as the steps measure
+
+        def start_profile() -> None:
+            spies.append(profile(pid, max(1.0, options.seconds - LINE_EVERY - 1.0), stacks))
+
+        await phase(ours, keys[: held or options.steps[0]], options.seconds, standin, pid, start_profile)
+        for spy in spies:  # none when the phase ended before its kiosks streamed
+            spy.wait(timeout=60)
+        result["profile_busy_loop_percent"] = top_costs(stacks) if spies else None
     return result
 
 
