@@ -150,10 +150,12 @@ class Kiosks:
         async for frame in ws:
             if isinstance(frame, bytes) and len(frame) >= 12:
                 self.downstream_ms.append(stamp_age_ms(frame))
-            elif isinstance(frame, str) and json.loads(frame)["type"] == "session.started":
-                started.set()
-            elif isinstance(frame, str) and json.loads(frame)["type"] == "error":
-                self.errors[json.loads(frame)["code"]] += 1
+            elif isinstance(frame, str):
+                message = json.loads(frame)
+                if message["type"] == "session.started":
+                    started.set()
+                elif message["type"] == "error":
+                    self.errors[message["code"]] += 1
 
     async def stream(self, ws) -> None:
         start = tick = time.monotonic()

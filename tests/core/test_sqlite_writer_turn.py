@@ -83,14 +83,13 @@ def test_a_writer_of_another_thread_waits_for_the_turn_then_writes():
     assert StaffMember.objects.count() == 2
 
 
-def test_a_writer_that_waits_longer_than_the_busy_timeout_fails_as_sqlite_would():
-    connection.settings_dict["OPTIONS"]["timeout"], before = 0.1, connection.settings_dict["OPTIONS"]["timeout"]
+def test_a_writer_that_waits_longer_than_the_busy_timeout_fails_as_sqlite_would(monkeypatch):
+    monkeypatch.setitem(connection.settings_dict["OPTIONS"], "timeout", 0.1)
     base._WRITER_TURN.acquire()
     try:
         with pytest.raises(OperationalError, match="database is locked"), transaction.atomic():
             pass
     finally:
         base._WRITER_TURN.release()
-        connection.settings_dict["OPTIONS"]["timeout"] = before
     with transaction.atomic():
         assert base._WRITER_TURN.locked()
