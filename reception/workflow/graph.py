@@ -179,7 +179,10 @@ def collect(state: ReceptionState) -> Command:
             return Command(goto="to_desk", update={**update, "unclear_count": unclear, "desk_reason": "unclear"})
         wanted = missing or list(VISIT_FIELDS)
         reply = say("ask_unclear", language, fields=field_list(wanted, language))
-        return ask({**update, "unclear_count": unclear, **asked_again(state)}, reply, STEP_COLLECT, wanted[0])
+        # Asked for everything again (a correction not understood), a bare answer fills no one field: 「山川です」
+        # is the visitor's name, as after 「正しい内容をお聞かせください」, not the company named first.
+        expecting = missing[0] if missing else ""
+        return ask({**update, "unclear_count": unclear, **asked_again(state)}, reply, STEP_COLLECT, expecting)
     update["unclear_count"] = 0
     if not missing:
         return Command(goto="check" if update["correction_count"] >= MAX_CORRECTIONS else "ask_confirm", update=update)

@@ -4,7 +4,8 @@ Speech recognition mishears names it has never seen: 株式会社さくら精機
 times: 「十時」 as 「充実」. A visitor's name or company heard is replaced by an expected visitor's when it may be read
 the same and exactly one of them reads so; a host's name likewise with the staff, and a host's name that fits several
 (two 田中, "the Kiro Tanaka") is the one this visitor has an appointment with today; an appointment stated without a
-time understood takes the time of the visitor's one appointment today, else of the named host's; a delivery's carrier
+time understood takes the time of the visitor's one appointment today, else of the named host's; at a correction, the
+host just said no to and heard again is the host of the visitor's one appointment today; a delivery's carrier
 heard as a name (佐藤救便) is the carrier it sounds like. Polite words never fill a field.
 """
 
@@ -116,8 +117,7 @@ def _their_host(
     }
     if len(hosts) != 1:
         return heard
-    host = fitting[hosts.pop()]
-    return host.romaji if language == "en" and host.romaji else _PARTS.sub("", host.name)
+    return _written(fitting[hosts.pop()], language)
 
 
 @lru_cache(maxsize=1)
@@ -145,6 +145,32 @@ def _visitors_appointment(visitor: str, company: str, appointments: Sequence[Per
         if (not name or name in _PARTS.sub("", a.name)) and (not key or company_key(a.department) == key)
     ]
     return theirs[0] if len(theirs) == 1 else None
+
+
+def _host_said_no_to(
+    heard: str,
+    u: Understanding,
+    state: ReceptionState,
+    visit: tuple[str, str],
+    language: str,
+    staff: Sequence[Person],
+    appointments: Sequence[Person],
+) -> str:
+    """At a correction, the host the visitor has just said no to, heard again (in lobby noise Whisper heard 鈴木 as
+    佐藤 each time): the host of the visitor's one appointment today (`visit`: their name and company) when that is
+    someone else, to be read back for them to confirm; else `heard`."""
+    rejected = state.get("host_name") or ""
+    if not (rejected and (state.get("correcting") or u.answer is False or u.is_correction)):
+        return heard
+    again = {p.id for p in match_name(heard, staff).candidates} & {p.id for p in match_name(rejected, staff).candidates}
+    theirs = _visitors_appointment(*visit, appointments) if again else None
+    host = next((p for p in staff if theirs and p.id == theirs.extra.get("host_id")), None)
+    return heard if host is None or host.id in again else _written(host, language)
+
+
+def _written(host: Person, language: str) -> str:
+    """A staff member's name as the visit stores it: in full, in Latin letters for English."""
+    return host.romaji if language == "en" and host.romaji else _PARTS.sub("", host.name)
 
 
 def _purpose(
@@ -197,6 +223,7 @@ def reconcile(
     if u.host_name:
         u.host_name = _by_reading(u.host_name, [f for p in staff for f in _forms(p.name, p.reading)])
         u.host_name = _their_host(u.host_name, visitor, company, language, staff, appointments)
+        u.host_name = _host_said_no_to(u.host_name, u, state, (visitor, company), language, staff, appointments)
     if u.purpose:
         host = u.host_name or state.get("host_name") or ""
         u.purpose = _purpose(u.purpose, host, (visitor, company), language, staff, appointments)

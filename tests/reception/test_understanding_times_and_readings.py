@@ -337,3 +337,43 @@ def test_a_san_written_as_the_digit_3_after_a_name_is_read_as_san(rules):
     heard = rules.understand("株式会社テストの山田太郎です。佐藤健3にご挨拶に伺いました。", "ja")
     assert heard.host_name.replace(" ", "") == "佐藤健"
     assert parse_time("3時にお約束があります") == (15, 0)  # a 3 before 時 is a time
+
+
+@pytest.mark.django_db
+def test_a_name_said_after_the_kiosk_asks_for_everything_again_is_the_visitors_name(workflow, kiosk):
+    """A correction not understood makes the kiosk ask for every detail again; the name said next is a name, not the
+    company (the first detail asked): 「ヤマトサローです」 was stored as the company on the spoken corpus."""
+    workflow.start("all-again", "ja", kiosk.pk)
+    workflow.handle_text("all-again", "株式会社テストの山田太郎です。田中さんと十時にお約束があります。")
+    workflow.handle_text("all-again", "いいえ。")
+    again = workflow.handle_text("all-again", "ええと。")
+    assert again.visit["company_name"] == "株式会社テスト" and "会社名" in again.reply
+    heard = workflow.handle_text("all-again", "ヤマカワです。")
+    assert heard.visit["visitor_name"] == "ヤマカワ"
+    assert heard.visit["company_name"] == "株式会社テスト"
+
+
+def test_at_a_correction_the_host_said_no_to_and_heard_again_is_the_visitors_own_host():
+    sakura = {"visitor_name": "中村", "company_name": "株式会社さくら精機", "host_name": "佐藤"}
+    assert _reconciled(state={**sakura, "correcting": True}, host_name="佐藤").host_name == "鈴木美咲"
+    assert _reconciled(state=sakura, host_name="佐藤", answer=False).host_name == "鈴木美咲"  # 「いいえ、佐藤さんと…」
+    assert _reconciled(state=sakura, host_name="佐藤").host_name == "佐藤"  # no correction: as heard
+    assert _reconciled(state={**sakura, "correcting": True}, host_name="中村").host_name == "中村"  # another one
+    stranger = {**sakura, "visitor_name": "山川", "company_name": "株式会社ナゾ", "correcting": True}
+    assert _reconciled(state=stranger, host_name="佐藤").host_name == "佐藤"  # no appointment to go by
+    globex = {"visitor_name": "Jane Doe", "company_name": "Globex", "host_name": "Suzuki", "correcting": True}
+    assert _reconciled("en", state=globex, host_name="Suzuki").host_name == "Ken Sato"
+
+
+@pytest.mark.django_db
+def test_a_host_misheard_twice_is_read_back_as_the_visitors_own(workflow, kiosk):
+    """Lobby noise made 鈴木 「佐藤」 in the first line and in the correction: the read-back names 山田's host."""
+    workflow.start("misheard-twice", "ja", kiosk.pk)
+    first = workflow.handle_text("misheard-twice", "株式会社テストの山田太郎です。佐藤さんと十時にお約束があります。")
+    assert "佐藤" in first.reply
+    workflow.handle_text("misheard-twice", "いいえ。")
+    again = workflow.handle_text("misheard-twice", "佐藤さんと十時のお約束です。")
+    assert "田中" in again.reply and "佐藤" not in again.reply
+    done = workflow.handle_text("misheard-twice", "はい。")
+    assert done.finished and done.visit["status"] == Visit.Status.HOST_NOTIFIED
+    assert Visit.objects.select_related("host").get(session_id="misheard-twice").host.name == "田中 一郎"

@@ -430,3 +430,20 @@ def test_a_quick_yes_over_light_noise_after_a_sentence_is_an_utterance():
         heard.append(sum(isinstance(event, Utterance) for event in events))
     assert heard == [1, 1]
     close_voices()
+
+
+CARRIER_LINES = [
+    Line("佐川急便です。お荷物のお届けで、受領印をお願いします。", 1.2, "low"),
+    Line("ヤマト運輸です。お届け物をお持ちしました。"),
+]
+
+
+@pytest.mark.speech
+@pytest.mark.parametrize("line", CARRIER_LINES)
+def test_a_carrier_is_heard_as_the_carrier_with_the_directorys_prompt(line):
+    """Before the carriers joined the prompt, Whisper heard 「佐藤は9人です」 (a host's name) and 「山東入」."""
+    microphone, speech = Microphone(), spoken(line, "ja")
+    microphone.hear(line, speech)
+    heard = legacy_engines().stt.transcribe(at_16k(b"".join(microphone.frames(speech))), "ja", recognition_hint("ja"))
+    assert heard.text.startswith(line.text[:4]), heard
+    close_voices()
