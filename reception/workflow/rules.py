@@ -16,7 +16,7 @@ from janome.tokenizer import Tokenizer
 
 from core.logs import adopt_loggers
 
-from .names import EN_TITLE, JA_LEGAL_FORMS, Person, find_in_text, staff_directory, strip_honorifics
+from .names import EN_TITLE, JA_LEGAL_FORMS, Person, find_in_text, reading_of, staff_directory, strip_honorifics
 from .state import VISIT_FIELDS
 from .times import APPOINTMENT_STATEMENT, appointment_at, appointment_purpose, parse_time
 from .understanding import (
@@ -43,6 +43,8 @@ _JA_REPLACEMENT = re.compile(
 _EN_REPLACEMENT = re.compile(r"\bnot\s+(?P<old>[^.,!?]+?)\s*,?\s+but\s+(?P<new>[^.,!?]+)", re.I)
 _JA_DELIVERY = re.compile(r"お届け|届け物|宅配|配達|荷物|郵便|宅急便|ゆうパック|納品|配送|集荷|お荷物")
 _JA_SIGNATURE = re.compile(r"印鑑|ハンコ|はんこ|判子|サイン|署名|受領印|受け取りの?確認")
+# The same words by their reading: recognition writes 受領印 with other kanji of that sound (「受量印」).
+_JA_SIGNATURE_SAID = re.compile(r"じゅう?りょういん|いんかん|はんこ|しょめい")
 _JA_SALES = re.compile(r"営業に|ご紹介|ご案内|ご提案|売り込み|新商品|新サービス|セールス|飛び込み|営業で|商品の")
 _JA_APPOINTMENT = re.compile(r"約束|アポ|予約|お待ち合わせ|面接|面談|打ち合わせ|打合せ|会議|ミーティング")
 _JA_PURPOSE_WORDS = re.compile(
@@ -222,7 +224,7 @@ class RuleBasedUnderstanding(LanguageUnderstanding):
         kind = body[: replacement.start("old")] + body[replacement.end("old") :] if replacement else body
         if _JA_DELIVERY.search(kind):
             u.visitor_type = "delivery"
-            u.needs_signature = bool(_JA_SIGNATURE.search(kind))
+            u.needs_signature = bool(_JA_SIGNATURE.search(kind) or _JA_SIGNATURE_SAID.search(reading_of(kind)))
             u.purpose = "お届け物（受領サインが必要）" if u.needs_signature else "お届け物"
         elif _JA_SALES.search(kind):
             u.visitor_type = "sales"

@@ -272,7 +272,8 @@ def conversation(conversation_id: str) -> Conversation:
     return next(c for c in CORPUS if c.id == conversation_id)
 
 
-def _plain(text: str) -> str:
+def plain(text: str) -> str:
+    """`text` as compared with an expected field: NFKC, without spaces, case-folded."""
     return unicodedata.normalize("NFKC", text or "").replace(" ", "").casefold()
 
 
@@ -293,7 +294,7 @@ def differences(visit: Visit | None, expected: Expected) -> list[str]:
         want = getattr(expected, name)
         if not want:
             continue
-        right = _plain(want) in _plain(value) if name == "purpose" else _plain(want) == _plain(value)
+        right = plain(want) in plain(value) if name == "purpose" else plain(want) == plain(value)
         if not right:
             wrong.append(f"{name}: expected {want!r}, got {value!r}")
     return wrong

@@ -4,8 +4,8 @@ The visitor is a kiosk on the real ASGI application (`WebsocketCommunicator`): i
 until the kiosk has played each reply out (at 1x, as the kiosk page does), speaks the next line in 20 ms frames
 with the room's noise running on; between its lines the microphone streams the room, as a kiosk's does. The visitor
 listens, as people do: a line the kiosk did not catch is said once more, the name is given again when the kiosk
-asks for it, and a read-back naming another host or time than theirs is corrected (spoken by the same voice) before
-they agree. At the end the session is ended and the visit is read back from the database.
+asks for it, and a read-back naming another visitor, host or time than theirs is corrected (spoken by the same voice)
+before they agree. At the end the session is ended and the visit is read back from the database.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from metrics.models import SessionMetric
 from reception.demo import DEMO_STAFF
 from reception.models import StaffMember, Visit
 from reception.workflow.prompts import field_list, say
-from tests.support.corpus import Conversation, Line, differences
+from tests.support.corpus import Conversation, Line, differences, plain
 from tests.support.kiosk_client import connect
 from tests.support.speech_text import int_to_english, int_to_kanji
 from tests.support.spoken import Microphone, spoken
@@ -228,7 +228,8 @@ class Visitor:
 
     def _answer(self, reply: str, next_line: Line) -> str | None:
         """Their name again when the kiosk asks for it (it did not get it); when the next line would only agree:
-        the host when the kiosk asks for them, or the host and time when the read-back names others than theirs."""
+        the host when the kiosk asks for them, their name when the read-back names someone else, or the host and
+        time when the read-back names others than theirs."""
         expected, language = self.conversation.expected, self.conversation.language
         if expected.visitor_name and _asks_for(reply, "visitor_name", language):
             return f"{expected.visitor_name}です。" if language == "ja" else f"My name is {expected.visitor_name}."
@@ -238,7 +239,12 @@ class Visitor:
         if _asks_for(reply, "host_name", language):
             return f"{host}さんです。" if language == "ja" else f"{host}, please."
         read_back = reply.startswith(_opening("confirm", language, "company", "name", "host", "purpose"))
-        if not read_back or expected.visitor_type != "appointment" or (host in reply and expected.purpose in reply):
+        if not read_back or expected.visitor_type != "appointment":
+            return None
+        if expected.visitor_name and plain(expected.visitor_name) not in plain(reply):
+            name = expected.visitor_name
+            return f"いいえ、{name}です。" if language == "ja" else f"No, my name is {name}."
+        if host in reply and expected.purpose in reply:
             return None
         hour = int(re.search(r"\d+", expected.purpose)[0])
         if language == "ja":

@@ -13,10 +13,11 @@ from realtime.emulator.audio import tone
 from realtime.emulator.reception_brain import build_reception_brain
 from reception import workflow
 from reception.models import Visit
-from tests.support.corpus import CORPUS, conversation, differences
+from reception.workflow.prompts import say
+from tests.support.corpus import CORPUS, Line, conversation, differences
 from tests.support.realtime import assert_no_leaked_tasks
 from tests.support.spoken import close_voices
-from tests.support.spoken_visits import route_to, set_presence, speak_conversation
+from tests.support.spoken_visits import Visitor, route_to, set_presence, speak_conversation
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -72,3 +73,25 @@ def test_the_corpus_typed_leaves_the_expected_visits():
         visit = Visit.objects.select_related("host").get(session_id=session_id)
         wrong[typed.id] = differences(visit, typed.expected)
     assert {key: value for key, value in wrong.items() if value} == {}
+
+
+@pytest.mark.parametrize(
+    ("language", "said", "host"), [("ja", "いいえ、高橋です。", "佐藤"), ("en", None, "Ichiro Tanaka")]
+)
+def test_the_visitor_corrects_a_read_back_of_another_name_before_agreeing(language, said, host):
+    """The corpus's visitor listens to the read-back: another name than theirs is corrected, theirs is agreed to."""
+    spoken = conversation("ja-takahashi-slow-high-noise" if language == "ja" else "en-smith-two-turns")
+    visitor = Visitor(None, spoken, pace=False, play_out=False)
+    name = spoken.expected.visitor_name
+    said = said or f"No, my name is {name}."
+
+    def read_back(heard: str) -> str:
+        confirm_host = say("confirm_host", language, host=host)
+        purpose = spoken.expected.purpose
+        return say(
+            "confirm", language, company=spoken.expected.company_name, name=heard, host=confirm_host, purpose=purpose
+        )
+
+    agree = Line("はい。" if language == "ja" else "Yes, that's right.")
+    assert visitor._answer(read_back("探し" if language == "ja" else "Jon Smit"), agree) == said
+    assert visitor._answer(read_back(name), agree) is None
