@@ -54,7 +54,7 @@ def rules():
         ("ヤマト運輸です。お荷物のお届けに参りました", "", {"visitor_type": "delivery", "company_name": "ヤマト運輸"}),
         ("郵便です。受領印をお願いします", "", {"visitor_type": "delivery", "needs_signature": True}),
         # 受領印 as Whisper wrote it on the spoken corpus: the same sound in other kanji.
-        ("佐川急便です。受量印をお願いします", "", {"visitor_type": "delivery", "needs_signature": True}),
+        ("佐川急便です。お届けで、受量印をお願いします", "", {"visitor_type": "delivery", "needs_signature": True}),
         ("新商品のご紹介に伺いました", "", {"visitor_type": "sales", "purpose": "新商品のご紹介"}),
         ("山田花子と申します。テスト商事の者です", "", {"visitor_name": "山田花子", "company_name": "テスト商事"}),
         ("テストです", "company_name", {"company_name": "テスト", "visitor_name": ""}),
