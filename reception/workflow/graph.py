@@ -94,7 +94,9 @@ def _read(given: dict, state: ReceptionState, understanding: LanguageUnderstandi
         said = given.get("text", "")
         return reader.understand(said, language_of(state), state.get("expecting", "")), said
     if kind == "fields":
-        u = Understanding(**{k: str(v).strip() for k, v in given.get("fields", {}).items() if k in VISIT_FIELDS and v})
+        fields = {k: str(v).strip() for k, v in given.get("fields", {}).items() if k in VISIT_FIELDS and v}
+        # Details a model reports at the read-back are the visitor's corrections of it (「いいえ、佐藤さんと…」).
+        u = Understanding(**fields, is_correction=state.get("step") == STEP_CONFIRM)
         return u, "[collect_visitor_info] " + ", ".join(f"{k}={v}" for k, v in u.found().items())
     if kind == "confirm":
         u = Understanding(answer=bool(given.get("confirmed")))

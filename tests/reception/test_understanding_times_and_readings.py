@@ -377,3 +377,16 @@ def test_a_host_misheard_twice_is_read_back_as_the_visitors_own(workflow, kiosk)
     done = workflow.handle_text("misheard-twice", "はい。")
     assert done.finished and done.visit["status"] == Visit.Status.HOST_NOTIFIED
     assert Visit.objects.select_related("host").get(session_id="misheard-twice").host.name == "田中 一郎"
+
+
+@pytest.mark.django_db
+def test_a_host_reported_again_at_the_read_back_by_the_model_is_read_back_as_the_visitors_own(workflow, kiosk):
+    """On Realtime the model reports 「いいえ。佐藤さんと十時のお約束です」 as the details alone: a correction all the
+    same, so the host said no to and heard again is the visitor's own appointment's host."""
+    workflow.start("tool-misheard", "ja", kiosk.pk)
+    heard = {"company_name": "株式会社テスト", "visitor_name": "山田太郎", "host_name": "佐藤"}
+    heard["purpose"] = "10時のお約束"
+    first = workflow.handle_tool_call("tool-misheard", "collect_visitor_info", heard)
+    assert "佐藤" in first.turn.reply
+    again = workflow.handle_tool_call("tool-misheard", "collect_visitor_info", {"host_name": "佐藤"})
+    assert "田中" in again.turn.reply and "佐藤" not in again.turn.reply
