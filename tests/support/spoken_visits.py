@@ -4,8 +4,9 @@ The visitor is a kiosk on the real ASGI application (`WebsocketCommunicator`): i
 until the kiosk has played each reply out (at 1x, as the kiosk page does), speaks the next line in 20 ms frames
 with the room's noise running on; between its lines the microphone streams the room, as a kiosk's does. The visitor
 listens, as people do: a line the kiosk did not catch is said once more, the name is given again when the kiosk
-asks for it, and a read-back naming another visitor, host or time than theirs is corrected (spoken by the same voice)
-before they agree. At the end the session is ended and the visit is read back from the database.
+asks for it, all their details when it asks for the correct ones, and a read-back naming another visitor, host or
+time than theirs is corrected (spoken by the same voice) before they agree. At the end the session is ended and the
+visit is read back from the database.
 """
 
 from __future__ import annotations
@@ -228,8 +229,8 @@ class Visitor:
 
     def _answer(self, reply: str, next_line: Line) -> str | None:
         """Their name again when the kiosk asks for it (it did not get it); when the next line would only agree:
-        the host when the kiosk asks for them, their name when the read-back names someone else, or the host and
-        time when the read-back names others than theirs."""
+        the host when the kiosk asks for them, all their details when it asks for the correct ones, their name when
+        the read-back names someone else, or the host and time when the read-back names others than theirs."""
         expected, language = self.conversation.expected, self.conversation.language
         if expected.visitor_name and _asks_for(reply, "visitor_name", language):
             return f"{expected.visitor_name}です。" if language == "ja" else f"My name is {expected.visitor_name}."
@@ -238,18 +239,27 @@ class Visitor:
         host = _host_as_said(expected.host, language)
         if _asks_for(reply, "host_name", language):
             return f"{host}さんです。" if language == "ja" else f"{host}, please."
-        read_back = reply.startswith(_opening("confirm", language, "company", "name", "host", "purpose"))
-        if not read_back or expected.visitor_type != "appointment":
+        if expected.visitor_type != "appointment":
+            return None
+        if reply == say("ask_correction", language):
+            if language == "ja":
+                return f"{expected.company_name}の{expected.visitor_name}です。{self._appointment(host)}"
+            return f"My name is {expected.visitor_name} from {expected.company_name}. {self._appointment(host)}"
+        if not reply.startswith(_opening("confirm", language, "company", "name", "host", "purpose")):
             return None
         if expected.visitor_name and plain(expected.visitor_name) not in plain(reply):
             name = expected.visitor_name
             return f"いいえ、{name}です。" if language == "ja" else f"No, my name is {name}."
         if host in reply and expected.purpose in reply:
             return None
-        hour = int(re.search(r"\d+", expected.purpose)[0])
-        if language == "ja":
-            return f"いいえ、{host}さんと{int_to_kanji(hour)}時のお約束です。"
-        return f"No, I have an appointment with {host} at {int_to_english(hour % 12 or 12)} o'clock."
+        return f"いいえ、{self._appointment(host)}" if language == "ja" else f"No, {self._appointment(host)}"
+
+    def _appointment(self, host: str) -> str:
+        """Their appointment as they say it: 「鈴木さんと十時のお約束です。」, "I have an appointment with …"."""
+        hour = int(re.search(r"\d+", self.conversation.expected.purpose)[0])
+        if self.conversation.language == "ja":
+            return f"{host}さんと{int_to_kanji(hour)}時のお約束です。"
+        return f"I have an appointment with {host} at {int_to_english(hour % 12 or 12)} o'clock."
 
 
 def _host_as_said(host: str, language: str) -> str:

@@ -95,3 +95,14 @@ def test_the_visitor_corrects_a_read_back_of_another_name_before_agreeing(langua
     agree = Line("はい。" if language == "ja" else "Yes, that's right.")
     assert visitor._answer(read_back("探し" if language == "ja" else "Jon Smit"), agree) == said
     assert visitor._answer(read_back(name), agree) is None
+
+
+def test_the_visitor_asked_for_the_correct_details_gives_them_all():
+    visitor = Visitor(None, conversation("ja-absent-host-pause-high-noise"), pace=False, play_out=False)
+    asked = say("ask_correction", "ja")
+    said = visitor._answer(asked, Line("はい、お願いします。"))
+    assert said == "株式会社テストの山田太郎です。鈴木さんと十時のお約束です。"
+    english = Visitor(None, conversation("en-smith-two-turns"), pace=False, play_out=False)
+    assert english._answer(say("ask_correction", "en"), Line("Yes, that's right.")) == (
+        "My name is John Smith from Acme Corp. I have an appointment with Ichiro Tanaka at two o'clock."
+    )
