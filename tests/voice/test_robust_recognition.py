@@ -389,6 +389,15 @@ def test_a_short_answer_in_lobby_noise_is_heard_and_not_the_prompt():
     close_voices()
 
 
+def _heard_with_the_directorys_prompt(line: Line) -> Transcript:
+    """The line in its room noise, as the Legacy Whisper hears it with the demo directory's recognition prompt."""
+    microphone, speech = Microphone(), spoken(line, "ja")
+    microphone.hear(line, speech)
+    heard = legacy_engines().stt.transcribe(at_16k(b"".join(microphone.frames(speech))), "ja", recognition_hint("ja"))
+    close_voices()
+    return heard
+
+
 NO_LINES = [Line("いいえ、佐藤さんではなく鈴木さんです。", 1.0, "high"), Line("いいえ。", 1.2, "low")]
 
 
@@ -396,11 +405,8 @@ NO_LINES = [Line("いいえ、佐藤さんではなく鈴木さんです。", 1.
 @pytest.mark.parametrize("line", NO_LINES)
 def test_a_no_in_lobby_noise_is_heard_as_no_with_the_directorys_prompt(line):
     """With a prompt that ended on 「お約束、お届け物」, Whisper heard these いいえ as 「いいね」."""
-    microphone, speech = Microphone(), spoken(line, "ja")
-    microphone.hear(line, speech)
-    heard = legacy_engines().stt.transcribe(at_16k(b"".join(microphone.frames(speech))), "ja", recognition_hint("ja"))
+    heard = _heard_with_the_directorys_prompt(line)
     assert RuleBasedUnderstanding().understand(heard.text, "ja", EXPECT_CONFIRMATION).answer is False, heard
-    close_voices()
 
 
 @pytest.mark.speech
@@ -442,8 +448,5 @@ CARRIER_LINES = [
 @pytest.mark.parametrize("line", CARRIER_LINES)
 def test_a_carrier_is_heard_as_the_carrier_with_the_directorys_prompt(line):
     """Before the carriers joined the prompt, Whisper heard 「佐藤は9人です」 (a host's name) and 「山東入」."""
-    microphone, speech = Microphone(), spoken(line, "ja")
-    microphone.hear(line, speech)
-    heard = legacy_engines().stt.transcribe(at_16k(b"".join(microphone.frames(speech))), "ja", recognition_hint("ja"))
+    heard = _heard_with_the_directorys_prompt(line)
     assert heard.text.startswith(line.text[:4]), heard
-    close_voices()
