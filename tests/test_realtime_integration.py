@@ -13,6 +13,7 @@ from realtime.emulator.audio import silence
 from realtime.emulator.reception_brain import build_reception_brain
 from realtime.processor import RealtimeAudioProcessor
 from reception.models import HostNotification, Visit
+from reception.workflow.names import reading_of
 from speech.engines import legacy_engines
 from tests.support.realtime import TEST_KEY, FakeKiosk
 
@@ -99,7 +100,9 @@ async def test_a_visitor_is_received_by_voice_in_realtime_mode(realtime_emulator
         await processor.close()
 
     visitor_lines = [m["text"] for m in kiosk.of_type("transcript", role="visitor")]
-    assert "山田" in visitor_lines[0], visitor_lines
+    # Heard as said, if not always as written: with ヤマト運輸 in the prompt Whisper may write 山田 「ヤマだ」; the
+    # visit above holds 山田, reconciled by its reading.
+    assert "やまだ" in reading_of(visitor_lines[0]), visitor_lines
     assert failures == []
     assert kiosk.of_type("response.done", status="completed") == kiosk.of_type("response.done")
     assert len(kiosk.audio) > 24_000 * 2 * 4  # the greeting and three replies were spoken
