@@ -81,9 +81,13 @@ def reading_error(said: str, heard: str) -> float:
 
 
 def without_carriers(prompt: str) -> str:
+    """The prompt without the carriers and the delivery's words (each listed after a 「、」)."""
+    stripped = prompt
     for word in (*JA_CARRIERS, *DELIVERY_WORDS):
-        prompt = prompt.replace(f"、{word}", "")
-    return prompt
+        stripped = stripped.replace(f"、{word}", "")
+    if stripped == prompt:  # the prompt is written otherwise now: the comparison would compare it with itself
+        raise SystemExit(f"no carrier found to leave out of the prompt: {prompt}")
+    return stripped
 
 
 def main() -> None:

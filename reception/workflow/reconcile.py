@@ -164,8 +164,10 @@ def _host_said_no_to(
         return heard
     again = {p.id for p in match_name(heard, staff).candidates} & {p.id for p in match_name(rejected, staff).candidates}
     theirs = _visitors_appointment(*visit, appointments) if again else None
-    host = next((p for p in staff if theirs and p.id == theirs.extra.get("host_id")), None)
-    return heard if host is None or host.id in again else _written(host, language)
+    if theirs is None or theirs.extra.get("host_id") in again:
+        return heard
+    host = next((p for p in staff if p.id == theirs.extra.get("host_id")), None)
+    return heard if host is None else _written(host, language)
 
 
 def _written(host: Person, language: str) -> str:
