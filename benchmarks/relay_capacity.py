@@ -37,6 +37,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import uvloop
 import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -45,6 +46,7 @@ from realtime.client import APPEND_PREFIX
 from tests.load_test_realtime import cpu_seconds, create_kiosks, upstream_stats, wait_until_settled
 from tests.support.live_server import REPO, LiveServer, free_port, throwaway_database, wait_for_port
 from tests.support.load_upstream import FRAME_BYTES, percentiles, stamp, stamp_age_ms
+from tests.support.serve_fleet import Fleet, group_pids, serving
 
 SILENCE = bytes(FRAME_BYTES)
 SPEECH = [(b"\x00\x20\x00\xe0" * (FRAME_BYTES // 4)) for _ in range(40)]  # 0.8 s of a loud square wave
@@ -105,8 +107,8 @@ class Kiosks:
     report keeps the frames that waited for a session to open apart).
     """
 
-    def __init__(self, url: str, keys: list[str], seconds: float) -> None:
-        self.url, self.keys, self.seconds = url, keys, seconds
+    def __init__(self, target: Fleet, keys: list[str], seconds: float) -> None:
+        self.target, self.keys, self.seconds = target, keys, seconds
         self.downstream_ms: list[float] = []
         self.sent = 0
         self.errors: Counter = Counter()
@@ -127,7 +129,11 @@ class Kiosks:
         started, counted = asyncio.Event(), False
         try:
             async with websockets.connect(
-                self.url, additional_headers={"Authorization": f"Bearer {key}"}, max_size=None, compression=None
+                self.target.url,
+                additional_headers={"Authorization": f"Bearer {key}"},
+                max_size=None,
+                compression=None,
+                ssl=self.target.ssl,
             ) as ws:
                 await ws.send(json.dumps({"type": "session.start", "session_id": f"bench-{number}-{time.time_ns()}"}))
                 reader = asyncio.ensure_future(self.read(ws, started))
@@ -168,14 +174,16 @@ class Kiosks:
             await asyncio.sleep(max(0.0, tick - time.monotonic()))
 
 
-async def phase(url: str, keys: list[str], seconds: float, standin: Standin, pid: int, on_streaming=None) -> dict:
+async def phase(target: Fleet, keys: list[str], seconds: float, standin: Standin, on_streaming=None) -> dict:
     """One run of the kiosks through one relay at real-time pace; the stand-in's counts are reset first.
     `on_streaming()` is called once every session has started and the kiosks stream."""
     await asyncio.sleep(2)  # what the previous phase left in flight arrives first
     await asyncio.to_thread(upstream_stats, standin.port, True)
-    kiosks = Kiosks(url, keys, seconds)
+    kiosks = Kiosks(target, keys, seconds)
     others = (os.getpid(), standin.pid)
-    cpu, cpu_others, started = cpu_seconds(pid), [cpu_seconds(other) for other in others], time.monotonic()
+    server_side = group_pids(target.group) if target.group else []
+    cpu, cpu_others, started = cpu_seconds(*target.pids), [cpu_seconds(other) for other in others], time.monotonic()
+    cpu_server_side = cpu_seconds(*server_side)
 
     async def streaming() -> None:
         await kiosks.all_started.wait()
@@ -186,7 +194,8 @@ async def phase(url: str, keys: list[str], seconds: float, standin: Standin, pid
     await kiosks.run()
     if watch is not None:
         watch.cancel()
-    elapsed, cpu = time.monotonic() - started, cpu_seconds(pid) - cpu
+    elapsed, cpu = time.monotonic() - started, cpu_seconds(*target.pids) - cpu
+    cpu_server_side = cpu_seconds(*server_side) - cpu_server_side
     kiosks_cpu, standin_cpu = (cpu_seconds(other) - before for other, before in zip(others, cpu_others, strict=True))
     stats = await asyncio.to_thread(upstream_stats, standin.port)
     upstream, down = stats["upstream_ms"], percentiles(kiosks.downstream_ms)
@@ -199,7 +208,9 @@ async def phase(url: str, keys: list[str], seconds: float, standin: Standin, pid
         "session_opening_wait_ms": stats["opening_ms"],
         "frames_sent": kiosks.sent,
         "frames_relayed_per_second": round(upstream["count"] / elapsed, 1),
-        "relay_cpu_percent": round(100 * cpu / elapsed, 1),
+        "relay_cpu_percent": round(100 * cpu / elapsed, 1),  # the relay's process, or all the workers together
+        # Behind nginx: the supervisor's whole process group (the workers, nginx, the task consumer).
+        **({"server_side_cpu_percent": round(100 * cpu_server_side / elapsed, 1)} if server_side else {}),
         # Where the rest of the two cores went: the kiosks (this process) and the upstream stand-in.
         "kiosks_cpu_percent": round(100 * kiosks_cpu / elapsed, 1),
         "standin_cpu_percent": round(100 * standin_cpu / elapsed, 1),
@@ -247,10 +258,10 @@ def top_costs(path: Path, count: int = 30) -> dict[str, list[tuple[float, str]]]
     return {"inclusive": top(inclusive, count), "self": top(own, count // 2)}
 
 
-async def compare(ours: str, raw: str, keys: list[str], options, standin: Standin, pids: dict) -> dict:
+async def compare(targets: dict[str, Fleet], keys: list[str], options, standin: Standin) -> dict:
     result = {}
-    for name, url in (("raw", raw), ("ours", ours)):
-        result[name] = await phase(url, keys, options.seconds, standin, pids[name])
+    for name in ("raw", "ours"):
+        result[name] = await phase(targets[name], keys, options.seconds, standin)
     ratio = lambda key, a, b: round(a[key] / b[key], 2) if b[key] else None  # noqa: E731
     up = lambda name, key: result[name]["kiosk_to_upstream_ms"][key]  # noqa: E731
     result["ratios_ours_over_raw"] = {
@@ -262,14 +273,15 @@ async def compare(ours: str, raw: str, keys: list[str], options, standin: Standi
     return result
 
 
-async def capacity(url: str, keys: list[str], options, standin: Standin, pid: int) -> dict:
+async def capacity(target: Fleet, keys: list[str], options, standin: Standin) -> dict:
     """Step the sessions up through one relay until the added time's p95 passes the budget (or errors come)."""
     steps, held = [], None
     for count in options.steps:
-        step = await phase(url, keys[:count], options.seconds, standin, pid)
+        step = await phase(target, keys[:count], options.seconds, standin)
         steps.append(step)
         print(
             f"  {count} sessions: added p95 {step['added_p95_ms']} ms, CPU % relay {step['relay_cpu_percent']}"
+            f" (server side {step.get('server_side_cpu_percent', step['relay_cpu_percent'])})"
             f" kiosks {step['kiosks_cpu_percent']} stand-in {step['standin_cpu_percent']};"
             f" {step['session_opening_wait_ms']['count']} frames sent before a session opened",
             flush=True,
@@ -280,23 +292,23 @@ async def capacity(url: str, keys: list[str], options, standin: Standin, pid: in
     return {"steps": steps, "most_sessions_within_budget": held}
 
 
-async def capacities(urls: dict, keys: list[str], options, standin: Standin, pids: dict, scratch: Path) -> dict:
+async def capacities(targets: dict[str, Fleet], keys: list[str], options, standin: Standin, scratch: Path) -> dict:
     """The capacity of our relay and, as the machine's ceiling in the same run, of the raw one (`--raw-capacity`):
     the kiosks and the stand-in share the cores with the relay, so the raw relay's capacity is what this machine
     can measure at most."""
     result = {}
     for name in ("raw", "ours") if options.raw_capacity else ("ours",):
         print(f"capacity of the {name} relay:", flush=True)
-        result[name] = await capacity(urls[name], keys, options, standin, pids[name])
-    ours, pid, held = urls["ours"], pids["ours"], result["ours"]["most_sessions_within_budget"]
+        result[name] = await capacity(targets[name], keys, options, standin)
+    ours, held = targets["ours"], result["ours"]["most_sessions_within_budget"]
     if options.profile:
         stacks = Path(options.profile) if isinstance(options.profile, str) else scratch / "profile.txt"
         spies = []  # py-spy starts once the sessions have opened: it samples sessions held, as the steps measure
 
         def start_profile() -> None:
-            spies.append(profile(pid, max(1.0, options.seconds - LINE_EVERY - 1.0), stacks))
+            spies.append(profile(ours.pids[0], max(1.0, options.seconds - LINE_EVERY - 1.0), stacks))
 
-        await phase(ours, keys[: held or options.steps[0]], options.seconds, standin, pid, start_profile)
+        await phase(ours, keys[: held or options.steps[0]], options.seconds, standin, start_profile)
         for spy in spies:  # none when the phase ended before its kiosks streamed
             spy.wait(timeout=60)
         result["profile_busy_loop_percent"] = top_costs(stacks) if spies else None
@@ -304,6 +316,7 @@ async def capacities(urls: dict, keys: list[str], options, standin: Standin, pid
 
 
 def start_processes(options, scratch: Path, database_url: str):
+    """The database with its kiosks, the upstream stand-in and (one worker alone) our worker and the raw relay."""
     upstream_port, raw_port = free_port(), free_port()
     env = {
         "REALTIME_API_URL": f"ws://127.0.0.1:{upstream_port}/v1/realtime",
@@ -315,43 +328,58 @@ def start_processes(options, scratch: Path, database_url: str):
     server.prepare()
     keys = create_kiosks(server, max([options.sessions, *options.steps]))
     server.manage("rollout", "--enable", "--percent", "100", "--reason", "benchmark")
+    started = []
     with server.log.open("ab") as log:
-        upstream = subprocess.Popen(
-            [sys.executable, "tests/support/load_upstream.py", "--port", str(upstream_port)],
-            cwd=REPO,
-            env=server.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        raw = subprocess.Popen(
-            [sys.executable, __file__, "--serve-raw-relay", str(raw_port), env["REALTIME_API_URL"] + "?model=m"],
-            cwd=REPO,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    server.start()
-    wait_for_port(upstream_port, 60, upstream, server.log)
-    wait_for_port(raw_port, 30, raw, server.log)
-    wait_until_settled(server.process.pid)
-    return server, upstream, raw, keys, Standin(upstream_port, upstream.pid), f"ws://127.0.0.1:{raw_port}/"
+        commands = [[sys.executable, "tests/support/load_upstream.py", "--port", str(upstream_port)]]
+        if not options.workers:
+            commands.append(
+                [sys.executable, __file__, "--serve-raw-relay", str(raw_port), env["REALTIME_API_URL"] + "?model=m"]
+            )
+        for command in commands:
+            started.append(subprocess.Popen(command, cwd=REPO, env=server.env, stdout=log, stderr=subprocess.STDOUT))
+    wait_for_port(upstream_port, 60, started[0], server.log)
+    standin, raw = Standin(upstream_port, started[0].pid), None
+    if not options.workers:
+        wait_for_port(raw_port, 30, started[1], server.log)
+        raw = Fleet(f"ws://127.0.0.1:{raw_port}/", [started[1].pid], None)
+        server.start()
+        wait_until_settled(server.process.pid)
+    return server, started, keys, standin, raw
+
+
+def fleets(server: LiveServer, keys: list[str], options, standin: Standin, scratch: Path) -> dict:
+    """`make serve` with each of `--workers`' counts of workers behind nginx (TLS), one after another, each stepped
+    up; and the sessions each held within the budget over what one worker held."""
+    result = {}
+    for count in options.workers:
+        print(f"capacity of {count} worker(s) behind nginx:", flush=True)
+        directory = scratch / f"fleet-{count}"
+        directory.mkdir()
+        with serving(server.env, count, directory) as fleet:
+            wait_until_settled(*fleet.pids)
+            result[str(count)] = uvloop.run(capacity(fleet, keys, options, standin))
+    held = {count: fleet["most_sessions_within_budget"] for count, fleet in result.items()}
+    if held.get("1"):
+        result["sessions_over_one_worker"] = {count: round((n or 0) / held["1"], 2) for count, n in held.items()}
+    return result
 
 
 def run(options) -> dict:
-    with tempfile.TemporaryDirectory() as directory, throwaway_database("sqlite", Path(directory)) as url:
+    database = "postgres" if options.workers else "sqlite"  # several workers share PostgreSQL and Redis
+    with tempfile.TemporaryDirectory() as directory, throwaway_database(database, Path(directory)) as url:
         scratch = Path(directory)
-        server, upstream, raw, keys, standin, raw_url = start_processes(options, scratch, url)
-        pids = {"ours": server.process.pid, "raw": raw.pid}
+        server, started, keys, standin, raw = start_processes(options, scratch, url)
         try:
-            result = {
-                "compare": asyncio.run(compare(server.url, raw_url, keys[: options.sessions], options, standin, pids))
-            }
+            if options.workers:
+                return {"fleets": fleets(server, keys, options, standin, scratch)}
+            targets = {"ours": Fleet(server.url, [server.process.pid], None), "raw": raw}
+            result = {"compare": uvloop.run(compare(targets, keys[: options.sessions], options, standin))}
             if options.steps:
-                urls = {"ours": server.url, "raw": raw_url}
-                result["capacity"] = asyncio.run(capacities(urls, keys, options, standin, pids, scratch))
+                result["capacity"] = uvloop.run(capacities(targets, keys, options, standin, scratch))
             return result
         finally:
             server.stop()
-            for process in (upstream, raw):
+            for process in started:
                 process.terminate()
                 process.wait(timeout=10)
 
@@ -373,14 +401,22 @@ def main() -> int:
         "--raw-capacity", action="store_true", help="step the raw relay up too: the most this machine can measure"
     )
     parser.add_argument("--redis", help="a Redis URL: the worker shares its state there, as one of several does")
+    parser.add_argument(
+        "--workers",
+        help="worker counts, e.g. 1,2: each `make serve` fleet behind nginx (TLS) over PostgreSQL and Redis is "
+        "stepped up in turn, instead of the comparison and one worker alone",
+    )
     parser.add_argument("--json", help="also write the result to this path")
     parser.add_argument("--serve-raw-relay", nargs=2, metavar=("PORT", "UPSTREAM_URL"), help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.serve_raw_relay:
-        asyncio.run(serve_raw_relay(int(options.serve_raw_relay[0]), options.serve_raw_relay[1]))
+        uvloop.run(serve_raw_relay(int(options.serve_raw_relay[0]), options.serve_raw_relay[1]))
         return 0
     os.environ.setdefault("DJANGO_SECRET_KEY", "benchmark")
     options.steps = [int(count) for count in options.steps.split(",") if count]
+    options.workers = [int(count) for count in (options.workers or "").split(",") if count]
+    if options.workers:
+        options.redis = options.redis or "redis://127.0.0.1:6379/9"
     result = run(options)
     print(json.dumps(result, indent=2, ensure_ascii=False))
     if options.json:

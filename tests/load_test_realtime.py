@@ -36,6 +36,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import uvloop
 import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -367,7 +368,7 @@ def run(options) -> dict:
             wait_for_port(upstream_port, 60, upstream, server.log)
             with serve_target(server, options, Path(directory)) as target:
                 wait_until_settled(*target.pids)
-                return asyncio.run(drive(target, keys, upstream_port, options))
+                return uvloop.run(drive(target, keys, upstream_port, options))
         finally:
             upstream.terminate()
             upstream.wait(timeout=10)

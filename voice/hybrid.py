@@ -24,6 +24,7 @@ from core.timing import TurnTiming
 from fallback import guards
 from fallback.emergency import COST_LIMIT_ACTION
 from fallback.models import FallbackReason
+from fallback.policy import Decision
 from fallback.services import decide_for_session, record_fallback_event, record_realtime_spend
 from metrics.collector import Conversation, collector
 from metrics.models import Outcome
@@ -67,6 +68,12 @@ def conversation_of(quality: workflow.VisitQuality | None) -> Conversation:
     return Conversation(quality.turns, quality.reasks, quality.corrections, quality.seconds_to_complete)
 
 
+def _voices_and_route(kiosk_id: int | None, session_id: str) -> tuple[KioskVoices, Decision]:
+    """The kiosk's voices and the session's routing decision, in one trip to a worker thread (each trip queues
+    behind the other sessions' database work when many kiosks open sessions at once)."""
+    return kiosk_voices(kiosk_id), decide_for_session(session_id)
+
+
 class HybridVoiceManager:
     """Owns the active voice path of one session and swaps it; the consumer talks only to this."""
 
@@ -92,8 +99,7 @@ class HybridVoiceManager:
     async def open(self, kiosk_id: int | None) -> None:
         """Decide the path (once), tell the kiosk, and greet or resume on it, in the kiosk's voice."""
         self._kiosk_id = kiosk_id
-        self.voices = await run_blocking(kiosk_voices)(kiosk_id)
-        self.decision = await run_blocking(decide_for_session)(self.session_id)
+        self.voices, self.decision = await run_blocking(_voices_and_route)(kiosk_id, self.session_id)
         collector.record_session_start(self.session_id, self.decision.mode, self.decision.reason)
         await self.output.send_message(
             {

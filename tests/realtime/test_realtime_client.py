@@ -14,7 +14,13 @@ import pytest
 from realtime.client import RealtimeClient
 from realtime.emulator import CallFunction, Say, ScriptedBrain
 from realtime.emulator.audio import duration_ms, silence, speech_for_text, tone
-from realtime.errors import RealtimeClosedError, RealtimeConnectionError, RealtimeHandshakeError, RealtimeUpstreamError
+from realtime.errors import (
+    RealtimeClosedError,
+    RealtimeConnectionError,
+    RealtimeError,
+    RealtimeHandshakeError,
+    RealtimeUpstreamError,
+)
 from tests.support.realtime import TEST_KEY
 
 pytestmark = pytest.mark.timeout(30)
@@ -93,6 +99,35 @@ async def test_audio_round_trip_with_server_vad(realtime_emulator):
     assert transcript["transcript"] == "こんにちは"
     appended = [e for e in realtime_emulator.received if e["type"] == "input_audio_buffer.append"]
     assert sum(duration_ms(base64.b64decode(e["audio"])) for e in appended) == 1000
+
+
+async def test_audio_waits_while_the_upstream_socket_takes_no_more_and_arrives_in_order(realtime_emulator):
+    client = make_client(realtime_emulator, turn_detection=None)
+    await client.connect()
+    frames = [tone(100), silence(20), tone(100)]
+    await client.append_audio(frames[0])  # sent at once
+    client._ws.pause_writing()  # what the transport calls when its write buffer is full
+    held = asyncio.ensure_future(client.append_audio(frames[1]))
+    await asyncio.sleep(0.2)
+    assert not held.done()  # it waits for the transport, as `websockets`' own send does
+    client._ws.resume_writing()
+    await asyncio.wait_for(held, 1)
+    await client.append_audio(frames[2])
+    await client.commit()
+    await collect(client, "input_audio_buffer.committed")  # answered after the appends before it
+    await client.close()
+    appended = [e["audio"] for e in realtime_emulator.received if e["type"] == "input_audio_buffer.append"]
+    assert [base64.b64decode(audio) for audio in appended] == frames
+
+
+async def test_audio_after_the_upstream_closed_raises_the_closed_error(realtime_emulator):
+    client = make_client(realtime_emulator)
+    await client.connect()
+    realtime_emulator.set_faults(close_code=1011)
+    with pytest.raises(RealtimeClosedError):
+        await collect(client, "response.done")
+    with pytest.raises(RealtimeError):
+        await client.append_audio(tone(20))
 
 
 async def test_function_call_output_then_follow_up_response(realtime_emulator):

@@ -64,6 +64,16 @@ def worker_pids(serve: subprocess.Popen) -> list[int]:
     return children_running(serve, b"uvicorn")
 
 
+def group_pids(group: int) -> list[int]:
+    """The processes of the process group `group` (the supervisor's: its workers, nginx, the task consumer)."""
+    pids = []
+    for status in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            if int(status.read_text().rsplit(")", 1)[1].split()[2]) == group:
+                pids.append(int(status.parent.name))
+    return pids
+
+
 @dataclass
 class Fleet:
     """Where the kiosks connect (through nginx), and the workers behind it."""
@@ -71,6 +81,7 @@ class Fleet:
     url: str
     pids: list[int]
     ssl: ssl.SSLContext | None  # None: plain ws:// to one worker
+    group: int | None = None  # the supervisor's process group: everything on the server's side
 
 
 @contextmanager
@@ -80,6 +91,6 @@ def serving(env: dict[str, str], workers: int, directory: Path) -> Iterator[Flee
     serve = start_serve(env, workers, port, directory / "serve", log)
     try:
         wait_for_port(port, 240, serve, log)  # nginx starts once every worker is ready
-        yield Fleet(f"wss://127.0.0.1:{port}/ws/kiosk/", worker_pids(serve), tls_without_verification())
+        yield Fleet(f"wss://127.0.0.1:{port}/ws/kiosk/", worker_pids(serve), tls_without_verification(), serve.pid)
     finally:
         stop_everything(serve)
