@@ -103,10 +103,11 @@ class Kiosk:
         tick = time.monotonic()
         while True:
             frame = self.speech.pop(0) if self.speech else SILENCE
-            if frame is SILENCE or not self.options.legacy:
+            if frame is SILENCE or self.mode == "realtime":
                 # The stamp overwrites a frame's first samples: on speech, a 50 Hz train of 0.3 ms dropouts that
-                # made Legacy's VAD miss a quick 「はい」 at 16 of 80 positions (the stand-in keys its script and
-                # times the relay by it; a Legacy run has neither, so its speech goes out as spoken).
+                # made Legacy's VAD miss a quick 「はい」 at 16 of 80 positions. The stand-in keys its script and
+                # times the relay by it; a session on Legacy (`--legacy`, or after a fallback) has neither, so its
+                # speech goes out as spoken.
                 await self.ws.send(stamp(frame, self.utterance if frame is not SILENCE else 0))
             else:
                 await self.ws.send(frame)
