@@ -7,6 +7,7 @@ import base64
 import pytest
 
 from reception.models import Visit
+from reception.workflow.names import reading_of
 from speech.engines import legacy_engines
 from tests.support.kiosk_client import collect_turn, connect, last
 
@@ -51,7 +52,9 @@ async def test_spoken_name_reaches_the_visit_and_the_answer_is_spoken(demo_direc
         await ws.send_to(bytes_data=speech[offset : offset + FRAME])
     messages, audio = await collect_turn(ws, SPEECH_WAIT)
     heard = last(messages, "transcript", "visitor")["text"]
-    assert "山田" in heard, heard
+    # Heard as said, if not always as written: Whisper's int8 output differs with the CPU's instruction set, and with
+    # this prompt some write 山田 「ヤマだ」 or 「山だ」; the visit below holds 山田, reconciled by its reading.
+    assert "やまだ" in reading_of(heard), heard
     visit = last(messages, "visit.updated")
     assert visit["visitor_name"].replace(" ", "").startswith("山田"), visit
     assert last(messages, "response.done")["status"] == "completed"
