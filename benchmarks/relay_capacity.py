@@ -12,7 +12,9 @@ kiosk (at the kiosk), same clock.
   second per core (frames relayed over the relay's CPU seconds), as ratios ours/raw;
 * capacity: step the sessions up through our server until the added time's p95 passes `--budget-ms` (20); with
   `--raw-capacity` the raw relay first, as the most this machine can measure (the kiosks and the stand-in share its
-  cores). Each step also gives the CPU of the kiosks and of the stand-in.
+  cores). Each step also gives the CPU of the kiosks and of the stand-in, and the sessions that were on Legacy
+  (by reason): a step with any is not held, since the relay did not carry them. The hour's cost limit is raised
+  for the run, so every session is admitted to Realtime.
 
 `--profile [RAW_STACKS]`: py-spy samples the server during the largest step that held (else the first), once its
 sessions have opened and every kiosk streams, and the busy event loop's top costs are printed, inclusive and self
@@ -112,6 +114,7 @@ class Kiosks:
         self.downstream_ms: list[float] = []
         self.sent = 0
         self.errors: Counter = Counter()
+        self.on_legacy: Counter = Counter()  # sessions not relayed: started on Legacy, or moved there (by reason)
         self.waiting = len(keys)  # sessions not started yet (nor failed)
         self.all_started = asyncio.Event()
 
@@ -160,6 +163,10 @@ class Kiosks:
                 message = json.loads(frame)
                 if message["type"] == "session.started":
                     started.set()
+                    if message.get("mode") != "realtime":
+                        self.on_legacy[f"started: {message.get('reason')}"] += 1
+                elif message["type"] == "mode.changed":
+                    self.on_legacy[message.get("reason", "unknown")] += 1
                 elif message["type"] == "error":
                     self.errors[message["code"]] += 1
 
@@ -217,6 +224,8 @@ async def phase(target: Fleet, keys: list[str], seconds: float, standin: Standin
         # Frames relayed (both directions) per second of the relay's CPU: the messages per second one core carries.
         "messages_per_cpu_second": round((upstream["count"] + down["count"]) / max(cpu, 1e-3)),
         "errors": dict(kiosks.errors),
+        # A session on Legacy relays nothing (its frames go to the local VAD): a step with any is not held.
+        "sessions_on_legacy": dict(kiosks.on_legacy),
     }
 
 
@@ -283,10 +292,11 @@ async def capacity(target: Fleet, keys: list[str], options, standin: Standin) ->
             f"  {count} sessions: added p95 {step['added_p95_ms']} ms, CPU % relay {step['relay_cpu_percent']}"
             f" (server side {step.get('server_side_cpu_percent', step['relay_cpu_percent'])})"
             f" kiosks {step['kiosks_cpu_percent']} stand-in {step['standin_cpu_percent']};"
-            f" {step['session_opening_wait_ms']['count']} frames sent before a session opened",
+            f" {step['session_opening_wait_ms']['count']} frames sent before a session opened;"
+            f" on Legacy {step['sessions_on_legacy'] or 'none'}",
             flush=True,
         )
-        if step["added_p95_ms"] > options.budget_ms or step["errors"]:
+        if step["added_p95_ms"] > options.budget_ms or step["errors"] or step["sessions_on_legacy"]:
             break
         held = count
     return {"steps": steps, "most_sessions_within_budget": held}
@@ -322,6 +332,9 @@ def start_processes(options, scratch: Path, database_url: str):
         "REALTIME_API_URL": f"ws://127.0.0.1:{upstream_port}/v1/realtime",
         "KIOSK_RATE_CONNECTS_PER_KIOSK_PER_MINUTE": "1000000",
         "KIOSK_RATE_CONNECTS_PER_ADDRESS_PER_MINUTE": "1000000",
+        # Every session holds an estimate of its cost against the hour's limit: at 100 sessions and more the default
+        # limit sent some to Legacy ("cost_limit"), whose local VAD then shared the worker with the relay.
+        "REALTIME_COST_LIMIT_PER_HOUR": "100000",
         **({"REDIS_URL": options.redis} if options.redis else {}),
     }
     server = LiveServer(database_url, scratch, env)

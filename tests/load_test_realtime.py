@@ -446,6 +446,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="also write the result as one JSON object to this path")
     parser.add_argument("--server-log", help="keep the server's and the stand-in's log at this path")
     options = parser.parse_args(argv)
+    os.environ.setdefault("DJANGO_SECRET_KEY", "load-test")  # the throwaway servers' own: none was set to run it
     result = run(options)
     print(report(result))
     if options.json:
