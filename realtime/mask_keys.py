@@ -28,12 +28,11 @@ class MaskKeys:
     `secrets`. Safe across threads; a forked child draws a block of its own (never its parent's next keys)."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._block = b""
-        self._taken = 0
-        os.register_at_fork(after_in_child=self._forget)
+        self._start_empty()
+        os.register_at_fork(after_in_child=self._start_empty)
 
-    def _forget(self) -> None:
+    def _start_empty(self) -> None:
+        """No block yet, and a fresh lock (in a forked child another thread of the parent may have held it)."""
         self._lock = threading.Lock()
         self._block, self._taken = b"", 0
 
