@@ -7,6 +7,7 @@ import importlib
 import os
 import sys
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 # Tests load the speech models only where they use them (and the live servers they start, never).
 os.environ.setdefault("SPEECH_WARM_UP", "false")
@@ -33,6 +34,28 @@ def fast_password_hashing():
     from django.conf import settings
 
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+RUN_STARTED = datetime.now(UTC)
+
+
+def midday_time_zone(now: datetime) -> str:
+    """The whole-hour time zone whose local time at `now` is between 12:00 and 13:00 (an IANA "Etc/GMT" name,
+    whose sign is the reverse of the offset's)."""
+    offset = 12 - now.astimezone(UTC).hour  # from -11 to +12 hours
+    return f"Etc/GMT{-offset:+d}"
+
+
+def pytest_configure(config):
+    """The run's local clock reads midday, so no run crosses local midnight: today's appointments, made at the
+    start of a test (or of a module's live server) and looked up by local date later, stay today's. A run that
+    crossed it (at 00:00 in Tokyo) lost the demo's 10:00 appointment in mid-story. The servers and commands the
+    tests start inherit the zone from the environment."""
+    from django.test import override_settings
+
+    zone = midday_time_zone(RUN_STARTED)
+    os.environ["TIME_ZONE"] = zone
+    override_settings(TIME_ZONE=zone).enable()
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -84,7 +84,9 @@ def test_import_appointments(tmp_path, demo_directory):
     assert "2 created" in run("import_appointments", file)
     jane = Appointment.objects.get(visitor_name="Jane Doe")
     assert jane.host.name == "田中 一郎"
-    assert timezone.localtime(jane.start).hour == 13
+    assert jane.start == datetime(2026, 11, 30, 4, 0, tzinfo=UTC)  # the offset given is kept
+    yamada = Appointment.objects.get(visitor_name="山田 太郎")
+    assert timezone.localtime(yamada.start).hour == 10  # no offset: the office's local time
 
 
 @pytest.mark.parametrize(
