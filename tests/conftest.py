@@ -7,7 +7,6 @@ import importlib
 import os
 import sys
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 
 # Tests load the speech models only where they use them (and the live servers they start, never).
 os.environ.setdefault("SPEECH_WARM_UP", "false")
@@ -19,6 +18,7 @@ from hypothesis import settings as hypothesis_settings
 from realtime.emulator import EmulatorConfig, EmulatorServer, ScriptedBrain
 from reception.demo import create_demo_data
 from reception.models import Kiosk
+from tests.support.clock import RUN_STARTED, midday_time_zone
 from tests.support.realtime import TEST_KEY, assert_no_leaked_tasks
 
 # The suite runs Hypothesis' default 100 examples per property that does not set its own count;
@@ -34,16 +34,6 @@ def fast_password_hashing():
     from django.conf import settings
 
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-RUN_STARTED = datetime.now(UTC)
-
-
-def midday_time_zone(now: datetime) -> str:
-    """The whole-hour time zone whose local time at `now` is between 12:00 and 13:00 (an IANA "Etc/GMT" name,
-    whose sign is the reverse of the offset's)."""
-    offset = 12 - now.astimezone(UTC).hour  # from -11 to +12 hours
-    return f"Etc/GMT{-offset:+d}"
 
 
 def pytest_configure(config):

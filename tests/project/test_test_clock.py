@@ -1,5 +1,5 @@
-"""The suite's local clock reads midday (tests/conftest.py), in this process and in the commands it starts, so a
-run never crosses local midnight and today's appointments stay today's."""
+"""The suite's local clock reads midday (tests/support/clock.py, set by tests/conftest.py), in this process and in
+the commands it starts, so a run never crosses local midnight and today's appointments stay today's."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.utils import timezone
 
-from tests.conftest import RUN_STARTED, midday_time_zone
+from tests.support.clock import RUN_STARTED, midday_time_zone
 from tests.support.live_server import REPO, database_env
 
 
