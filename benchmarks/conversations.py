@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SECRET_KEY", "benchmark")  # for its throwaway database and servers
 _WORK = tempfile.TemporaryDirectory(prefix="conversations-")
 os.environ["DATABASE_URL"] = f"sqlite:///{_WORK.name}/reception.db"
 os.environ["WORKFLOW_CHECKPOINT_PATH"] = f"{_WORK.name}/checkpoints.db"

@@ -27,6 +27,7 @@ from pathlib import Path
 import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SECRET_KEY", "benchmark")  # for its throwaway database and servers
 
 from tests.support.live_server import LiveServer, free_port, throwaway_database, wait_for_port
 

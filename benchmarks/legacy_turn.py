@@ -27,6 +27,7 @@ from pathlib import Path
 import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SECRET_KEY", "benchmark")  # for its throwaway database and servers
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "reception_project.settings")
 import django

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SECRET_KEY", "benchmark")  # for its throwaway database and servers
 
 _scratch = tempfile.mkdtemp(prefix="realtime-relay-")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "reception_project.settings")

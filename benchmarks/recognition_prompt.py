@@ -27,6 +27,7 @@ import unicodedata
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SECRET_KEY", "benchmark")  # for its throwaway database and servers
 _WORK = tempfile.TemporaryDirectory(prefix="recognition-")
 os.environ["DATABASE_URL"] = f"sqlite:///{_WORK.name}/reception.db"
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "reception_project.settings")

@@ -24,6 +24,7 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SECRET_KEY", "benchmark")  # for its throwaway database and servers
 
 from benchmarks.failover import percentile
 from tests.support.live_server import REPO, database_env, migrated_postgres, migrated_sqlite

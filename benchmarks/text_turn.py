@@ -19,6 +19,7 @@ import asyncio
 import csv
 import itertools
 import json
+import os
 import random
 import statistics
 import sys
@@ -30,6 +31,7 @@ from pathlib import Path
 import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SECRET_KEY", "benchmark")  # for its throwaway database and servers
 from tests.support.live_server import LiveServer, throwaway_database
 
 CONVERSATIONS = {
