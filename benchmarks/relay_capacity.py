@@ -46,7 +46,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from realtime.client import APPEND_PREFIX
 from tests.load_test_realtime import cpu_seconds, create_kiosks, upstream_stats, wait_until_settled
-from tests.support.live_server import REPO, LiveServer, free_port, throwaway_database, wait_for_port
+from tests.support.live_server import (
+    CONNECTION_LIMITS_LIFTED,
+    REPO,
+    LiveServer,
+    free_port,
+    throwaway_database,
+    wait_for_port,
+)
 from tests.support.load_upstream import FRAME_BYTES, percentiles, stamp, stamp_age_ms
 from tests.support.serve_fleet import Fleet, group_pids, serving
 
@@ -330,8 +337,7 @@ def start_processes(options, scratch: Path, database_url: str):
     upstream_port, raw_port = free_port(), free_port()
     env = {
         "REALTIME_API_URL": f"ws://127.0.0.1:{upstream_port}/v1/realtime",
-        "KIOSK_RATE_CONNECTS_PER_KIOSK_PER_MINUTE": "1000000",
-        "KIOSK_RATE_CONNECTS_PER_ADDRESS_PER_MINUTE": "1000000",
+        **CONNECTION_LIMITS_LIFTED,
         # Every session holds an estimate of its cost against the hour's limit: at 100 sessions and more the default
         # limit sent some to Legacy ("cost_limit"), whose local VAD then shared the worker with the relay.
         "REALTIME_COST_LIMIT_PER_HOUR": "100000",

@@ -42,7 +42,14 @@ import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.support.live_server import REPO, LiveServer, free_port, throwaway_database, wait_for_port
+from tests.support.live_server import (
+    CONNECTION_LIMITS_LIFTED,
+    REPO,
+    LiveServer,
+    free_port,
+    throwaway_database,
+    wait_for_port,
+)
 from tests.support.load_upstream import FRAME_BYTES, SCRIPT, percentiles, stamp, stamp_age_ms
 from tests.support.serve_fleet import Fleet, serving
 
@@ -361,9 +368,7 @@ def run(options) -> dict:
         upstream_port = free_port()
         env = {
             "REALTIME_API_URL": f"ws://127.0.0.1:{upstream_port}/v1/realtime",
-            # Every kiosk connects from 127.0.0.1, and reconnects per conversation faster than a lobby kiosk does.
-            "KIOSK_RATE_CONNECTS_PER_KIOSK_PER_MINUTE": "1000000",
-            "KIOSK_RATE_CONNECTS_PER_ADDRESS_PER_MINUTE": "1000000",
+            **CONNECTION_LIMITS_LIFTED,
             **({"REDIS_URL": options.redis} if options.workers else {}),
         }
         server = LiveServer(url, Path(directory), env)
