@@ -20,6 +20,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from rest_framework import exceptions
 
+from core.garbage import PAUSES
+
 from .authentication import BearerTokenAuthentication, scrape_token_matches
 from .cost import cost_status
 from .models import AlertState, Mode, SessionMetric, TurnMetric
@@ -120,10 +122,18 @@ class DatabaseCollector:
         yield from _alerts_and_refusals()
 
 
+class GarbageCollector:
+    """This process's garbage-collector pauses and frozen objects (`core.garbage`)."""
+
+    def collect(self) -> Iterator[Metric]:
+        yield from PAUSES.families()
+
+
 def exposition() -> bytes:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(DatabaseCollector())
     ProcessCollector(registry=registry)
+    registry.register(GarbageCollector())
     return generate_latest(registry)
 
 

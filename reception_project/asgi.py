@@ -8,6 +8,10 @@ import os
 
 from django.core.asgi import get_asgi_application
 
+from core.garbage import record_pauses
+
+record_pauses()  # from the first import on: start-up's own collections are counted too
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "reception_project.settings")
 django_asgi_app = get_asgi_application()
 

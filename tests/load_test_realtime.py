@@ -8,8 +8,8 @@ lines, spoken once by the local text-to-speech, then silence), the server VAD en
 the reply and thinks before answering (`--text`: the visitor types instead, the microphone still streams).
 Prints a live progress line, then sessions held and dropped, turns sent / answered / lost, end of speech → first
 audio by path, the time the server adds to each frame in each direction (measured against the kiosk's and the
-stand-in's timestamps, same clock), fallbacks by reason, errors by kind and the server's memory per session. Exits 1
-on any lost turn or dropped session.
+stand-in's timestamps, same clock), fallbacks by reason, errors by kind, the server's memory per session and (one
+worker) its garbage-collection pauses during the run, from its /metrics. Exits 1 on any lost turn or dropped session.
 
 A turn is lost when it gets neither an answer (`response.done`, on Realtime or on Legacy after a fallback) nor an
 `error` within `--turn-timeout`; a greeting that never comes counts as a lost turn.
@@ -39,6 +39,7 @@ from pathlib import Path
 
 import uvloop
 import websockets
+from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -345,7 +346,33 @@ def summary(tally: Tally, options, memory: dict, standin: dict, elapsed: float) 
         "server_rss_mb": {"before": round(memory["before"], 1), "peak": round(memory["peak"], 1)},
         "server_mb_per_session": round((memory["peak"] - memory["before"]) / options.sessions, 2),
         "server_cpu_percent": round(100 * memory["cpu"] / elapsed, 1),
+        "server_gc": None,  # (one worker) its collections during the run: `collections`
     }
+
+
+SCRAPE_TOKEN = "load-test-scrape"  # the throwaway server's /metrics, on 127.0.0.1 only
+LONG_PAUSES_SECONDS = ("0.025", "0.1")
+
+
+def collections(server: LiveServer) -> dict[str, int]:
+    """The worker's garbage collections so far (`core.garbage`): in all, full, and longer than each of
+    LONG_PAUSES_SECONDS."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{server.port}/metrics", headers={"Authorization": f"Bearer {SCRAPE_TOKEN}"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        families = text_string_to_metric_families(response.read().decode())
+    counts = dict.fromkeys(("all", "full", *(f"over_{b}_s" for b in LONG_PAUSES_SECONDS)), 0)
+    for sample in (s for family in families if family.name == "process_gc_pause_seconds" for s in family.samples):
+        bound = sample.labels.get("le")
+        if sample.name == "process_gc_pause_seconds_count":
+            counts["all"] += int(sample.value)
+            counts["full"] += int(sample.value) if sample.labels["generation"] == "2" else 0
+            for longer in LONG_PAUSES_SECONDS:
+                counts[f"over_{longer}_s"] += int(sample.value)
+        elif bound in LONG_PAUSES_SECONDS:
+            counts[f"over_{bound}_s"] -= int(sample.value)
+    return counts
 
 
 def create_kiosks(server: LiveServer, count: int) -> list[str]:
@@ -370,6 +397,7 @@ def run(options) -> dict:
             "REALTIME_API_URL": f"ws://127.0.0.1:{upstream_port}/v1/realtime",
             **CONNECTION_LIMITS_LIFTED,
             **({"REDIS_URL": options.redis} if options.workers else {}),
+            "METRICS_SCRAPE_TOKEN": SCRAPE_TOKEN,
         }
         server = LiveServer(url, Path(directory), env)
         server.prepare()
@@ -385,7 +413,12 @@ def run(options) -> dict:
             wait_for_port(upstream_port, 60, upstream, server.log)
             with serve_target(server, options, Path(directory)) as target:
                 wait_until_settled(*target.pids)
-                return uvloop.run(drive(target, keys, upstream_port, options))
+                before = None if options.workers else collections(server)  # several workers: one /metrics each
+                result = uvloop.run(drive(target, keys, upstream_port, options))
+                if before is not None:
+                    after = collections(server)
+                    result["server_gc"] = {key: after[key] - before[key] for key in before}
+                return result
         finally:
             upstream.terminate()
             upstream.wait(timeout=10)
@@ -430,6 +463,7 @@ def report(result: dict) -> str:
             f"errors by kind: {result['errors'] or 'none'}",
             f"server RSS {result['server_rss_mb']['before']} -> {result['server_rss_mb']['peak']} MB: "
             f"{result['server_mb_per_session']} MB per session; server CPU {result['server_cpu_percent']}% of a core",
+            f"server garbage collections during the run: {result['server_gc'] or 'not measured (several workers)'}",
         ]
     )
 

@@ -29,6 +29,7 @@ from typing import TypeVar
 from django.conf import settings
 
 from core.blocking import run_blocking
+from core.garbage import freeze_startup_heap
 from core.timing import TurnTiming, upstream_call, upstream_clock, upstream_seconds
 from realtime import client as realtime_client
 from realtime.kiosk import KioskOutput, ProtocolError
@@ -59,7 +60,8 @@ def fixed_sentences(language: str) -> frozenset[str]:
 
 def warm_up_in_background() -> None:
     """At server start, in a background thread: the language understanding, then (SPEECH_WARM_UP) the
-    speech models and the greeting's audio, so the first visitor waits for none of them."""
+    speech models and the greeting's audio, so the first visitor waits for none of them; then what start-up
+    made is frozen out of the garbage collector's walks (`core.garbage`)."""
 
     def warm_up() -> None:
         try:
@@ -74,6 +76,7 @@ def warm_up_in_background() -> None:
                         engines.phrases.synthesize(sentence, language)
         except Exception:
             logger.exception("warm-up failed; the first turns will load what is missing (or report the error)")
+        freeze_startup_heap()
 
     threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
 

@@ -32,3 +32,5 @@ def test_three_kiosks_streaming_audio_for_ten_seconds_lose_no_turn(tmp_path):
     assert report["session_opening_wait_ms"]["count"] >= 3, report
     assert report["turns_lost"] == 0 and report["sessions_dropped"] == 0, report
     assert report["turns_sent"] >= 3 and report["sessions_held"] >= 3, report
+    # The worker's collections during the run, from its /metrics: some, over a few hundred thousand frames.
+    assert report["server_gc"]["all"] > 0 and report["server_gc"]["all"] >= report["server_gc"]["full"], report
