@@ -47,9 +47,9 @@ class PauseRecorder:
                 buckets[index] += 1
 
     def families(self) -> Iterator[Metric]:
-        """`process_gc_pause_seconds` by generation, and `process_gc_frozen_objects`."""
+        """`python_gc_pause_seconds` by generation, and `python_gc_frozen_objects`."""
         pauses = HistogramMetricFamily(
-            "process_gc_pause_seconds",
+            "python_gc_pause_seconds",
             "Cyclic garbage collections of this process and how long each stopped it, by generation.",
             labels=["generation"],
         )
@@ -60,7 +60,7 @@ class PauseRecorder:
             )
         yield pauses
         yield GaugeMetricFamily(
-            "process_gc_frozen_objects",
+            "python_gc_frozen_objects",
             "Objects frozen after the warm-up, which no collection walks.",
             value=gc.get_freeze_count(),
         )

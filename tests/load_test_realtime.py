@@ -363,9 +363,9 @@ def collections(server: LiveServer) -> dict[str, int]:
     with urllib.request.urlopen(request, timeout=10) as response:
         families = text_string_to_metric_families(response.read().decode())
     counts = dict.fromkeys(("all", "full", *(f"over_{b}_s" for b in LONG_PAUSES_SECONDS)), 0)
-    for sample in (s for family in families if family.name == "process_gc_pause_seconds" for s in family.samples):
+    for sample in (s for family in families if family.name == "python_gc_pause_seconds" for s in family.samples):
         bound = sample.labels.get("le")
-        if sample.name == "process_gc_pause_seconds_count":
+        if sample.name == "python_gc_pause_seconds_count":
             counts["all"] += int(sample.value)
             counts["full"] += int(sample.value) if sample.labels["generation"] == "2" else 0
             for longer in LONG_PAUSES_SECONDS:

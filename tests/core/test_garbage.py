@@ -40,11 +40,11 @@ def test_each_collection_is_timed_under_its_generation(recorder):
     assert recorder.counts == {0: 1, 1: 0, 2: 2}
     assert recorder.sums[2] > 0 and recorder.sums[1] == 0
     values = samples(recorder.families())
-    assert values[("process_gc_pause_seconds_count", "2", "")] == 2
-    assert values[("process_gc_pause_seconds_bucket", "2", "+Inf")] == 2
-    bounds = [values[("process_gc_pause_seconds_bucket", "2", str(b))] for b in garbage.PAUSE_BUCKETS_SECONDS]
+    assert values[("python_gc_pause_seconds_count", "2", "")] == 2
+    assert values[("python_gc_pause_seconds_bucket", "2", "+Inf")] == 2
+    bounds = [values[("python_gc_pause_seconds_bucket", "2", str(b))] for b in garbage.PAUSE_BUCKETS_SECONDS]
     assert bounds == sorted(bounds) and bounds[-1] <= 2  # cumulative, as Prometheus reads a histogram
-    assert values[("process_gc_pause_seconds_bucket", "1", "+Inf")] == 0
+    assert values[("python_gc_pause_seconds_bucket", "1", "+Inf")] == 0
 
 
 def test_a_pause_lands_in_the_first_bucket_that_holds_it():
@@ -93,12 +93,12 @@ def test_a_worker_freezes_its_heap_after_the_warm_up_and_serves_its_pauses(tmp_p
             with urllib.request.urlopen(request, timeout=10) as response:
                 families = list(text_string_to_metric_families(response.read().decode()))
             values = samples(families)
-            if values[("process_gc_frozen_objects", "", "")] > 0 or time.monotonic() > deadline:
+            if values[("python_gc_frozen_objects", "", "")] > 0 or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
     finally:
         server.stop()
-    assert values[("process_gc_frozen_objects", "", "")] > 50_000  # Django, the apps and the workflow at least
-    assert values[("process_gc_pause_seconds_count", "2", "")] >= 1  # the collection just before the freeze
-    pauses = next(family for family in families if family.name == "process_gc_pause_seconds")
+    assert values[("python_gc_frozen_objects", "", "")] > 50_000  # Django, the apps and the workflow at least
+    assert values[("python_gc_pause_seconds_count", "2", "")] >= 1  # the collection just before the freeze
+    pauses = next(family for family in families if family.name == "python_gc_pause_seconds")
     assert pauses.type == "histogram"
