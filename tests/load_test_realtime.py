@@ -39,7 +39,6 @@ from pathlib import Path
 
 import uvloop
 import websockets
-from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -53,6 +52,7 @@ from tests.support.live_server import (
 )
 from tests.support.load_upstream import FRAME_BYTES, SCRIPT, percentiles, stamp, stamp_age_ms
 from tests.support.serve_fleet import Fleet, serving
+from tests.support.worker_collections import SCRAPE_TOKEN, with_collections
 
 FRAME_SECONDS = 0.02
 SILENCE = bytes(FRAME_BYTES)
@@ -350,31 +350,6 @@ def summary(tally: Tally, options, memory: dict, standin: dict, elapsed: float) 
     }
 
 
-SCRAPE_TOKEN = "load-test-scrape"  # the throwaway server's /metrics, on 127.0.0.1 only
-LONG_PAUSES_SECONDS = ("0.025", "0.1")
-
-
-def collections(server: LiveServer) -> dict[str, int]:
-    """The worker's garbage collections so far (`core.garbage`): in all, full, and longer than each of
-    LONG_PAUSES_SECONDS."""
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{server.port}/metrics", headers={"Authorization": f"Bearer {SCRAPE_TOKEN}"}
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        families = text_string_to_metric_families(response.read().decode())
-    counts = dict.fromkeys(("all", "full", *(f"over_{b}_s" for b in LONG_PAUSES_SECONDS)), 0)
-    for sample in (s for family in families if family.name == "python_gc_pause_seconds" for s in family.samples):
-        bound = sample.labels.get("le")
-        if sample.name == "python_gc_pause_seconds_count":
-            counts["all"] += int(sample.value)
-            counts["full"] += int(sample.value) if sample.labels["generation"] == "2" else 0
-            for longer in LONG_PAUSES_SECONDS:
-                counts[f"over_{longer}_s"] += int(sample.value)
-        elif bound in LONG_PAUSES_SECONDS:
-            counts[f"over_{bound}_s"] -= int(sample.value)
-    return counts
-
-
 def create_kiosks(server: LiveServer, count: int) -> list[str]:
     """One kiosk (and key) per load session, as in a lobby: the per-kiosk limits apply to each as in production."""
     code = (
@@ -413,12 +388,9 @@ def run(options) -> dict:
             wait_for_port(upstream_port, 60, upstream, server.log)
             with serve_target(server, options, Path(directory)) as target:
                 wait_until_settled(*target.pids)
-                before = None if options.workers else collections(server)  # several workers: one /metrics each
-                result = uvloop.run(drive(target, keys, upstream_port, options))
-                if before is not None:
-                    after = collections(server)
-                    result["server_gc"] = {key: after[key] - before[key] for key in before}
-                return result
+                return with_collections(
+                    server, options, lambda: uvloop.run(drive(target, keys, upstream_port, options))
+                )
         finally:
             upstream.terminate()
             upstream.wait(timeout=10)
@@ -463,7 +435,7 @@ def report(result: dict) -> str:
             f"errors by kind: {result['errors'] or 'none'}",
             f"server RSS {result['server_rss_mb']['before']} -> {result['server_rss_mb']['peak']} MB: "
             f"{result['server_mb_per_session']} MB per session; server CPU {result['server_cpu_percent']}% of a core",
-            f"server garbage collections during the run: {result['server_gc'] or 'not measured (several workers)'}",
+            f"server garbage collections during the run: {result['server_gc'] or 'not measured'}",
         ]
     )
 

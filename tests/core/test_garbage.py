@@ -15,13 +15,16 @@ from tests.support.live_server import LiveServer, migrated_sqlite
 
 @pytest.fixture
 def recorder():
-    """A recorder of this test's collections only, taken off `gc.callbacks` afterwards."""
+    """A recorder of this test's own collections only (the automatic ones are off meanwhile), taken off
+    `gc.callbacks` afterwards."""
     recorder = garbage.PauseRecorder()
+    gc.disable()
     gc.callbacks.append(recorder)
     try:
         yield recorder
     finally:
         gc.callbacks.remove(recorder)
+        gc.enable()
 
 
 def samples(families) -> dict[tuple[str, str, str], float]:
