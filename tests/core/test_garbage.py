@@ -15,16 +15,13 @@ from tests.support.live_server import LiveServer, migrated_sqlite
 
 @pytest.fixture
 def recorder():
-    """A recorder of this test's own collections only (the automatic ones are off meanwhile), taken off
-    `gc.callbacks` afterwards."""
+    """A recorder of the collections made during the test, taken off `gc.callbacks` afterwards."""
     recorder = garbage.PauseRecorder()
-    gc.disable()
     gc.callbacks.append(recorder)
     try:
         yield recorder
     finally:
         gc.callbacks.remove(recorder)
-        gc.enable()
 
 
 def samples(families) -> dict[tuple[str, str, str], float]:
@@ -37,17 +34,20 @@ def samples(families) -> dict[tuple[str, str, str], float]:
 
 
 def test_each_collection_is_timed_under_its_generation(recorder):
+    """At least: the collections of another thread (a warm-up's freeze, say) or automatic ones may come too."""
     gc.collect(2)
     gc.collect(2)
     gc.collect(0)
-    assert recorder.counts == {0: 1, 1: 0, 2: 2}
-    assert recorder.sums[2] > 0 and recorder.sums[1] == 0
+    assert recorder.counts[2] >= 2 and recorder.counts[0] >= 1 and recorder.sums[2] > 0
     values = samples(recorder.families())
-    assert values[("python_gc_pause_seconds_count", "2", "")] == 2
-    assert values[("python_gc_pause_seconds_bucket", "2", "+Inf")] == 2
-    bounds = [values[("python_gc_pause_seconds_bucket", "2", str(b))] for b in garbage.PAUSE_BUCKETS_SECONDS]
-    assert bounds == sorted(bounds) and bounds[-1] <= 2  # cumulative, as Prometheus reads a histogram
-    assert values[("python_gc_pause_seconds_bucket", "1", "+Inf")] == 0
+    for generation in garbage.GENERATIONS:
+        count = recorder.counts[generation]
+        assert values[("python_gc_pause_seconds_count", str(generation), "")] == count
+        assert values[("python_gc_pause_seconds_bucket", str(generation), "+Inf")] == count
+        bounds = [
+            values[("python_gc_pause_seconds_bucket", str(generation), str(b))] for b in garbage.PAUSE_BUCKETS_SECONDS
+        ]
+        assert bounds == sorted(bounds) and bounds[-1] <= count  # cumulative, as Prometheus reads a histogram
 
 
 def test_a_pause_lands_in_the_first_bucket_that_holds_it():
