@@ -31,30 +31,18 @@ from tests.support.live_server import migrated_sqlite
 
 
 def warm_worker_heap(speech: bool) -> None:
-    """What a worker imports (its URL patterns and the kiosk socket's) and what
-    `voice.legacy.warm_up_in_background` loads, in this thread."""
+    """What a worker imports (its URL patterns and the kiosk socket's) and what its warm-up loads, in this thread."""
+    os.environ["SPEECH_WARM_UP"] = "true" if speech else "false"
     import django
 
     django.setup()
     from django.urls import get_resolver
 
+    from voice.legacy import warm_up
     from voice.routing import websocket_urlpatterns
 
     assert get_resolver().url_patterns and websocket_urlpatterns  # every view and consumer imported
-    from realtime import client as realtime_client
-    from reception import workflow
-    from reception.workflow.prompts import say
-    from speech.engines import legacy_engines
-    from speech.tts import split_sentences
-
-    workflow.warm_up()
-    realtime_client.warm_up()
-    if speech:
-        engines = legacy_engines()
-        engines.warm_up()
-        for language in ("ja", "en"):
-            for sentence in split_sentences(say("greeting", language), language):
-                engines.phrases.synthesize(sentence, language)
+    warm_up()
 
 
 def full_collection_ms(repeat: int, garbage: int = 0) -> float:

@@ -46,8 +46,9 @@ class PauseRecorder:
             if seconds <= bound:
                 buckets[index] += 1
 
-    def families(self) -> Iterator[Metric]:
-        """`python_gc_pause_seconds` by generation, and `python_gc_frozen_objects`."""
+    def collect(self) -> Iterator[Metric]:
+        """For a prometheus_client registry: `python_gc_pause_seconds` by generation, and
+        `python_gc_frozen_objects`."""
         pauses = HistogramMetricFamily(
             "python_gc_pause_seconds",
             "Cyclic garbage collections of this process and how long each stopped it, by generation.",

@@ -122,18 +122,11 @@ class DatabaseCollector:
         yield from _alerts_and_refusals()
 
 
-class GarbageCollector:
-    """This process's garbage-collector pauses and frozen objects (`core.garbage`)."""
-
-    def collect(self) -> Iterator[Metric]:
-        yield from PAUSES.families()
-
-
 def exposition() -> bytes:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(DatabaseCollector())
     ProcessCollector(registry=registry)
-    registry.register(GarbageCollector())
+    registry.register(PAUSES)  # this process's garbage-collector pauses and frozen objects (`core.garbage`)
     return generate_latest(registry)
 
 

@@ -58,27 +58,32 @@ def fixed_sentences(language: str) -> frozenset[str]:
     return frozenset(sentence for sentence in itertools.chain.from_iterable(pieces) if "{" not in sentence)
 
 
-def warm_up_in_background() -> None:
-    """At server start, in a background thread: the language understanding, then (SPEECH_WARM_UP) the
-    speech models and the greeting's audio, so the first visitor waits for none of them; then what start-up
-    made is frozen out of the garbage collector's walks (`core.garbage`)."""
+def warm_up() -> None:
+    """The language understanding, then (SPEECH_WARM_UP) the speech models and the greeting's audio, so the
+    first visitor waits for none of them. A failure is logged: the first turns load what is missing."""
+    try:
+        workflow.warm_up()
+        realtime_client.warm_up()
+        if settings.SPEECH_WARM_UP:
+            engines = legacy_engines()
+            seconds = engines.warm_up()
+            logger.info("speech engines ready: %s", {step: round(value, 2) for step, value in seconds.items()})
+            for language in ("ja", "en"):
+                for sentence in split_sentences(say("greeting", language), language):
+                    engines.phrases.synthesize(sentence, language)
+    except Exception:
+        logger.exception("warm-up failed; the first turns will load what is missing (or report the error)")
 
-    def warm_up() -> None:
-        try:
-            workflow.warm_up()
-            realtime_client.warm_up()
-            if settings.SPEECH_WARM_UP:
-                engines = legacy_engines()
-                seconds = engines.warm_up()
-                logger.info("speech engines ready: %s", {step: round(value, 2) for step, value in seconds.items()})
-                for language in ("ja", "en"):
-                    for sentence in split_sentences(say("greeting", language), language):
-                        engines.phrases.synthesize(sentence, language)
-        except Exception:
-            logger.exception("warm-up failed; the first turns will load what is missing (or report the error)")
+
+def warm_up_in_background() -> None:
+    """At server start, in a background thread: `warm_up`, then what start-up made is frozen out of the garbage
+    collector's walks (`core.garbage`)."""
+
+    def warm_up_and_freeze() -> None:
+        warm_up()
         freeze_startup_heap()
 
-    threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
+    threading.Thread(target=warm_up_and_freeze, name="warm-up", daemon=True).start()
 
 
 def decode_audio_append(audio: str) -> bytes:

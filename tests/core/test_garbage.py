@@ -42,7 +42,7 @@ def test_each_collection_is_timed_under_its_generation(recorder):
     gc.collect(2)
     gc.collect(0)
     assert recorder.counts[2] >= 2 and recorder.counts[0] >= 1 and recorder.sums[2] > 0
-    values = samples(recorder.families())
+    values = samples(recorder.collect())
     for generation in garbage.GENERATIONS:
         count = recorder.counts[generation]
         assert values[("python_gc_pause_seconds_count", str(generation), "")] == count
