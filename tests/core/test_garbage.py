@@ -74,13 +74,15 @@ def test_recording_is_installed_once():
 
 
 def test_the_frozen_heap_is_left_out_of_collections():
+    """Counts only bound from below: a frozen object that loses its last reference (here or in another thread)
+    leaves the frozen set at once, so the count can fall between two reads."""
     survivor = [object() for _ in range(1000)]
     try:
-        frozen = garbage.freeze_startup_heap()
-        assert frozen == gc.get_freeze_count() > len(survivor)
+        assert garbage.freeze_startup_heap() > len(survivor)
         assert not any(item is survivor for item in gc.get_objects())  # frozen: no generation lists it
         gc.collect()
-        assert gc.get_freeze_count() == frozen
+        assert not any(item is survivor for item in gc.get_objects())  # a full collection leaves it frozen
+        assert gc.get_freeze_count() > len(survivor)
     finally:
         gc.unfreeze()
     assert any(item is survivor for item in gc.get_objects())
