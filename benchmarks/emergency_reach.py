@@ -22,8 +22,10 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psycopg
 import websockets
@@ -87,13 +89,13 @@ def stopped_at(database_url: str) -> float:
     return row[0].timestamp()
 
 
-async def trial(server: LiveServer, urls: list[str], keys: list[str], channel: str, stop, number: int) -> dict:
+async def trial(
+    server: LiveServer, urls: list[str], keys: list[str], channel: str, stop: Callable[[], object], number: int
+) -> dict:
     """One stop, issued by `stop()`: every kiosk's delay (ms) from the audit row to its `mode.changed`, by worker."""
     workers = [n % len(urls) for n in range(len(keys))]  # kiosk n on worker n mod N
-    sockets = await asyncio.gather(
-        *(open_session(urls[n % len(urls)], key, f"stop-{number}-{n}") for n, key in enumerate(keys))
-    )
-    kiosks = list(zip(workers, sockets, strict=True))
+    opening = [open_session(urls[workers[n]], key, f"stop-{number}-{n}") for n, key in enumerate(keys)]
+    kiosks = list(zip(workers, await asyncio.gather(*opening), strict=True))
     try:
         listening = [asyncio.ensure_future(next_message(ws, "mode.changed")) for _, ws in kiosks]
         await asyncio.to_thread(stop)
@@ -124,7 +126,8 @@ async def trials(server: LiveServer, fleet_dir: Path, nginx_port: int, keys: lis
         result = await trial(server, urls, keys, channel, stops[channel], number)
         reached = sum(len(d) for d in result["delays_ms"].values())
         every = [d for delays in result["delays_ms"].values() for d in delays]
-        print(f"  trial {number} ({channel}): {reached}/{result['sessions']} reached, last {max(every):.0f} ms")
+        last = max(every, default=float("nan"))
+        print(f"  trial {number} ({channel}): {reached}/{result['sessions']} reached, last {last:.0f} ms")
         results.append(result)
     return results
 
@@ -171,7 +174,7 @@ def run(options) -> dict:
             fleet_dir = scratch / "fleet"
             fleet_dir.mkdir()
             with serving(server.env, options.workers, fleet_dir) as fleet:
-                nginx_port = int(fleet.url.split(":")[2].split("/")[0])
+                nginx_port = urlsplit(fleet.url).port
                 results = asyncio.run(trials(server, fleet_dir, nginx_port, keys, options))
         finally:
             standin.terminate()

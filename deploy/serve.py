@@ -35,6 +35,7 @@ READY_TIMEOUT_SECONDS = 180.0
 # each worker is ready again, or nginx would still count it out while the next one restarts, and answer 502.
 NGINX_FAIL_TIMEOUT_SECONDS = 5
 STOP_TIMEOUT_SECONDS = 10.0
+LOG_TAIL_LINES = 20  # of a worker's log, in the message when it does not start
 WORKER_PORT_BASE = 8001  # worker i (1..N) on 127.0.0.1:8000+i; the systemd units use the same ports
 ASGI_APPLICATION = "reception_project.asgi:application"
 
@@ -81,26 +82,39 @@ def worker_command(port: int, bind: str = "127.0.0.1", *, behind_proxy: bool = T
     ]
 
 
-def is_ready(port: int) -> bool:
-    """Whether the worker on 127.0.0.1:port answers 200 on /health/ready (database, Redis, speech engines)."""
+def readiness(port: int) -> tuple[bool, str]:
+    """Whether the worker on 127.0.0.1:port answers 200 on /health/ready (database, Redis, speech engines), and
+    what it answered (its checks) or why it did not."""
     request = urllib.request.Request(f"http://127.0.0.1:{port}/health/ready", headers={"X-Forwarded-Proto": "https"})
     try:
         with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310  # nosec B310  # http://127.0.0.1
-            return response.status == 200
-    except (OSError, urllib.error.URLError):
-        return False
+            return response.status == 200, response.read().decode(errors="replace")
+    except urllib.error.HTTPError as error:  # 503: a check failed, and its body says which
+        return False, f"{error.code} {error.read().decode(errors='replace')}"
+    except OSError as error:  # not listening (yet), or no answer within the timeout
+        return False, str(error)
+
+
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    """The last `lines` lines of a log, for a message that says why something did not start."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as error:
+        return f"(unreadable: {error})"
 
 
 def wait_ready(port: int, timeout: float = READY_TIMEOUT_SECONDS) -> int:
     """`--wait-ready PORT`: 0 once the worker on 127.0.0.1:PORT is ready, 1 after `timeout` seconds (the systemd
     worker unit's ExecStartPost, so `systemctl restart` of one worker returns only once it can serve)."""
     deadline = time.monotonic() + timeout
-    while not is_ready(port):
+    while True:
+        ready, answer = readiness(port)
+        if ready:
+            return 0
         if time.monotonic() > deadline:
-            log(f"the worker on 127.0.0.1:{port} is not ready after {timeout:.0f} s")
+            log(f"the worker on 127.0.0.1:{port} is not ready after {timeout:.0f} s; /health/ready: {answer[:1000]}")
             return 1
         time.sleep(0.5)
-    return 0
 
 
 def log(message: str) -> None:
@@ -172,19 +186,22 @@ class Worker:
                 worker_command(self.port), cwd=REPO, stdout=out, stderr=subprocess.STDOUT
             )
 
-    def ready(self) -> bool:
-        return is_ready(self.port)
-
     def wait_ready(self) -> None:
+        """Until /health/ready answers 200; a RuntimeError that says why not (the worker's last answer and the end
+        of its log) once it exits or READY_TIMEOUT_SECONDS pass."""
         deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-        while not self.ready():
+        while True:
+            ready, answer = readiness(self.port)
+            if ready:
+                return
             if self.process is None or self.process.poll() is not None:
-                raise RuntimeError(f"worker {self.number} exited; see {self.log}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"worker {self.number} not ready after {READY_TIMEOUT_SECONDS:.0f} s; see {self.log}"
-                )
-            time.sleep(0.5)
+                why = f"exited ({None if self.process is None else self.process.returncode})"
+            elif time.monotonic() > deadline:
+                why = f"not ready after {READY_TIMEOUT_SECONDS:.0f} s; /health/ready: {answer[:1000]}"
+            else:
+                time.sleep(0.5)
+                continue
+            raise RuntimeError(f"worker {self.number} {why}; {self.log} ends:\n{log_tail(self.log)}")
 
     def restart(self) -> None:
         stop(self.process)

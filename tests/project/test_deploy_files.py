@@ -10,7 +10,6 @@ the shared state. A change to one side that the other does not follow fails here
 from __future__ import annotations
 
 import configparser
-import importlib.util
 import re
 import shlex
 import shutil
@@ -21,19 +20,13 @@ import pytest
 import yaml
 
 from tests.support.live_server import REPO
+from tests.support.serve_fleet import load_serve
 
 DEPLOY = REPO / "deploy"
 SYSTEMD = DEPLOY / "systemd"
 TEMPLATE = DEPLOY / "nginx.conf.template"
 SITE = SYSTEMD / "nginx-site.conf"
 ASGI = "reception_project.asgi:application"
-
-
-def load_serve():
-    spec = importlib.util.spec_from_file_location("deploy_serve", DEPLOY / "serve.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 serve = load_serve()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import re
 import signal
@@ -15,6 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support.live_server import REPO, free_port, wait_for_port
+
+
+def load_serve():
+    """`deploy/serve.py` as a module (it is a script, not in a package), for tests of its functions."""
+    spec = importlib.util.spec_from_file_location("deploy_serve", REPO / "deploy" / "serve.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def tls_without_verification() -> ssl.SSLContext:
