@@ -275,7 +275,7 @@ def rolling_restart(workers: list[Worker]) -> None:
         try:
             worker.restart()
         except RuntimeError as exc:
-            log(f"{exc}; the other workers keep their processes")
+            log(f"the rolling restart stops here, the other workers keep their processes: {exc}")
             return
         if number < len(workers):
             time.sleep(NGINX_FAIL_TIMEOUT_SECONDS)
