@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from django.conf import settings
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
 _BUSY_TIMEOUT_MS = 20_000
+_SETUP_LOCK_KEY = 0x7265_6365_7074  # "recept": the PostgreSQL advisory lock of the checkpoint tables' set-up
+_SETUP_LOCK_POLL_SECONDS = 0.1
 _lock = threading.Lock()
 _saver: BaseCheckpointSaver | None = None
 _close: Callable[[], None] | None = None
@@ -58,6 +61,7 @@ def _create() -> tuple[BaseCheckpointSaver, Callable[[], None]]:
 
 
 def _create_postgres(database: dict) -> tuple[BaseCheckpointSaver, Callable[[], None]]:
+    import psycopg
     from langgraph.checkpoint.postgres import PostgresSaver
     from psycopg.conninfo import make_conninfo
     from psycopg.rows import dict_row
@@ -78,5 +82,13 @@ def _create_postgres(database: dict) -> tuple[BaseCheckpointSaver, Callable[[], 
         open=True,
     )
     saver = PostgresSaver(pool)
-    saver.setup()
+    # LangGraph's migrations (CREATE TABLE IF NOT EXISTS, ...) are not safe to run at once: two workers starting
+    # on a fresh database failed one of them with UniqueViolation, and its warm-up never loaded the speech engines.
+    # A session lock makes the processes take turns; it is released when its connection closes. It is polled: a
+    # process blocked inside pg_advisory_lock holds a snapshot that the migrations' CREATE INDEX CONCURRENTLY
+    # waits for, and neither would ever move.
+    with psycopg.connect(conninfo, autocommit=True) as lock:
+        while not lock.execute("SELECT pg_try_advisory_lock(%s)", (_SETUP_LOCK_KEY,)).fetchone()[0]:
+            time.sleep(_SETUP_LOCK_POLL_SECONDS)
+        saver.setup()
     return saver, pool.close

@@ -164,24 +164,61 @@ def test_forget_deletes_the_conversation_but_keeps_the_visit(workflow, kiosk):
     assert Visit.objects.get(session_id="forget-me").visitor_name == "山田"
 
 
-@pytest.mark.postgres
-@pytest.mark.django_db
-def test_postgres_checkpointer_survives_a_restart(workflow, kiosk, tmp_path, monkeypatch):
+def django_database(database_url: str) -> dict:
+    """Django's DATABASES entry for a PostgreSQL URL."""
     from urllib.parse import urlparse
+
+    url = urlparse(database_url)
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": url.path.lstrip("/"),
+        "USER": url.username,
+        "PASSWORD": url.password,
+        "HOST": url.hostname,
+        "PORT": url.port,
+    }
+
+
+@pytest.mark.postgres
+def test_workers_starting_together_on_a_fresh_postgres_database_all_set_up_the_checkpointer(tmp_path):
+    """Each worker's warm-up sets the checkpoint tables up; several at once on a fresh database used to fail all but
+    one with UniqueViolation (seen with two `make serve` workers). Threads have a connection each, as processes do."""
+    import threading
 
     from reception.workflow import checkpoint
     from tests.support.live_server import throwaway_database
 
+    workers = 8
     with throwaway_database("postgres", tmp_path) as database_url:
-        url = urlparse(database_url)
-        database = {
-            "ENGINE": "django.db.backends.postgresql",
-            "NAME": url.path.lstrip("/"),
-            "USER": url.username,
-            "PASSWORD": url.password,
-            "HOST": url.hostname,
-            "PORT": url.port,
-        }
+        database, start, results = django_database(database_url), threading.Barrier(workers), []
+
+        def start_worker() -> None:
+            start.wait()
+            try:
+                results.append(checkpoint._create_postgres(database))
+            except Exception as error:  # the failure is the test's finding
+                results.append(error)
+
+        threads = [threading.Thread(target=start_worker) for _ in range(workers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        for result in results:
+            if not isinstance(result, Exception):
+                result[1]()  # close the pool before the database is dropped
+    failures = [repr(result) for result in results if isinstance(result, Exception)]
+    assert len(results) == workers and not failures, failures
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_postgres_checkpointer_survives_a_restart(workflow, kiosk, tmp_path, monkeypatch):
+    from reception.workflow import checkpoint
+    from tests.support.live_server import throwaway_database
+
+    with throwaway_database("postgres", tmp_path) as database_url:
+        database = django_database(database_url)
         monkeypatch.setattr(checkpoint, "_create", lambda: checkpoint._create_postgres(database))
         try:
             reset_checkpointer()
