@@ -124,10 +124,9 @@ async def trials(server: LiveServer, fleet_dir: Path, nginx_port: int, keys: lis
     for number in range(options.trials):
         channel = CHANNELS[number % len(CHANNELS)]
         result = await trial(server, urls, keys, channel, stops[channel], number)
-        reached = sum(len(d) for d in result["delays_ms"].values())
         every = [d for delays in result["delays_ms"].values() for d in delays]
         last = max(every, default=float("nan"))
-        print(f"  trial {number} ({channel}): {reached}/{result['sessions']} reached, last {last:.0f} ms")
+        print(f"  trial {number} ({channel}): {len(every)}/{result['sessions']} reached, last {last:.0f} ms")
         results.append(result)
     return results
 

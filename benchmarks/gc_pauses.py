@@ -80,8 +80,10 @@ def measure(options) -> dict:
 
     gc.collect()
     tracked = len(gc.get_objects())
-    before = {"heap_only": full_collection_ms(options.repeat), "with_garbage": 0.0}
-    before["with_garbage"] = full_collection_ms(options.repeat, options.garbage)
+    before = {
+        "heap_only": full_collection_ms(options.repeat),
+        "with_garbage": full_collection_ms(options.repeat, options.garbage),
+    }
     frozen = freeze_startup_heap()
     after = {
         "heap_only": full_collection_ms(options.repeat),
