@@ -2,35 +2,42 @@
 sessions it holds.
 
 Three processes besides this one: the upstream stand-in (`tests/support/load_upstream.py`), one uvicorn worker of the
-project (Realtime on for every session), and a raw relay (this script with `--serve-raw-relay`: a bare `websockets`
-server that turns kiosk frames into `input_audio_buffer.append` and reply deltas back into binary frames, nothing
-else). Kiosks stream stamped 20 ms PCM16 frames at real-time pace and speak a line every few seconds, which the
-stand-in answers with audio; the time added per frame is measured kiosk → stand-in (at the stand-in) and stand-in →
-kiosk (at the kiosk), same clock.
+project (Realtime on for every session), and a raw relay (`benchmarks/raw_relay.py`: a bare `websockets` server
+that turns kiosk frames into `input_audio_buffer.append` and reply deltas back into binary frames, nothing else).
+Kiosks stream stamped 20 ms PCM16 frames at real-time pace and speak a line every few seconds, which the stand-in
+answers with audio; the time added per frame is measured kiosk → stand-in (at the stand-in) and stand-in → kiosk
+(at the kiosk), same clock.
 
 * compare: the same sessions through each relay in turn: time added p50/p95/p99 per direction, and messages per
-  second per core (frames relayed over the relay's CPU seconds), as ratios ours/raw;
+  second per core (frames relayed over the relay's CPU seconds), as ratios ours/raw: over the whole phase, and
+  (`streaming`) over the window in which every kiosk streams, without the sessions opening and closing, whose
+  workflow and database work only our server has; `--repeat N` runs N such rounds and gives each round's ratios
+  and their median, since a noisy moment of a shared machine skews one round;
 * capacity: step the sessions up through our server until the added time's p95 passes `--budget-ms` (20); with
   `--raw-capacity` the raw relay first, as the most this machine can measure (the kiosks and the stand-in share its
   cores). Each step also gives the CPU of the kiosks and of the stand-in, and the sessions that were on Legacy
   (by reason): a step with any is not held, since the relay did not carry them. The hour's cost limit is raised
   for the run, so every session is admitted to Realtime.
 
+`--silent`: the kiosks stream silence, so no turn is taken: what the relay costs for its frames alone, apart from
+what the conversation's turns (the replies, the workflow, the accounting) cost.
+
 `--profile [RAW_STACKS]`: py-spy samples the server during the largest step that held (else the first), once its
 sessions have opened and every kiosk streams, and the busy event loop's top costs are printed, inclusive and self
 (the raw stacks kept at RAW_STACKS if given).
 
-    python benchmarks/relay_capacity.py [--sessions 10] [--seconds 20] [--steps 10,20,40,60,80,100] [--redis URL]
+    python benchmarks/relay_capacity.py [--sessions 10] [--seconds 20] [--steps 10,20,40,60,80,100] [--repeat 1]
+        [--silent] [--redis URL]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -44,7 +51,6 @@ import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from realtime.client import APPEND_PREFIX
 from tests.load_test_realtime import cpu_seconds, create_kiosks, upstream_stats, wait_until_settled
 from tests.support.live_server import (
     CONNECTION_LIMITS_LIFTED,
@@ -60,6 +66,7 @@ from tests.support.serve_fleet import Fleet, group_pids, serving
 SILENCE = bytes(FRAME_BYTES)
 SPEECH = [(b"\x00\x20\x00\xe0" * (FRAME_BYTES // 4)) for _ in range(40)]  # 0.8 s of a loud square wave
 LINE_EVERY = 4.0  # seconds between the kiosk's lines
+RAW_RELAY = Path(__file__).with_name("raw_relay.py")
 
 
 @dataclass(frozen=True)
@@ -68,40 +75,6 @@ class Standin:
 
     port: int
     pid: int
-
-
-# --- the raw relay ------------------------------------------------------------------------------------------------
-
-
-async def raw_relay(kiosk, upstream_url: str) -> None:
-    """One kiosk socket relayed to one upstream session with nothing in between."""
-    async with websockets.connect(
-        upstream_url, additional_headers={"Authorization": "Bearer sk-raw"}, max_size=None, compression=None
-    ) as upstream:
-
-        async def down() -> None:
-            async for raw in upstream:
-                if raw.startswith('{"type": "response.output_audio.delta"'):
-                    await kiosk.send(base64.b64decode(json.loads(raw)["delta"]))
-                elif raw.startswith('{"type": "response.done"'):
-                    await kiosk.send('{"type": "response.done"}')
-
-        task = asyncio.ensure_future(down())
-        try:
-            async for frame in kiosk:
-                if isinstance(frame, bytes):
-                    await upstream.send(APPEND_PREFIX + base64.b64encode(frame).decode() + '"}')
-                elif json.loads(frame).get("type") == "session.start":
-                    await kiosk.send(json.dumps({"type": "session.started", "mode": "realtime"}))
-        finally:
-            task.cancel()
-
-
-async def serve_raw_relay(port: int, upstream_url: str) -> None:
-    async with websockets.serve(
-        lambda kiosk: raw_relay(kiosk, upstream_url), "127.0.0.1", port, max_size=None, compression=None
-    ):
-        await asyncio.Future()
 
 
 # --- kiosks -------------------------------------------------------------------------------------------------------
@@ -116,8 +89,9 @@ class Kiosks:
     report keeps the frames that waited for a session to open apart).
     """
 
-    def __init__(self, target: Fleet, keys: list[str], seconds: float) -> None:
+    def __init__(self, target: Fleet, keys: list[str], seconds: float, silent: bool = False) -> None:
         self.target, self.keys, self.seconds = target, keys, seconds
+        self.lines = [SILENCE] * len(SPEECH) if silent else SPEECH  # silent: no turns, the relay's frames alone
         self.downstream_ms: list[float] = []
         self.sent = 0
         self.errors: Counter = Counter()
@@ -177,42 +151,63 @@ class Kiosks:
                 elif message["type"] == "error":
                     self.errors[message["code"]] += 1
 
+    async def streaming_window(self, relay: tuple[int, ...], standin: int, window: dict, on_streaming=None) -> None:
+        """Fill `window` with what the relay, the kiosks (this process) and the stand-in used while every kiosk
+        streams: from the last one's start (1 + LINE_EVERY after every session started, at most) to the first one's
+        end (1 + seconds after), less a margin; `on_streaming()` is called as it opens. Left empty when the phase is
+        too short for one."""
+
+        def counts() -> dict:
+            return {
+                "at": time.monotonic(),
+                "relay": cpu_seconds(*relay),
+                "kiosks": cpu_seconds(os.getpid()),
+                "standin": cpu_seconds(standin),
+                "messages": self.sent + len(self.downstream_ms),
+            }
+
+        await self.all_started.wait()
+        await asyncio.sleep(1.0 + LINE_EVERY)  # the greetings, and every kiosk's offset into its line
+        if on_streaming is not None:
+            on_streaming()
+        if self.seconds - LINE_EVERY - 0.5 < 1.0:
+            return
+        before = counts()
+        await asyncio.sleep(self.seconds - LINE_EVERY - 0.5)
+        window.update({key: value - before[key] for key, value in counts().items()})
+
     async def stream(self, ws) -> None:
         start = tick = time.monotonic()
         while tick - start < self.seconds:
             phase = (tick - start) % LINE_EVERY
-            frame = SPEECH[int(phase / 0.02)] if phase < 0.8 else SILENCE
+            frame = self.lines[int(phase / 0.02)] if phase < 0.8 else SILENCE
             await ws.send(stamp(frame))
             self.sent += 1
             tick = max(tick + 0.02, time.monotonic() - 0.2)
             await asyncio.sleep(max(0.0, tick - time.monotonic()))
 
 
-async def phase(target: Fleet, keys: list[str], seconds: float, standin: Standin, on_streaming=None) -> dict:
-    """One run of the kiosks through one relay at real-time pace; the stand-in's counts are reset first.
-    `on_streaming()` is called once every session has started and the kiosks stream."""
+async def phase(target: Fleet, keys: list[str], options, standin: Standin, on_streaming=None) -> dict:
+    """One run of the kiosks through one relay at real-time pace for `options.seconds` (in silence with
+    `options.silent`); the stand-in's counts are reset first. `on_streaming()` is called once every session has
+    started and the kiosks stream."""
     await asyncio.sleep(2)  # what the previous phase left in flight arrives first
     await asyncio.to_thread(upstream_stats, standin.port, True)
-    kiosks = Kiosks(target, keys, seconds)
+    kiosks = Kiosks(target, keys, options.seconds, options.silent)
     others = (os.getpid(), standin.pid)
     server_side = group_pids(target.group) if target.group else []
     cpu, cpu_others, started = cpu_seconds(*target.pids), [cpu_seconds(other) for other in others], time.monotonic()
     cpu_server_side = cpu_seconds(*server_side)
-
-    async def streaming() -> None:
-        await kiosks.all_started.wait()
-        await asyncio.sleep(1.0 + LINE_EVERY)  # the greetings, and every kiosk's offset into its line
-        on_streaming()
-
-    watch = asyncio.ensure_future(streaming()) if on_streaming else None
+    window: dict = {}
+    watch = asyncio.ensure_future(kiosks.streaming_window((*target.pids,), standin.pid, window, on_streaming))
     await kiosks.run()
-    if watch is not None:
-        watch.cancel()
+    watch.cancel()
     elapsed, cpu = time.monotonic() - started, cpu_seconds(*target.pids) - cpu
     cpu_server_side = cpu_seconds(*server_side) - cpu_server_side
     kiosks_cpu, standin_cpu = (cpu_seconds(other) - before for other, before in zip(others, cpu_others, strict=True))
     stats = await asyncio.to_thread(upstream_stats, standin.port)
     upstream, down = stats["upstream_ms"], percentiles(kiosks.downstream_ms)
+    percent = lambda key: round(100 * window[key] / window["at"], 1)  # noqa: E731
     return {
         "sessions": len(keys),
         "kiosk_to_upstream_ms": upstream,
@@ -222,6 +217,8 @@ async def phase(target: Fleet, keys: list[str], seconds: float, standin: Standin
         "session_opening_wait_ms": stats["opening_ms"],
         "frames_sent": kiosks.sent,
         "frames_relayed_per_second": round(upstream["count"] / elapsed, 1),
+        # The whole phase: the sessions opening (our server's workflow and database work; the raw relay has none),
+        # the streams, the sessions closing.
         "relay_cpu_percent": round(100 * cpu / elapsed, 1),  # the relay's process, or all the workers together
         # Behind nginx: the supervisor's whole process group (the workers, nginx, the task consumer).
         **({"server_side_cpu_percent": round(100 * cpu_server_side / elapsed, 1)} if server_side else {}),
@@ -230,6 +227,16 @@ async def phase(target: Fleet, keys: list[str], seconds: float, standin: Standin
         "standin_cpu_percent": round(100 * standin_cpu / elapsed, 1),
         # Frames relayed (both directions) per second of the relay's CPU: the messages per second one core carries.
         "messages_per_cpu_second": round((upstream["count"] + down["count"]) / max(cpu, 1e-3)),
+        # The same while every kiosk streams, sessions held and none opening or closing (None: too short a phase).
+        "streaming": {
+            "seconds": round(window["at"], 1),
+            "relay_cpu_percent": percent("relay"),
+            "kiosks_cpu_percent": percent("kiosks"),
+            "standin_cpu_percent": percent("standin"),
+            "messages_per_cpu_second": round(window["messages"] / max(window["relay"], 1e-3)),
+        }
+        if window
+        else None,
         "errors": dict(kiosks.errors),
         # A session on Legacy relays nothing (its frames go to the local VAD): a step with any is not held.
         "sessions_on_legacy": dict(kiosks.on_legacy),
@@ -274,31 +281,56 @@ def top_costs(path: Path, count: int = 30) -> dict[str, list[tuple[float, str]]]
     return {"inclusive": top(inclusive, count), "self": top(own, count // 2)}
 
 
-async def compare(targets: dict[str, Fleet], keys: list[str], options, standin: Standin) -> dict:
-    result = {}
-    for name in ("raw", "ours"):
-        result[name] = await phase(targets[name], keys, options.seconds, standin)
-    ratio = lambda key, a, b: round(a[key] / b[key], 2) if b[key] else None  # noqa: E731
-    up = lambda name, key: result[name]["kiosk_to_upstream_ms"][key]  # noqa: E731
-    result["ratios_ours_over_raw"] = {
-        "added_p50_kiosk_to_upstream": round(up("ours", "p50") / up("raw", "p50"), 2),
-        "added_p95_kiosk_to_upstream": round(up("ours", "p95") / up("raw", "p95"), 2),
-        "added_p95_worst_direction": ratio("added_p95_ms", result["ours"], result["raw"]),
-        "messages_per_cpu_second": ratio("messages_per_cpu_second", result["ours"], result["raw"]),
+def ratios(round_: dict) -> dict:
+    """One round's figures of ours over the raw relay's."""
+    ours, raw = round_["ours"], round_["raw"]
+    ratio = lambda a, b: round(a / b, 2) if b else None  # noqa: E731
+    streaming = ours["streaming"] and raw["streaming"]
+    return {
+        "added_p50_kiosk_to_upstream": ratio(ours["kiosk_to_upstream_ms"]["p50"], raw["kiosk_to_upstream_ms"]["p50"]),
+        "added_p95_kiosk_to_upstream": ratio(ours["kiosk_to_upstream_ms"]["p95"], raw["kiosk_to_upstream_ms"]["p95"]),
+        "added_p95_worst_direction": ratio(ours["added_p95_ms"], raw["added_p95_ms"]),
+        "messages_per_cpu_second": ratio(ours["messages_per_cpu_second"], raw["messages_per_cpu_second"]),
+        # Without the sessions opening and closing, which cost our server its workflow's and database's work.
+        "messages_per_cpu_second_streaming": ratio(
+            ours["streaming"]["messages_per_cpu_second"], raw["streaming"]["messages_per_cpu_second"]
+        )
+        if streaming
+        else None,
     }
-    return result
+
+
+async def compare(targets: dict[str, Fleet], keys: list[str], options, standin: Standin) -> dict:
+    """`options.repeat` rounds of the same sessions through the raw relay, then ours: a noisy moment of a shared
+    machine skews one round's ratio, not their median."""
+    rounds = []
+    for number in range(1, options.repeat + 1):
+        round_ = {name: await phase(targets[name], keys, options, standin) for name in ("raw", "ours")}
+        round_["ratios_ours_over_raw"] = ratios(round_)
+        rounds.append(round_)
+        print(
+            f"  round {number}: added p95 raw {round_['raw']['added_p95_ms']} ms, ours {round_['ours']['added_p95_ms']}"
+            f" ms ({round_['ratios_ours_over_raw']['added_p95_worst_direction']}x)",
+            flush=True,
+        )
+    medians = {}
+    for key in rounds[0]["ratios_ours_over_raw"]:
+        values = [round_["ratios_ours_over_raw"][key] for round_ in rounds]
+        medians[key] = round(statistics.median(values), 2) if None not in values else None
+    return {"rounds": rounds, "median_ratios_ours_over_raw": medians}
 
 
 async def capacity(target: Fleet, keys: list[str], options, standin: Standin) -> dict:
     """Step the sessions up through one relay until the added time's p95 passes the budget (or errors come)."""
     steps, held = [], None
     for count in options.steps:
-        step = await phase(target, keys[:count], options.seconds, standin)
+        step = await phase(target, keys[:count], options, standin)
         steps.append(step)
         print(
             f"  {count} sessions: added p95 {step['added_p95_ms']} ms, CPU % relay {step['relay_cpu_percent']}"
             f" (server side {step.get('server_side_cpu_percent', step['relay_cpu_percent'])})"
-            f" kiosks {step['kiosks_cpu_percent']} stand-in {step['standin_cpu_percent']};"
+            f" kiosks {step['kiosks_cpu_percent']} stand-in {step['standin_cpu_percent']}"
+            f" (while every kiosk streams: relay {(step['streaming'] or {}).get('relay_cpu_percent')});"
             f" {step['session_opening_wait_ms']['count']} frames sent before a session opened;"
             f" on Legacy {step['sessions_on_legacy'] or 'none'}",
             flush=True,
@@ -325,7 +357,7 @@ async def capacities(targets: dict[str, Fleet], keys: list[str], options, standi
         def start_profile() -> None:
             spies.append(profile(ours.pids[0], max(1.0, options.seconds - LINE_EVERY - 1.0), stacks))
 
-        await phase(ours, keys[: held or options.steps[0]], options.seconds, standin, start_profile)
+        await phase(ours, keys[: held or options.steps[0]], options, standin, start_profile)
         for spy in spies:  # none when the phase ended before its kiosks streamed
             spy.wait(timeout=60)
         result["profile_busy_loop_percent"] = top_costs(stacks) if spies else None
@@ -351,9 +383,7 @@ def start_processes(options, scratch: Path, database_url: str):
     with server.log.open("ab") as log:
         commands = [[sys.executable, "tests/support/load_upstream.py", "--port", str(upstream_port)]]
         if not options.workers:
-            commands.append(
-                [sys.executable, __file__, "--serve-raw-relay", str(raw_port), env["REALTIME_API_URL"] + "?model=m"]
-            )
+            commands.append([sys.executable, str(RAW_RELAY), str(raw_port), env["REALTIME_API_URL"] + "?model=m"])
         for command in commands:
             started.append(subprocess.Popen(command, cwd=REPO, env=server.env, stdout=log, stderr=subprocess.STDOUT))
     wait_for_port(upstream_port, 60, started[0], server.log)
@@ -408,6 +438,10 @@ def main() -> int:
     parser.add_argument("--sessions", type=int, default=10, help="sessions of the comparison")
     parser.add_argument("--seconds", type=float, default=20.0, help="seconds of each phase and step")
     parser.add_argument("--steps", default="10,20,40,60,80,100", help="session counts of the capacity run ('': none)")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds of the comparison (their median is given)")
+    parser.add_argument(
+        "--silent", action="store_true", help="the kiosks stream silence: no turns, the relay's frames alone"
+    )
     parser.add_argument("--budget-ms", type=float, default=20.0, help="the added time's p95 a step must stay under")
     parser.add_argument(
         "--profile",
@@ -426,11 +460,7 @@ def main() -> int:
         "stepped up in turn, instead of the comparison and one worker alone",
     )
     parser.add_argument("--json", help="also write the result to this path")
-    parser.add_argument("--serve-raw-relay", nargs=2, metavar=("PORT", "UPSTREAM_URL"), help=argparse.SUPPRESS)
     options = parser.parse_args()
-    if options.serve_raw_relay:
-        uvloop.run(serve_raw_relay(int(options.serve_raw_relay[0]), options.serve_raw_relay[1]))
-        return 0
     os.environ.setdefault("DJANGO_SECRET_KEY", "benchmark")
     options.steps = [int(count) for count in options.steps.split(",") if count]
     options.workers = [int(count) for count in (options.workers or "").split(",") if count]
