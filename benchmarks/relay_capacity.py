@@ -151,11 +151,11 @@ class Kiosks:
                 elif message["type"] == "error":
                     self.errors[message["code"]] += 1
 
-    async def streaming_window(self, relay: tuple[int, ...], standin: int, window: dict, on_streaming=None) -> None:
-        """Fill `window` with what the relay, the kiosks (this process) and the stand-in used while every kiosk
-        streams: from the last one's start (1 + LINE_EVERY after every session started, at most) to the first one's
-        end (1 + seconds after), less a margin; `on_streaming()` is called as it opens. Left empty when the phase is
-        too short for one."""
+    async def streaming_window(self, relay: tuple[int, ...], standin: int, on_streaming=None) -> dict:
+        """What the relay, the kiosks (this process) and the stand-in used, and the frames the kiosks sent and got,
+        while every kiosk streams: from the last one's start (1 + LINE_EVERY after every session started, at most)
+        to the first one's end (1 + seconds after), less a margin; `on_streaming()` is called as it opens. Empty
+        when the phase is too short for one."""
 
         def counts() -> dict:
             return {
@@ -171,10 +171,10 @@ class Kiosks:
         if on_streaming is not None:
             on_streaming()
         if self.seconds - LINE_EVERY - 0.5 < 1.0:
-            return
+            return {}
         before = counts()
         await asyncio.sleep(self.seconds - LINE_EVERY - 0.5)
-        window.update({key: value - before[key] for key, value in counts().items()})
+        return {key: value - before[key] for key, value in counts().items()}
 
     async def stream(self, ws) -> None:
         start = tick = time.monotonic()
@@ -198,9 +198,9 @@ async def phase(target: Fleet, keys: list[str], options, standin: Standin, on_st
     server_side = group_pids(target.group) if target.group else []
     cpu, cpu_others, started = cpu_seconds(*target.pids), [cpu_seconds(other) for other in others], time.monotonic()
     cpu_server_side = cpu_seconds(*server_side)
-    window: dict = {}
-    watch = asyncio.ensure_future(kiosks.streaming_window((*target.pids,), standin.pid, window, on_streaming))
+    watch = asyncio.ensure_future(kiosks.streaming_window((*target.pids,), standin.pid, on_streaming))
     await kiosks.run()
+    window = watch.result() if watch.done() else {}  # not done: the sessions never all started
     watch.cancel()
     elapsed, cpu = time.monotonic() - started, cpu_seconds(*target.pids) - cpu
     cpu_server_side = cpu_seconds(*server_side) - cpu_server_side
@@ -227,7 +227,8 @@ async def phase(target: Fleet, keys: list[str], options, standin: Standin, on_st
         "standin_cpu_percent": round(100 * standin_cpu / elapsed, 1),
         # Frames relayed (both directions) per second of the relay's CPU: the messages per second one core carries.
         "messages_per_cpu_second": round((upstream["count"] + down["count"]) / max(cpu, 1e-3)),
-        # The same while every kiosk streams, sessions held and none opening or closing (None: too short a phase).
+        # While every kiosk streams, sessions held and none opening or closing (None: too short a phase); its messages
+        # are the frames the kiosks sent and got.
         "streaming": {
             "seconds": round(window["at"], 1),
             "relay_cpu_percent": percent("relay"),

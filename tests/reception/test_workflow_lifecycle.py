@@ -165,18 +165,10 @@ def test_forget_deletes_the_conversation_but_keeps_the_visit(workflow, kiosk):
 
 
 def django_database(database_url: str) -> dict:
-    """Django's DATABASES entry for a PostgreSQL URL."""
-    from urllib.parse import urlparse
+    """Django's DATABASES entry for a database URL, as the settings make it."""
+    import environ
 
-    url = urlparse(database_url)
-    return {
-        "ENGINE": "django.db.backends.postgresql",
-        "NAME": url.path.lstrip("/"),
-        "USER": url.username,
-        "PASSWORD": url.password,
-        "HOST": url.hostname,
-        "PORT": url.port,
-    }
+    return environ.Env.db_url_config(database_url)
 
 
 @pytest.mark.postgres
