@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SECRET_KEY", "benchmark")  # for its throwaway database and servers
 
 from benchmarks.failover import percentile
-from tests.support.live_server import REPO, database_env, migrated_postgres, migrated_sqlite
+from benchmarks.fresh_database import KINDS, run_worker
 
 
 def decide(session_id: str):
@@ -85,31 +84,8 @@ def worker(sessions: int) -> None:
 
 def run(kind: str, sessions: int, directory: Path) -> dict:
     """Migrate a fresh database of ``kind``, run the worker on it, and return its results."""
-    if kind == "sqlite":
-        started = time.perf_counter()
-        return _run_worker(migrated_sqlite(directory), sessions, directory / "sqlite.log", started)
-    started = time.perf_counter()
-    with migrated_postgres() as url:
-        return _run_worker(url, sessions, directory / "postgres.log", started)
-
-
-def _run_worker(url: str, sessions: int, log: Path, started: float) -> dict:
-    migrated = time.perf_counter()
-    env = database_env(url, {"REALTIME_COST_LIMIT_PER_HOUR": COST_LIMIT_USD})
-    with log.open("w") as stderr:
-        done = subprocess.run(
-            [sys.executable, __file__, "--worker", "--sessions", str(sessions)],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-            timeout=300,
-        )
-    if done.returncode != 0:
-        raise SystemExit(f"the worker failed:\n{log.read_text()[-3000:]}")
-    results = json.loads(done.stdout.strip().splitlines()[-1])
-    return {**results, "migrate_s": migrated - started, "run_s": time.perf_counter() - migrated}
+    argv = [__file__, "--worker", "--sessions", str(sessions)]
+    return run_worker(kind, directory, argv, {"REALTIME_COST_LIMIT_PER_HOUR": COST_LIMIT_USD})
 
 
 def spread(ms: list[float]) -> str:
@@ -147,7 +123,7 @@ def main() -> None:
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "reception_project.settings")
         worker(args.sessions)
         return
-    kinds = ["sqlite", "postgres"] if args.database == "both" else [args.database]
+    kinds = KINDS if args.database == "both" else [args.database]
     print(f"routing decision per session: {args.sessions} new sessions, then the same again; Realtime at {PERCENT} %")
     print(f"load average before: {' '.join(f'{load:.2f}' for load in os.getloadavg())} ({os.cpu_count()} CPUs)")
     with tempfile.TemporaryDirectory() as directory:

@@ -12,12 +12,13 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Literal
 
 from django.conf import settings
 
 from .bucketing import percent_to_bp
-from .models import AllowlistEntry, EmergencyState, RolloutConfig
+from .models import SINGLETON_ID, AllowlistEntry, EmergencyState, RolloutConfig
 
 Source = Literal["code", "env", "admin", "forced"]
 
@@ -105,7 +106,6 @@ def resolve(
     env_enabled = bool(settings.FEATURE_REALTIME_MODE_ENABLED)
     env_percent_bp = percent_to_bp(float(settings.FEATURE_REALTIME_ROLLOUT_PERCENTAGE))
     env_allowlist = frozenset(s.strip() for s in settings.FEATURE_REALTIME_ALLOWLIST_SESSIONS if s.strip())
-    env_cost = float(settings.REALTIME_COST_LIMIT_PER_HOUR)
 
     disabled_by_environment = bool(settings.REALTIME_DISABLED_BY_ENVIRONMENT)
     if emergency is not None and emergency.active:
@@ -131,10 +131,7 @@ def resolve(
     else:
         allowlist = Setting(env_allowlist, _env_source("FEATURE_REALTIME_ALLOWLIST_SESSIONS"), env_allowlist)
 
-    if row.cost_limit_per_hour is not None:
-        cost = Setting(float(row.cost_limit_per_hour), "admin", env_cost)
-    else:
-        cost = Setting(env_cost, _env_source("REALTIME_COST_LIMIT_PER_HOUR"), env_cost)
+    cost = _cost_limit(row.cost_limit_per_hour)
 
     return ResolvedConfig(
         enabled=enabled,
@@ -149,6 +146,13 @@ def resolve(
     )
 
 
+def _cost_limit(admin_value: Decimal | None) -> Setting:
+    env_cost = float(settings.REALTIME_COST_LIMIT_PER_HOUR)
+    if admin_value is not None:
+        return Setting(float(admin_value), "admin", env_cost)
+    return Setting(env_cost, _env_source("REALTIME_COST_LIMIT_PER_HOUR"), env_cost)
+
+
 def load_emergency() -> EmergencySnapshot:
     """The current emergency state, read from the database."""
     return EmergencySnapshot.from_row(EmergencyState.load())
@@ -158,3 +162,10 @@ def load_config(emergency: EmergencySnapshot | None = None) -> ResolvedConfig:
     """The effective config, read from the database (two small queries)."""
     allowlist = AllowlistEntry.objects.values_list("session_id", flat=True)
     return resolve(RolloutConfig.load(), allowlist, emergency)
+
+
+def load_cost_limit() -> float:
+    """The effective hourly Realtime cost limit in USD, as ``load_config`` gives it, in one small query (every
+    priced response reads it)."""
+    rows = RolloutConfig.objects.filter(pk=SINGLETON_ID).values_list("cost_limit_per_hour", flat=True)
+    return _cost_limit(rows.first()).value

@@ -12,6 +12,7 @@ falls below 70 % of it (hysteresis instead of probing, since the window rolls by
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -177,13 +178,13 @@ def _close(row: GuardState, reason: str, now: datetime) -> bool:
     return bool(changed)
 
 
-def _trip_reason(row: GuardState, params: GuardParams) -> str | None:
-    if params.consecutive_failures and row.consecutive_failures >= params.consecutive_failures:
-        return f"{row.consecutive_failures} consecutive failures"
-    if row.window_samples >= max(params.min_samples, 1) and row.window_failures >= params.min_failures:
-        rate = row.window_failures / row.window_samples
+def _trip_reason(streak: int, samples: int, failures: int, params: GuardParams) -> str | None:
+    if params.consecutive_failures and streak >= params.consecutive_failures:
+        return f"{streak} consecutive failures"
+    if samples >= max(params.min_samples, 1) and failures >= params.min_failures:
+        rate = failures / samples
         if rate >= params.failure_rate:
-            return f"failure rate {rate:.1%} over {row.window_samples} samples (threshold {params.failure_rate:.1%})"
+            return f"failure rate {rate:.1%} over {samples} samples (threshold {params.failure_rate:.1%})"
     return None
 
 
@@ -193,37 +194,67 @@ def record_sample(name: str, ok: bool, *, now: datetime | None = None) -> str | 
     CLOSED: the sample enters the window (which restarts once older than the guard's window) and may trip it.
     HALF_OPEN: the sample is a probe result. OPEN: ignored (it comes from a session admitted earlier).
     """
+    return record_samples(name, [ok], now=now)
+
+
+def record_samples(name: str, outcomes: Sequence[bool], *, now: datetime | None = None) -> str | None:
+    """Count several outcomes, in order, as ``record_sample`` would one after another (the metrics writer's
+    batch); return the last transition they caused, or None.
+
+    A closed guard takes them all in one update, and trips if it would have after any one of them.
+    """
     params = guard_params(name)
     if name == GuardName.COST:
         raise ValueError("The cost guard is fed by record_cost(), not by samples.")
     now = now or timezone.now()
+    left, moved = list(outcomes), None
     with transaction.atomic():
-        row = _row(name)
-        qs = GuardState.objects.filter(pk=row.pk)
-        if row.state == GuardStatus.OPEN:
-            return None
-        if row.state == GuardStatus.HALF_OPEN:
-            if not ok:
-                return "reopened" if _trip(row, "a probe session failed", now) else None
-            qs.filter(state=GuardStatus.HALF_OPEN).update(probe_successes=F("probe_successes") + 1, updated_at=now)
-            row.refresh_from_db()
-            if row.state == GuardStatus.HALF_OPEN and row.probe_successes >= params.probes_to_close:
-                return "closed" if _close(row, f"{row.probe_successes} probe sessions succeeded", now) else None
-            return None
-        if row.window_started_at is None or now - row.window_started_at >= params.window:
-            qs.filter(window_started_at=row.window_started_at).update(
-                window_started_at=now, window_samples=0, window_failures=0
-            )
-        qs.update(
-            window_samples=F("window_samples") + 1,
-            window_failures=F("window_failures") + (0 if ok else 1),
-            consecutive_failures=0 if ok else F("consecutive_failures") + 1,
-            updated_at=now,
+        while left:
+            row = _row(name)
+            if row.state == GuardStatus.OPEN:
+                break
+            if row.state == GuardStatus.HALF_OPEN:
+                moved = _probe_result(row, left.pop(0), params, now) or moved
+                continue
+            return _count_in_window(row, left, params, now) or moved
+    return moved
+
+
+def _probe_result(row: GuardState, ok: bool, params: GuardParams, now: datetime) -> str | None:
+    """A half-open guard's probe session reported: one failure reopens it, enough successes close it."""
+    if not ok:
+        return "reopened" if _trip(row, "a probe session failed", now) else None
+    qs = GuardState.objects.filter(pk=row.pk, state=GuardStatus.HALF_OPEN)
+    qs.update(probe_successes=F("probe_successes") + 1, updated_at=now)
+    row.refresh_from_db()
+    if row.state == GuardStatus.HALF_OPEN and row.probe_successes >= params.probes_to_close:
+        return "closed" if _close(row, f"{row.probe_successes} probe sessions succeeded", now) else None
+    return None
+
+
+def _count_in_window(row: GuardState, outcomes: list[bool], params: GuardParams, now: datetime) -> str | None:
+    """A closed guard: add the outcomes to its window (F() updates) and trip it if it would have after any one."""
+    qs = GuardState.objects.filter(pk=row.pk)
+    if row.window_started_at is None or now - row.window_started_at >= params.window:
+        qs.filter(window_started_at=row.window_started_at).update(
+            window_started_at=now, window_samples=0, window_failures=0
         )
-        row.refresh_from_db()
-        reason = _trip_reason(row, params)
-        if reason and row.state == GuardStatus.CLOSED and _trip(row, reason, now):
-            return "opened"
+    count, failures, streak = len(outcomes), outcomes.count(False), row.consecutive_failures
+    trailing = count - 1 - max((i for i, ok in enumerate(outcomes) if ok), default=-1)
+    qs.update(
+        window_samples=F("window_samples") + count,
+        window_failures=F("window_failures") + failures,
+        consecutive_failures=F("consecutive_failures") + count if trailing == count else trailing,
+        updated_at=now,
+    )
+    row.refresh_from_db()
+    if trailing == count:
+        streak = row.consecutive_failures - count  # other processes' failures in a row count too
+    samples, failed = row.window_samples - count, row.window_failures - failures
+    for ok in outcomes:
+        samples, failed, streak = samples + 1, failed + (not ok), 0 if ok else streak + 1
+        if reason := _trip_reason(streak, samples, failed, params):
+            return "opened" if row.state == GuardStatus.CLOSED and _trip(row, reason, now) else None
     return None
 
 
@@ -232,11 +263,11 @@ def record_session_outcome(ok: bool, *, now: datetime | None = None) -> str | No
     return record_sample(GuardName.ERROR_RATE, ok, now=now)
 
 
-def record_turn_latency(ttfa_ms: float, *, now: datetime | None = None) -> str | None:
-    """A Realtime turn's time to first audio; slower than SLOW_TURN_MS counts as a failure."""
-    if ttfa_ms < 0:
-        raise ValueError(f"Time to first audio cannot be negative ({ttfa_ms} ms).")
-    return record_sample(GuardName.LATENCY, ttfa_ms <= SLOW_TURN_MS, now=now)
+def record_turn_latency(*ttfa_ms: float, now: datetime | None = None) -> str | None:
+    """Realtime turns' times to first audio, in order; slower than SLOW_TURN_MS counts as a failure."""
+    if any(ms < 0 for ms in ttfa_ms):
+        raise ValueError(f"Time to first audio cannot be negative ({min(ttfa_ms)} ms).")
+    return record_samples(GuardName.LATENCY, [ms <= SLOW_TURN_MS for ms in ttfa_ms], now=now)
 
 
 def record_connection_result(ok: bool, *, now: datetime | None = None) -> str | None:
@@ -300,8 +331,16 @@ def projected_cost_guard(guard: GuardSnapshot, limit_usd: float, *, now: datetim
     return replace(guard, state=GuardStatus.OPEN if move == "open" else GuardStatus.CLOSED)
 
 
-def refresh_cost_guard(limit_usd: float, *, now: datetime | None = None) -> str | None:
-    """Open the cost guard at the hourly limit, close it below 70 % of it; return the transition or None.
+@dataclass(frozen=True)
+class CostCheck:
+    """What re-checking the cost guard did ('opened', 'closed' or None), and whether it is open after it."""
+
+    transition: Literal["opened", "closed"] | None
+    open: bool
+
+
+def refresh_cost_guard(limit_usd: float, *, now: datetime | None = None) -> CostCheck:
+    """Open the cost guard at the hourly limit, close it below 70 % of it.
 
     Every session start and every priced response calls this, and nearly always nothing moves: the guard's state
     is read first, and only a due transition takes the write transaction, where it is checked again."""
@@ -309,17 +348,21 @@ def refresh_cost_guard(limit_usd: float, *, now: datetime | None = None) -> str 
     spend = float(spend_last_hour(now=now))
     state = GuardState.objects.filter(name=GuardName.COST).values_list("state", flat=True).first()
     if state is not None and cost_guard_transition(state, spend, limit_usd) is None:
-        return None
+        return CostCheck(None, state != GuardStatus.CLOSED)
     with transaction.atomic():
         row = _row(GuardName.COST)
         move = cost_guard_transition(row.state, spend, limit_usd)
+        if move is None:
+            return CostCheck(None, row.state != GuardStatus.CLOSED)
         if move == "open":
             reason = f"spend {spend:.2f} USD in the last hour reached the limit {limit_usd:.2f} USD"
-            return "opened" if _trip(row, reason, now) else None
-        if move == "close":
+            moved = _trip(row, reason, now)
+        else:
             reason = f"spend {spend:.2f} USD fell below {COST_RECOVERY_RATIO:.0%} of the limit {limit_usd:.2f} USD"
-            return "closed" if _close(row, reason, now) else None
-    return None
+            moved = _close(row, reason, now)
+        if moved:
+            return CostCheck("opened" if move == "open" else "closed", move == "open")
+    return CostCheck(None, cost_guard_open())  # another process moved it first: what it left counts
 
 
 def cost_guard_open() -> bool:
@@ -329,9 +372,9 @@ def cost_guard_open() -> bool:
 
 def record_cost(
     usd: float | Decimal, limit_usd: float, *, now: datetime | None = None, session_id: str | None = None
-) -> str | None:
+) -> CostCheck:
     """Add Realtime spend to the ledger's current minute (see ``metrics.ledger.add_spend``) and re-check the cost
-    guard; return the transition it caused ('opened', 'closed') or None."""
+    guard against ``limit_usd``."""
     now = now or timezone.now()
     add_spend(usd, now=now, session_id=session_id)
     return refresh_cost_guard(limit_usd, now=now)

@@ -13,7 +13,7 @@ from reception.signals import visits_purged
 
 from . import guards, reporting
 from .autopilot import demote_on_trip
-from .config import load_config
+from .config import load_cost_limit
 from .models import AuditEntry, FallbackEvent, FallbackReason
 from .signals import guard_tripped
 
@@ -23,11 +23,11 @@ FAILURE_FALLBACKS = {FallbackReason.CONNECTION_ERROR, FallbackReason.UPSTREAM_ER
 
 def refresh_cost_guard(sender: Any, *, now: datetime, **kwargs: Any) -> None:
     """The metrics writer added Realtime spend: hold it to the effective hourly limit."""
-    guards.refresh_cost_guard(load_config().cost_limit_per_hour.value, now=now)
+    guards.refresh_cost_guard(load_cost_limit(), now=now)
 
 
-def count_turn_latency(sender: Any, *, ttfa_ms: float, at: datetime, **kwargs: Any) -> None:
-    guards.record_turn_latency(ttfa_ms, now=at)
+def count_turn_latency(sender: Any, *, ttfa_ms: list[float], at: datetime, **kwargs: Any) -> None:
+    guards.record_turn_latency(*ttfa_ms, now=at)
 
 
 def count_session_outcome(sender: Any, *, session_id: str, outcome: str, at: datetime, **kwargs: Any) -> None:
@@ -61,7 +61,7 @@ def connect() -> None:
     price_version_added.connect(audit_price_version, dispatch_uid="fallback.audit_price")
     visits_purged.connect(audit_purge, dispatch_uid="fallback.audit_purge")
     sources.register(
-        cost_limit=lambda: load_config().cost_limit_per_hour.value,
+        cost_limit=load_cost_limit,
         session_fallbacks=reporting.session_fallbacks,
         fallbacks_by_reason=reporting.fallbacks_by_reason,
         session_detail=reporting.session_routing,

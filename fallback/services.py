@@ -17,9 +17,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from metrics.cost import admit_realtime_session, cost_of_realtime_usage
-from metrics.models import Mode, UnknownPrice
+from metrics.models import Mode, ModelPrice, UnknownPrice
 
-from .config import EmergencySnapshot, load_config, load_emergency
+from .config import EmergencySnapshot, load_config, load_cost_limit, load_emergency
 from .guards import (
     GuardSnapshot,
     acquire_probe,
@@ -200,10 +200,12 @@ def control_state() -> tuple[EmergencySnapshot, bool]:
 
 @dataclass(frozen=True)
 class RealtimeSpend:
-    """One Realtime response's cost, already added to the rolling hour, and whether the hour's limit is passed."""
+    """One Realtime response's cost, already added to the rolling hour, whether the hour's limit is passed, and
+    the price version it was priced at (None: unpriced)."""
 
     usd: Decimal | None
     limit_reached: bool
+    price: ModelPrice | None = None
 
 
 def record_realtime_spend(session_id: str, model: str, usage: Mapping[str, Any]) -> RealtimeSpend:
@@ -214,9 +216,9 @@ def record_realtime_spend(session_id: str, model: str, usage: Mapping[str, Any])
     model leaves the spend unknown (logged) and the limit unchanged.
     """
     try:
-        usd = cost_of_realtime_usage(model, usage)
+        usd, price = cost_of_realtime_usage(model, usage)
     except (UnknownPrice, ValueError) as exc:
         logger.error("Realtime response of session %s not priced: %s", session_id, exc)
         return RealtimeSpend(None, cost_guard_open())
-    record_cost(usd, load_config().cost_limit_per_hour.value, session_id=session_id)
-    return RealtimeSpend(usd, cost_guard_open())
+    cost_guard = record_cost(usd, load_cost_limit(), session_id=session_id)
+    return RealtimeSpend(usd, cost_guard.open, price)

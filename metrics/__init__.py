@@ -10,5 +10,6 @@ except the admission check):
   (record_session_end does that in order after the session's last turn).
 - ``sources``: what the apps above metrics hand it at startup (the effective cost limit, fallback counts,
   a session's routing, more Prometheus families); metrics imports none of them.
-- ``cost.cost_of_realtime_usage(model, usage)``: the exact USD of one ``response.done`` usage object.
+- ``cost.cost_of_realtime_usage(model, usage)``: the exact USD of one ``response.done`` usage object, and the
+  price version it was priced at.
 """

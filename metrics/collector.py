@@ -4,10 +4,12 @@
 are safe to call from the event loop. One writer thread per process takes the queue in batches (every
 ``interval`` seconds or ``batch_size`` records) and writes each batch in one transaction: the turn and
 session rows, the Realtime spend per minute (the ledger's CostBucket, also counted against the session's
-reservation), the signals that feed the Realtime guards (spend, turn latency, session end), then the alert check.
-A failed batch is retried whole (the transaction rolled back, row ids dedupe), so nothing is lost while
-the database is busy; ``flush()`` waits for everything queued so far (the writer then writes what it holds
-at once), and ``atexit`` flushes at shutdown.
+reservation), the signals that feed the Realtime guards (spend, the batch's turn latencies, session end).
+The alert check follows at most every ``alert_interval`` seconds (each check costs a few queries; under
+load a batch comes every ``interval``). A failed batch is retried whole (the transaction rolled back, row
+ids dedupe), so nothing is lost while the database is busy; ``flush()`` waits for everything queued so far
+to be written and alert-checked (the writer then writes and checks at once), and ``atexit`` flushes at
+shutdown.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from django.utils import timezone
 from .alerts import evaluate_alerts
 from .cost import RealtimeUsage, cost_of_legacy_usage, price_for
 from .ledger import add_spend, settle_session_cost
-from .models import Mode, Outcome, Satisfaction, SessionMetric, TurnMetric, UnknownPrice
+from .models import Mode, ModelPrice, Outcome, Satisfaction, SessionMetric, TurnMetric, UnknownPrice
 from .signals import realtime_session_ended, realtime_spend_recorded, realtime_turn_recorded
 from .sources import sources
 
@@ -57,6 +59,7 @@ class TurnRecord:
     event_id: str
     at: datetime = field(default_factory=timezone.now)
     spend_recorded: bool = False  # its Realtime spend is in the rolling hour already (fallback's record_realtime_spend)
+    price: ModelPrice | None = None  # the price version it was priced at, if it was priced already
 
 
 @dataclass
@@ -99,9 +102,14 @@ _HURRY = object()  # queued by flush() and stop(): the writer writes what it hol
 class MetricsCollector:
     """Queue + one writer thread; see the module docstring."""
 
-    def __init__(self, *, batch_size: int = 500, interval: float = 0.25, max_queue: int = 100_000) -> None:
+    def __init__(
+        self, *, batch_size: int = 500, interval: float = 0.25, alert_interval: float = 1.0, max_queue: int = 100_000
+    ) -> None:
         self.batch_size = batch_size
         self.interval = interval
+        self.alert_interval = alert_interval
+        self._unchecked = 0  # records committed whose alert check is still due (the writer thread's own count)
+        self._checked_at = 0.0
         self._queue: queue.Queue[Record] = queue.Queue(maxsize=max_queue)
         self._pending = 0  # records queued and not yet committed
         self._cond = threading.Condition()
@@ -125,11 +133,12 @@ class MetricsCollector:
         error: str = "",
         response_id: str = "",
         spend_recorded: bool = False,
+        price: ModelPrice | None = None,
     ) -> None:
         """One assistant turn. Realtime: ``usage`` is ``response.done.response.usage`` and ``model`` the session's
         model; Legacy: ``usage`` as cost.cost_of_legacy_usage reads it. ``cost_usd`` overrides the computed cost.
         ``response_id`` (or a generated id) makes the row idempotent. ``spend_recorded``: the cost is already in
-        the rolling hour's spend (only the metric row is written)."""
+        the rolling hour's spend (only the metric row is written), priced at ``price`` when given."""
         if path not in Mode.values:
             raise ValueError(f"Unknown voice path {path!r}; expected realtime or legacy.")
         self._put(
@@ -146,6 +155,7 @@ class MetricsCollector:
                 error[:200],
                 (response_id or uuid.uuid4().hex)[:64],
                 spend_recorded=spend_recorded,
+                price=price,
             )
         )
 
@@ -236,17 +246,21 @@ class MetricsCollector:
     def _run(self) -> None:
         try:
             while not (self._stop.is_set() and self._queue.empty()):
-                batch = self._take()
+                batch, hurried = self._take()
                 if batch:
                     self._write_with_retry(batch)
+                    self._unchecked += len(batch)
+                if self._unchecked and (hurried or time.monotonic() - self._checked_at >= self.alert_interval):
+                    self._check_alerts()
         finally:
             connection.close()
 
-    def _take(self) -> list[Record]:
+    def _take(self) -> tuple[list[Record], bool]:
+        """The next batch, and whether flush() or stop() asked for it."""
         try:
             batch = [self._queue.get(timeout=self.interval)]
         except queue.Empty:
-            return []
+            return [], False
         deadline = time.monotonic() + self.interval
         while len(batch) < self.batch_size and batch[-1] is not _HURRY:
             left = deadline - time.monotonic()
@@ -254,7 +268,7 @@ class MetricsCollector:
                 batch.append(self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait())
             except queue.Empty:
                 break
-        return [record for record in batch if record is not _HURRY]
+        return [record for record in batch if record is not _HURRY], batch[-1] is _HURRY
 
     def _write_with_retry(self, batch: list[Record]) -> None:
         delay = 0.05
@@ -268,14 +282,19 @@ class MetricsCollector:
                 connection.close()  # a broken connection is replaced on the next attempt
                 time.sleep(delay)
                 delay = min(delay * 2, MAX_RETRY_DELAY)
+
+    def _check_alerts(self) -> None:
+        """Check the alerts over what was committed (at most every ``alert_interval`` seconds, or when flushed)."""
         try:
             evaluate_alerts()
         except Exception:  # an alert check must never stop the writer
             logger.exception("alert evaluation failed")
+        self._checked_at = time.monotonic()
         # Counted as done after the alert check, so `flush()` also waits for the alerts these records raise.
         with self._cond:
-            self._pending -= len(batch)
+            self._pending -= self._unchecked
             self._cond.notify_all()
+        self._unchecked = 0
 
 
 def _turn_row(record: TurnRecord) -> tuple[TurnMetric, Decimal | None]:
@@ -286,7 +305,7 @@ def _turn_row(record: TurnRecord) -> tuple[TurnMetric, Decimal | None]:
         if record.path == Mode.REALTIME:
             tokens = RealtimeUsage.from_usage(usage)
             if record.model:
-                price = price_for(record.model, record.at)
+                price = record.price or price_for(record.model, record.at)
                 cost = tokens.cost(price) if cost is None else cost
         else:
             tokens = RealtimeUsage(
@@ -345,9 +364,10 @@ def write_batch(batch: list[Record]) -> None:
         for (session_id, minute), usd in spend.items():
             add_spend(usd, now=minute, session_id=session_id)
             realtime_spend_recorded.send(sender=MetricsCollector, now=minute)
-        for row, _ in fresh:
-            if row.path == Mode.REALTIME and row.ttfa_ms is not None and row.ttfa_ms >= 0:
-                realtime_turn_recorded.send(sender=MetricsCollector, ttfa_ms=row.ttfa_ms, at=row.occurred_at)
+        timed = [row for row, _ in fresh if row.path == Mode.REALTIME and row.ttfa_ms is not None and row.ttfa_ms >= 0]
+        if timed:  # one signal per batch: the latency guard counts them in one update
+            ttfa_ms = [row.ttfa_ms for row in timed]
+            realtime_turn_recorded.send(sender=MetricsCollector, ttfa_ms=ttfa_ms, at=timed[-1].occurred_at)
         for end in ends:
             _finish_session(end)
         for feedback in (r for r in batch if isinstance(r, Feedback)):

@@ -89,9 +89,13 @@ def price_for(model: str, at: datetime | None = None) -> ModelPrice:
     return ModelPrice.objects.effective(model, at or timezone.now())
 
 
-def cost_of_realtime_usage(model: str, usage: Mapping[str, Any], *, at: datetime | None = None) -> Decimal:
-    """USD of one Realtime ``response.done`` ``usage`` object at ``model``'s prices in force at ``at``."""
-    return RealtimeUsage.from_usage(usage).cost(price_for(model, at))
+def cost_of_realtime_usage(
+    model: str, usage: Mapping[str, Any], *, at: datetime | None = None
+) -> tuple[Decimal, ModelPrice]:
+    """USD of one Realtime ``response.done`` ``usage`` object at ``model``'s prices in force at ``at``, and that
+    price version (a turn's metric row keeps it)."""
+    price = price_for(model, at)
+    return RealtimeUsage.from_usage(usage).cost(price), price
 
 
 def cost_of_legacy_usage(usage: Mapping[str, Any], *, at: datetime | None = None) -> Decimal:

@@ -7,6 +7,6 @@ batch back, and it is retried whole.
 from django.dispatch import Signal
 
 realtime_spend_recorded = Signal()  # now: the minute a Realtime turn's spend was added to the ledger
-realtime_turn_recorded = Signal()  # ttfa_ms, at: a Realtime turn's time to first audio
+realtime_turn_recorded = Signal()  # ttfa_ms, at: Realtime turns' times to first audio in order, the last one's time
 realtime_session_ended = Signal()  # session_id, outcome, at: a session that started on Realtime ended
 price_version_added = Signal()  # actor, reason, before, after: staff saved a new version of a model's prices

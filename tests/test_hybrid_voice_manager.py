@@ -170,7 +170,7 @@ async def test_a_reply_in_flight_at_session_end_is_paid_for(emulator, kiosk_and_
     reported = [e["response"]["usage"] for e in emulator.sent if e.get("type") == "response.done"]
     assert len(reported) == 2  # the greeting and the reply cut off by the end
     expected = sum(
-        [await database_sync_to_async(cost_of_realtime_usage)(settings.REALTIME_MODEL, u) for u in reported],
+        [(await database_sync_to_async(cost_of_realtime_usage)(settings.REALTIME_MODEL, u))[0] for u in reported],
         Decimal(0),
     )
     assert await spend() == expected

@@ -220,6 +220,7 @@ class HybridVoiceManager:
             ok=response.get("status") != "failed",
             response_id=response.get("id", ""),
             spend_recorded=spend.usd is not None,
+            price=spend.price,
         )
         if spend.limit_reached and isinstance(self.path, RealtimeAudioProcessor):
             self.path.fall_back_at_turn_boundary("cost_limit")

@@ -8,6 +8,9 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from fallback import guards
 from fallback.emergency import apply_action
@@ -176,8 +179,9 @@ def test_cost_guard_opens_at_the_limit_and_closes_below_seventy_percent(settings
     settings.FEATURE_REALTIME_MODE_ENABLED = True
     settings.FEATURE_REALTIME_ROLLOUT_PERCENTAGE = 100
     start = timezone.now().replace(second=0, microsecond=0)
-    assert guards.record_cost(6, 10.0, now=start) is None
-    assert guards.record_cost(4, 10.0, now=start + timedelta(minutes=30)) == "opened"
+    assert guards.record_cost(6, 10.0, now=start) == guards.CostCheck(None, open=False)
+    assert guards.record_cost(4, 10.0, now=start + timedelta(minutes=30)) == guards.CostCheck("opened", open=True)
+    assert guards.record_cost(1, 10.0, now=start + timedelta(minutes=31)) == guards.CostCheck(None, open=True)
     assert decide_for_session("a", now=start + timedelta(minutes=31)).reason == "guard_open:cost"
     # 61 minutes after the start the first 6 USD leave the window: 4 USD < 7 USD closes it.
     assert decide_for_session("b", now=start + timedelta(minutes=61)).reason == "in_rollout"
@@ -191,9 +195,9 @@ def test_the_cost_guard_takes_no_write_transaction_when_nothing_moves():
     guards.refresh_cost_guard(10.0, now=start)  # the row exists
     guards.record_cost(6, 10.0, now=start)
     with CaptureQueriesContext(connection) as queries:
-        assert guards.refresh_cost_guard(10.0, now=start) is None
+        assert guards.refresh_cost_guard(10.0, now=start) == guards.CostCheck(None, open=False)
     assert [q["sql"] for q in queries if q["sql"].startswith(("SAVEPOINT", "BEGIN", "UPDATE", "INSERT"))] == []
-    assert guards.record_cost(4, 10.0, now=start) == "opened"  # a due transition is still taken
+    assert guards.record_cost(4, 10.0, now=start).transition == "opened"  # a due transition is still taken
 
 
 def test_spend_the_metrics_writer_records_is_held_to_the_effective_limit():
@@ -243,3 +247,37 @@ def test_processes_tripping_the_same_guard_open_it_once_on_postgres():
     with fallback_harness.postgres_database() as url:
         assert_single_transition(url)
         assert_probe_quota(url)
+
+
+@given(
+    name=st.sampled_from(["connection", "latency"]),
+    half_open=st.booleans(),
+    earlier=st.lists(st.booleans(), max_size=60),
+    batches=st.lists(st.lists(st.booleans(), min_size=1, max_size=8), min_size=1, max_size=8),
+)
+@hypothesis_settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_samples_counted_in_batches_leave_the_guard_as_one_by_one(name, half_open, earlier, batches):
+    """The metrics writer counts a batch's turn latencies in one update: the guard must end as it would have
+    after the same samples one at a time (same state, window, streak, trips, reason, transitions)."""
+    now = timezone.now()
+
+    def run(batched: bool):
+        GuardState.objects.all().delete()
+        if half_open:  # tripped an hour ago, cooled down: now probing
+            while guards.record_sample(name, False, now=now - timedelta(hours=1)) != "opened":
+                pass
+            assert guards.acquire_probe(name, now=now)
+        for ok in earlier:
+            guards.record_sample(name, ok, now=now)
+        moves = []
+        for batch in batches:
+            if batched:
+                moves.append(guards.record_samples(name, batch, now=now))
+            else:
+                one_by_one = [guards.record_sample(name, ok, now=now) for ok in batch]
+                moves.append(next((move for move in reversed(one_by_one) if move), None))
+        row = state(name)
+        fields = ("state", "window_samples", "window_failures", "consecutive_failures", "trip_count", "last_reason")
+        return moves, [getattr(row, field) for field in fields], row.probe_successes
+
+    assert run(batched=True) == run(batched=False)

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fallback.bucketing import bucket_bp, percent_to_bp
-from fallback.config import load_config, load_emergency
+from fallback.config import load_config, load_cost_limit, load_emergency
 from fallback.emergency import ActionError, apply_action
 from fallback.models import DEFAULT_SALT, GuardState, RolloutConfig, RoutingDecision
 from fallback.services import decide_for_session, explain_session
@@ -220,6 +220,18 @@ def test_config_sources_code_env_admin_forced(settings, monkeypatch):
     act("use_env_defaults")
     config = load_config()
     assert (config.percent_bp.value, config.percent_bp.source) == (1250, "env")
+
+
+@pytest.mark.django_db
+def test_the_cost_limit_alone_is_the_configs_in_every_source(settings):
+    """Every priced response reads the limit alone (one query): it must be what the whole config says."""
+    RolloutConfig.objects.all().delete()  # no row yet: the environment's limit
+    settings.REALTIME_COST_LIMIT_PER_HOUR = 7.5
+    assert load_cost_limit() == load_config().cost_limit_per_hour.value == 7.5
+    act("set_cost_limit", cost_limit=2.25)
+    assert load_cost_limit() == load_config().cost_limit_per_hour.value == 2.25
+    act("use_env_defaults")
+    assert load_cost_limit() == load_config().cost_limit_per_hour.value == 7.5
 
 
 @pytest.mark.django_db

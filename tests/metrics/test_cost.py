@@ -55,7 +55,7 @@ def test_gpt_realtime_turn_costs_exactly_what_the_price_table_says():
     #  100 text out × 16.00     =  1,600.0
     #  300 audio out × 64.00    = 19,200.0
     #                    sum    = 36,176.0 / 1e6 = 0.036176 USD (3.6176 cents)
-    cost = cost_of_realtime_usage("gpt-realtime", USAGE_A)
+    cost = cost_of_realtime_usage("gpt-realtime", USAGE_A)[0]
     assert cost == Decimal("0.036176")
     assert cost.quantize(Decimal("0.01")) == Decimal("0.04")
 
@@ -80,18 +80,18 @@ def test_gpt_realtime_mini_long_context_turn():
     #   150 × 2.40         =    360.0
     #   900 × 20.00        = 18,000.0
     #               sum    = 24,112.64 / 1e6 = 0.02411264 USD
-    assert cost_of_realtime_usage("gpt-realtime-mini", usage) == Decimal("0.02411264")
+    assert cost_of_realtime_usage("gpt-realtime-mini", usage)[0] == Decimal("0.02411264")
 
 
 def test_cached_tokens_without_details_count_as_text_first():
     usage = {"input_token_details": {"text_tokens": 300, "audio_tokens": 200, "cached_tokens": 400}}
     # cached 400 = 300 text (all of it) + 100 audio
     # 0 × 4.00 + 300 × 0.40 + (200 - 100) × 32.00 + 100 × 0.40 = 120 + 3,200 + 40 = 3,360 / 1e6 = 0.00336 USD
-    assert cost_of_realtime_usage("gpt-realtime", usage) == Decimal("0.00336")
+    assert cost_of_realtime_usage("gpt-realtime", usage)[0] == Decimal("0.00336")
 
 
 def test_dated_snapshot_uses_the_family_price_and_unknown_models_fail():
-    assert cost_of_realtime_usage("gpt-realtime-2025-08-28", USAGE_A) == Decimal("0.036176")
+    assert cost_of_realtime_usage("gpt-realtime-2025-08-28", USAGE_A)[0] == Decimal("0.036176")
     with pytest.raises(UnknownPrice):
         cost_of_realtime_usage("gpt-unknown-model", USAGE_A)
     with pytest.raises(ValueError, match="cached"):

@@ -261,3 +261,49 @@ def test_racing_processes_send_one_alert_on_postgres(webhook, settings):
     with metrics_harness.postgres_database() as url:
         assert_one_alert_from_racing_processes(url, settings.ALERT_WEBHOOK_URL)
     assert len(webhook) == 1
+
+
+def test_alerts_are_checked_at_most_once_per_interval_and_on_every_flush(settings):
+    """Under load a batch comes every `interval`; its alert check (several queries) follows at most every
+    `alert_interval`, and flush() still returns only once what it waited for is alert-checked."""
+    settings.ALERT_COST_THRESHOLD = 0.01
+    checked = []
+    collector = MetricsCollector(interval=0.02, alert_interval=3600)
+    original, collector_module.evaluate_alerts = collector_module.evaluate_alerts, lambda: checked.append(1)
+    try:
+        collector.record_turn("s-1", "realtime", model="gpt-realtime", usage=USAGE_A, response_id="r-1")
+        assert collector.flush()
+        assert len(checked) == 1  # the first batch: checked at once (no check was done yet)
+        for number in range(2, 5):
+            collector.record_turn("s-1", "realtime", model="gpt-realtime", usage=USAGE_A, response_id=f"r-{number}")
+            deadline = time.monotonic() + 5
+            while not TurnMetric.objects.filter(event_id=f"r-{number}").exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+        time.sleep(0.1)  # several batch intervals with nothing new
+        assert (TurnMetric.objects.count(), len(checked), collector.pending) == (4, 1, 3)
+        assert collector.flush()
+        assert (len(checked), collector.pending) == (2, 0)
+    finally:
+        collector.stop()
+        collector_module.evaluate_alerts = original
+
+
+def test_a_batch_feeds_the_latency_guard_in_one_update_with_the_price_it_was_given():
+    from metrics.cost import price_for
+
+    price = price_for("gpt-realtime")
+    guards.record_turn_latency(500.0)  # the guard's window is open
+    batch = [  # one slow turn (over SLOW_TURN_MS) in the middle
+        collector_module.TurnRecord(
+            "s-2", "realtime", "gpt-realtime", USAGE_A, ttfa, None, None, None, True, "", f"b-{n}", price=price
+        )
+        for n, ttfa in enumerate([700.0, 2600.0, 900.0])
+    ]
+    with CaptureQueriesContext(connection) as queries:
+        collector_module.write_batch(batch)
+    guard = GuardState.objects.get(name=GuardName.LATENCY)
+    assert (guard.window_samples, guard.window_failures, guard.consecutive_failures) == (4, 1, 0)
+    sql = [q["sql"] for q in queries]
+    assert sum('UPDATE "fallback_guardstate"' in s for s in sql) == 1
+    assert not any('FROM "metrics_modelprice"' in s for s in sql)  # priced already: no lookup
+    assert set(TurnMetric.objects.values_list("price_id", flat=True)) == {price.pk}
