@@ -114,7 +114,7 @@ def flooder_process(url: str, key: str, seconds: float, go, results) -> None:
     go.wait()
     tally: Counter = Counter()
     asyncio.run(flooder(url, key, seconds, tally))
-    results.put((dict(tally), cpu_seconds(os.getpid())))
+    results.put((dict(tally), cpu_seconds(os.getpid(), tree=False)))
 
 
 def sink_process(port: int) -> None:
@@ -152,13 +152,13 @@ async def phase(server: LiveServer, calm: list[str], seconds: float, target: tup
         flood = context.Process(target=flooder_process, args=(*target, seconds, go, results))
         flood.start()
         await asyncio.sleep(1.0)  # the process's imports, before the clock starts
-    server_cpu, own_cpu = cpu_seconds(server.process.pid), cpu_seconds(os.getpid())
+    server_cpu, own_cpu = cpu_seconds(server.process.pid), cpu_seconds(os.getpid(), tree=False)
     go.set()
     await asyncio.gather(*(calm_kiosk(server.url, key, seconds, turns) for key in calm))
     figures = {
         "turns": turns,
         "server_cpu": cpu_seconds(server.process.pid) - server_cpu,
-        "calm_cpu": cpu_seconds(os.getpid()) - own_cpu,
+        "calm_cpu": cpu_seconds(os.getpid(), tree=False) - own_cpu,
         "tally": {},
         "flooder_cpu": 0.0,
     }

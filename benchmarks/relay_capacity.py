@@ -161,7 +161,7 @@ class Kiosks:
             return {
                 "at": time.monotonic(),
                 "relay": cpu_seconds(*relay),
-                "kiosks": cpu_seconds(os.getpid()),
+                "kiosks": cpu_seconds(os.getpid(), tree=False),
                 "standin": cpu_seconds(standin),
                 "messages": self.sent + len(self.downstream_ms),
             }

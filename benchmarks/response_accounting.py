@@ -1,14 +1,17 @@
-"""Benchmark: what one Realtime response costs the worker in bookkeeping, on SQLite and PostgreSQL.
+"""Benchmark: what one Realtime response costs the server process in bookkeeping, on SQLite and PostgreSQL.
 
-Each ``response.done`` is accounted as the voice layer's ``HybridVoiceManager._account`` does it: the spend is
-priced and added to the rolling hour at once (``record_realtime_spend``, in the calling thread), then the turn
-goes to the metrics collector, whose writer thread writes it in a batch with the latency guard's sample and
-the alert check. This CPU is spent in the worker's threads while the event loop relays audio, so it shows in
-the relay's tail (see docs/deploy.md, "Where the time over the bare relay goes").
+Each ``response.done`` is accounted as the voice layer's ``HybridVoiceManager._account`` does it, through
+``core.bookkeeping``: the spend is priced and added to the rolling hour at once (``record_realtime_spend``), then
+the turn goes to the metrics collector, whose writer thread writes it in a batch with the latency guard's samples
+and, at most once a second, the alert check. That ORM work holds the interpreter lock the event loop needs to
+relay audio (docs/deploy.md, "Where the time over the bare relay goes"). Each database is measured twice: with
+``BOOKKEEPING_PROCESS`` off (the work in the server process's threads: the baseline), then on (in its helper
+process, the server process only handing calls over).
 
 Responses come at ``--rate`` per second (12.5: 50 kiosks, each answered every 4 s, as in relay_capacity.py)
-for ``--sessions`` sessions admitted to Realtime beforehand. Prints, per database, SQL statements and CPU
-milliseconds per response: in the calling thread, in the writer thread, and together.
+for ``--sessions`` sessions admitted to Realtime beforehand. Prints SQL statements and CPU milliseconds per
+response in the calling thread and the writer thread, the helper's CPU, and the ratio of the server process's
+CPU per response, helper over threads.
 
     python benchmarks/response_accounting.py [--responses 250] [--rate 12.5] [--database sqlite|postgres|both]
 """
@@ -31,6 +34,7 @@ from benchmarks.failover import percentile
 from benchmarks.fresh_database import KINDS, run_worker
 
 COST_LIMIT_USD = "1000000"  # the limit is never reached: every response is accounted in full
+MODES = ("threads", "helper")  # BOOKKEEPING_PROCESS off, then on (core.bookkeeping)
 
 
 class StatementCounter:
@@ -54,6 +58,19 @@ def thread_cpu_seconds(thread: threading.Thread) -> float:
     return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
 
 
+def admitted_sessions(count: int) -> list[str]:
+    """Realtime enabled for every session, and ``count`` sessions admitted: each holds a cost reservation that its
+    responses' spend counts against, as a live session's does."""
+    from fallback.emergency import apply_action
+    from fallback.services import decide_for_session
+
+    apply_action("enable", actor="cli:benchmark", reason="response accounting benchmark", percent=100)
+    ids = [f"kiosk-{number:02d}:sess-{number:05d}" for number in range(count)]
+    for session_id in ids:
+        decide_for_session(session_id)
+    return ids
+
+
 def worker(responses: int, rate: float, sessions: int) -> None:
     """In a process whose DATABASE_URL is the migrated database: account the responses, print one JSON line."""
     import django
@@ -62,27 +79,26 @@ def worker(responses: int, rate: float, sessions: int) -> None:
     from django.conf import settings
     from django.db.backends.signals import connection_created
 
-    from fallback.emergency import apply_action
-    from fallback.services import decide_for_session, record_realtime_spend
+    from core import bookkeeping
+    from fallback.services import record_realtime_spend
     from metrics.collector import MetricsCollector
     from tests.metrics.test_cost import USAGE_A as USAGE  # a response.done usage object, as the API sends it
 
-    apply_action("enable", actor="cli:benchmark", reason="response accounting benchmark", percent=100)
-    ids = [f"kiosk-{number:02d}:sess-{number:05d}" for number in range(sessions)]
-    for session_id in ids:
-        decide_for_session(session_id)  # admitted: each holds a cost reservation its spend counts against
+    ids = admitted_sessions(sessions)
     counter = StatementCounter()
     connection_created.connect(counter.attach)
     from django.db import connection
 
     counter.attach(None, connection)
     collector = MetricsCollector()
+    in_helper = settings.BOOKKEEPING_PROCESS
+    helper_cpu = bookkeeping.call(time.process_time) if in_helper else 0.0  # also starts the helper
     main_cpu, started = [], time.perf_counter()
     for number in range(responses):
         time.sleep(max(0.0, started + number / rate - time.perf_counter()))
         session_id = ids[number % sessions]
         before = time.thread_time()
-        spend = record_realtime_spend(session_id, settings.REALTIME_MODEL, USAGE)
+        spend = bookkeeping.call(record_realtime_spend, session_id, settings.REALTIME_MODEL, USAGE)
         collector.record_turn(
             session_id,
             "realtime",
@@ -99,6 +115,7 @@ def worker(responses: int, rate: float, sessions: int) -> None:
     writer = collector._thread
     collector.flush(timeout=60)
     writer_cpu = thread_cpu_seconds(writer) * 1000 if writer is not None and writer.is_alive() else float("nan")
+    helper_cpu = (bookkeeping.call(time.process_time) - helper_cpu) * 1000 if in_helper else 0.0
     collector.stop()
     statements = counter.by_thread
     print(
@@ -109,25 +126,30 @@ def worker(responses: int, rate: float, sessions: int) -> None:
                 "calling_statements": statements.get(threading.current_thread().name, 0) / responses,
                 "writer_ms": writer_cpu / responses,
                 "writer_statements": statements.get("metrics-writer", 0) / responses,
+                "helper_ms": helper_cpu / responses,
             }
         )
     )
 
 
-def report(kind: str, results: dict) -> None:
+def report(kind: str, mode: str, results: dict) -> float:
+    """Print one run; return the CPU per response spent in the server's own process (calling and writer thread)."""
     calling, writer = results["calling_ms"], results["writer_ms"]
     mean = sum(calling) / len(calling)
     timing = f"migrate {results['migrate_s']:.1f} s, run {results['run_s']:.1f} s"
-    print(f"\n{kind} ({timing}, {results['responses']} responses)")
+    print(f"\n{kind}, bookkeeping in {mode} ({timing}, {results['responses']} responses)")
     print(
         f"  calling thread: {results['calling_statements']:.1f} SQL statements, CPU mean {mean:.2f} ms"
         f" (p50 {percentile(calling, 0.5):.2f}, p95 {percentile(calling, 0.95):.2f})"
     )
     print(f"  writer thread:  {results['writer_statements']:.1f} SQL statements, CPU {writer:.2f} ms")
+    if mode == "helper":
+        print(f"  helper process: CPU {results['helper_ms']:.2f} ms (its SQL statements are not counted)")
     print(
-        f"  per response:   {results['calling_statements'] + results['writer_statements']:.1f} SQL statements,"
-        f" CPU {mean + writer:.2f} ms"
+        f"  per response in the server process: {results['calling_statements'] + results['writer_statements']:.1f}"
+        f" SQL statements, CPU {mean + writer:.2f} ms"
     )
+    return mean + writer
 
 
 def main() -> None:
@@ -146,9 +168,14 @@ def main() -> None:
     print(f"load average before: {' '.join(f'{load:.2f}' for load in os.getloadavg())} ({os.cpu_count()} CPUs)")
     argv = [__file__, "--worker", *("--responses", str(args.responses), "--rate", str(args.rate))]
     argv += ["--sessions", str(args.sessions)]
-    with tempfile.TemporaryDirectory() as directory:
-        for kind in kinds:
-            report(kind, run_worker(kind, Path(directory), argv, {"REALTIME_COST_LIMIT_PER_HOUR": COST_LIMIT_USD}))
+    for kind in kinds:
+        here = {}
+        for mode in MODES:
+            env = {"REALTIME_COST_LIMIT_PER_HOUR": COST_LIMIT_USD, "BOOKKEEPING_PROCESS": str(mode == "helper").lower()}
+            with tempfile.TemporaryDirectory() as directory:
+                here[mode] = report(kind, mode, run_worker(kind, Path(directory), argv, env))
+        ratio = here["helper"] / here["threads"]
+        print(f"  {kind}: CPU in the server process per response, helper over threads: {ratio:.2f}")
 
 
 if __name__ == "__main__":

@@ -28,9 +28,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db import close_old_connections, connection, transaction
+from django.db import connection, transaction
 from django.db.models import Count, Sum
 from django.utils import timezone
+
+from core import bookkeeping
 
 from .alerts import evaluate_alerts
 from .cost import RealtimeUsage, cost_of_legacy_usage, price_for
@@ -274,8 +276,7 @@ class MetricsCollector:
         delay = 0.05
         while True:
             try:
-                close_old_connections()
-                write_batch(batch)
+                bookkeeping.call(write_batch, batch)
                 break
             except Exception:
                 logger.exception("metrics batch of %s records not written; retrying in %.2f s", len(batch), delay)
@@ -286,7 +287,7 @@ class MetricsCollector:
     def _check_alerts(self) -> None:
         """Check the alerts over what was committed (at most every ``alert_interval`` seconds, or when flushed)."""
         try:
-            evaluate_alerts()
+            bookkeeping.call(evaluate_alerts)
         except Exception:  # an alert check must never stop the writer
             logger.exception("alert evaluation failed")
         self._checked_at = time.monotonic()

@@ -207,6 +207,11 @@ HUEY = {
     "consumer": {"workers": TASK_QUEUE_WORKERS, "worker_type": "thread", "periodic": True, "check_worker_health": True},
 }
 
+# The conversation's bookkeeping (each Realtime response's spend, the metrics writer's batches) in one helper
+# process beside each server process (core.bookkeeping), so its ORM work does not hold the interpreter lock the
+# audio relay needs. Off: it runs in this process's threads (the tests, whose database is their transaction).
+BOOKKEEPING_PROCESS = env.bool("BOOKKEEPING_PROCESS", default=True)
+
 # SQLite deployments only: a separate file for the workflow's checkpoints. Empty: the database file itself, so
 # checkpoints always live with the visits they belong to (PostgreSQL deployments keep them in the same database).
 WORKFLOW_CHECKPOINT_PATH = env_path("WORKFLOW_CHECKPOINT_PATH")

@@ -36,6 +36,16 @@ def fast_password_hashing():
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def bookkeeping_in_threads():
+    """This process's database work is the test's transaction, which a helper process could not see: the
+    bookkeeping runs in threads here (tests/core/test_bookkeeping.py turns the helper on). The servers a test
+    starts run it as deployed, in their helper process."""
+    from django.conf import settings
+
+    settings.BOOKKEEPING_PROCESS = False
+
+
 def pytest_configure(config):
     """The run's local clock reads midday, so no run crosses local midnight: today's appointments, made at the
     start of a test (or of a module's live server) and looked up by local date later, stay today's. A run that

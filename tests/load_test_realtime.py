@@ -246,23 +246,47 @@ async def kiosk_loop(target: Fleet, key: str, number: int, deadline: float, line
         count += 1
 
 
+def process_tree(*pids: int) -> list[int]:
+    """`pids` and every process they started, as they stand now (a server process's bookkeeping helper)."""
+    found, todo = [], list(pids)
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        for children in Path(f"/proc/{pid}/task").glob("*/children"):
+            with contextlib.suppress(OSError):  # the thread or the process ended meanwhile
+                todo += [int(child) for child in children.read_text().split()]
+    return found
+
+
 def rss_mb(*pids: int) -> float:
-    """The resident memory of the processes `pids`, together."""
+    """The resident memory of the processes `pids` and those they started, together."""
     total = 0.0
-    for pid in pids:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+    for pid in process_tree(*pids):
+        for line in _proc(pid, "status", pids).splitlines():
             if line.startswith("VmRSS:"):
                 total += int(line.split()[1]) / 1024
     return total
 
 
-def cpu_seconds(*pids: int) -> float:
-    """The CPU time the processes `pids` used so far, together."""
+def cpu_seconds(*pids: int, tree: bool = True) -> float:
+    """The CPU time the processes `pids` used so far, together; with `tree`, also the processes they started
+    and still run (a worker's bookkeeping helper), else not (a client whose children are the servers)."""
     total = 0.0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    for pid in process_tree(*pids) if tree else pids:
+        if stat := _proc(pid, "stat", pids):
+            fields = stat.rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return total
+
+
+def _proc(pid: int, name: str, asked: tuple[int, ...]) -> str:
+    """/proc/PID/NAME; empty for a started process that ended meanwhile (one asked for must be there)."""
+    try:
+        return Path(f"/proc/{pid}/{name}").read_text()
+    except OSError:
+        if pid in asked:
+            raise
+        return ""
 
 
 def wait_until_settled(*pids: int, timeout: float = 180.0) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 from django.conf import settings
 
+from core import bookkeeping
 from core.blocking import run_blocking
 from core.timing import TurnTiming
 from fallback import guards
@@ -209,7 +210,9 @@ class HybridVoiceManager:
     async def _account(self, response: dict[str, Any], timing: TurnTiming | None) -> None:
         """Add the response's exact cost to the hour's spend, record the turn (its time to first audio feeds the
         latency guard), and move the session to Legacy at its turn boundary once the hour's limit is passed."""
-        spend = await run_blocking(record_realtime_spend)(self.session_id, settings.REALTIME_MODEL, response["usage"])
+        spend = await bookkeeping.call_async(
+            record_realtime_spend, self.session_id, settings.REALTIME_MODEL, response["usage"]
+        )
         collector.record_turn(
             self.session_id,
             "realtime",
