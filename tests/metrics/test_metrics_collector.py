@@ -263,13 +263,12 @@ def test_racing_processes_send_one_alert_on_postgres(webhook, settings):
     assert len(webhook) == 1
 
 
-def test_alerts_are_checked_at_most_once_per_interval_and_on_every_flush(settings):
+def test_alerts_are_checked_at_most_once_per_interval_and_on_every_flush(monkeypatch):
     """Under load a batch comes every `interval`; its alert check (several queries) follows at most every
     `alert_interval`, and flush() still returns only once what it waited for is alert-checked."""
-    settings.ALERT_COST_THRESHOLD = 0.01
     checked = []
+    monkeypatch.setattr(collector_module, "evaluate_alerts", lambda: checked.append(1))
     collector = MetricsCollector(interval=0.02, alert_interval=3600)
-    original, collector_module.evaluate_alerts = collector_module.evaluate_alerts, lambda: checked.append(1)
     try:
         collector.record_turn("s-1", "realtime", model="gpt-realtime", usage=USAGE_A, response_id="r-1")
         assert collector.flush()
@@ -285,7 +284,6 @@ def test_alerts_are_checked_at_most_once_per_interval_and_on_every_flush(setting
         assert (len(checked), collector.pending) == (2, 0)
     finally:
         collector.stop()
-        collector_module.evaluate_alerts = original
 
 
 def test_a_batch_feeds_the_latency_guard_in_one_update_with_the_price_it_was_given():
