@@ -40,6 +40,7 @@ import websockets
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SECRET_KEY", "benchmark")  # for its throwaway database and servers
 from tests.support.live_server import LiveServer, free_port, throwaway_database, wait_for_port
+from tests.support.processes import cpu_seconds
 
 TURNS = ["Hi, I'm John Smith from Acme Corp.", "I'm here to see Mr. Tanaka about the contract.", "Yes"]
 CANCEL = json.dumps({"type": "response.cancel"})
@@ -129,12 +130,6 @@ def sink_process(port: int) -> None:
             await asyncio.Future()
 
     asyncio.run(serve())
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(samples: list[float], fraction: float) -> float:

@@ -15,9 +15,10 @@ answers with audio; the time added per frame is measured kiosk → stand-in (at 
   and their median, since a noisy moment of a shared machine skews one round;
 * capacity: step the sessions up through our server until the added time's p95 passes `--budget-ms` (20); with
   `--raw-capacity` the raw relay first, as the most this machine can measure (the kiosks and the stand-in share its
-  cores). Each step also gives the CPU of the kiosks and of the stand-in, and the sessions that were on Legacy
-  (by reason): a step with any is not held, since the relay did not carry them. The hour's cost limit is raised
-  for the run, so every session is admitted to Realtime.
+  cores). Each step also gives where the cores went (the relay and its kernel time and wake-ups, the server side
+  behind nginx, the kiosks, the stand-in, Redis and PostgreSQL, the whole machine), and the sessions that were on
+  Legacy (by reason): a step with any is not held, since the relay did not carry them. The hour's cost limit is
+  raised for the run, so every session is admitted to Realtime.
 
 `--silent`: the kiosks stream silence, so no turn is taken: what the relay costs for its frames alone, apart from
 what the conversation's turns (the replies, the workflow, the accounting) cost.
@@ -26,8 +27,11 @@ what the conversation's turns (the replies, the workflow, the accounting) cost.
 sessions have opened and every kiosk streams, and the busy event loop's top costs are printed, inclusive and self
 (the raw stacks kept at RAW_STACKS if given).
 
+`--workers 1,2,4`: instead, `make serve`'s fleets behind nginx over PostgreSQL and Redis, each stepped up in turn,
+`--repeat` rounds of them; each round gives the sessions each fleet held over what one worker held, and the median.
+
     python benchmarks/relay_capacity.py [--sessions 10] [--seconds 20] [--steps 10,20,40,60,80,100] [--repeat 1]
-        [--silent] [--redis URL]
+        [--silent] [--redis URL] [--workers 1,2]
 """
 
 from __future__ import annotations
@@ -36,7 +40,6 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -51,7 +54,8 @@ import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.load_test_realtime import cpu_seconds, create_kiosks, upstream_stats, wait_until_settled
+from benchmarks.py_spy import profile, top_costs
+from tests.load_test_realtime import create_kiosks, upstream_stats, wait_until_settled
 from tests.support.live_server import (
     CONNECTION_LIMITS_LIFTED,
     REPO,
@@ -61,7 +65,17 @@ from tests.support.live_server import (
     wait_for_port,
 )
 from tests.support.load_upstream import FRAME_BYTES, percentiles, stamp, stamp_age_ms
-from tests.support.serve_fleet import Fleet, group_pids, serving
+from tests.support.processes import (
+    cpu_by_process,
+    cpu_seconds,
+    cpu_used_between,
+    group_pids,
+    machine_busy_seconds,
+    named_pids,
+    system_cpu_seconds,
+    wakeups,
+)
+from tests.support.serve_fleet import Fleet, serving
 
 SILENCE = bytes(FRAME_BYTES)
 SPEECH = [(b"\x00\x20\x00\xe0" * (FRAME_BYTES // 4)) for _ in range(40)]  # 0.8 s of a loud square wave
@@ -89,8 +103,8 @@ class Kiosks:
     report keeps the frames that waited for a session to open apart).
     """
 
-    def __init__(self, target: Fleet, keys: list[str], seconds: float, silent: bool = False) -> None:
-        self.target, self.keys, self.seconds = target, keys, seconds
+    def __init__(self, target: Fleet, keys: list[str], seconds: float, standin: int, silent: bool = False) -> None:
+        self.target, self.keys, self.seconds, self.standin = target, keys, seconds, standin
         self.lines = [SILENCE] * len(SPEECH) if silent else SPEECH  # silent: no turns, the relay's frames alone
         self.downstream_ms: list[float] = []
         self.sent = 0
@@ -151,30 +165,22 @@ class Kiosks:
                 elif message["type"] == "error":
                     self.errors[message["code"]] += 1
 
-    async def streaming_window(self, relay: tuple[int, ...], standin: int, on_streaming=None) -> dict:
-        """What the relay, the kiosks (this process) and the stand-in used, and the frames the kiosks sent and got,
-        while every kiosk streams: from the last one's start (1 + LINE_EVERY after every session started, at most)
-        to the first one's end (1 + seconds after), less a margin; `on_streaming()` is called as it opens. Empty
-        when the phase is too short for one."""
+    def readings(self) -> dict:
+        return readings(self.target, self.standin, self.sent + len(self.downstream_ms))
 
-        def counts() -> dict:
-            return {
-                "at": time.monotonic(),
-                "relay": cpu_seconds(*relay),
-                "kiosks": cpu_seconds(os.getpid(), tree=False),
-                "standin": cpu_seconds(standin),
-                "messages": self.sent + len(self.downstream_ms),
-            }
-
+    async def streaming_window(self, on_streaming=None) -> dict:
+        """`readings` at both ends of the window in which every kiosk streams: from the last one's start (1 +
+        LINE_EVERY after every session started, at most) to the first one's end (1 + seconds after), less a margin;
+        `on_streaming()` is called as it opens. Empty when the phase is too short for one."""
         await self.all_started.wait()
         await asyncio.sleep(1.0 + LINE_EVERY)  # the greetings, and every kiosk's offset into its line
         if on_streaming is not None:
             on_streaming()
         if self.seconds - LINE_EVERY - 0.5 < 1.0:
             return {}
-        before = counts()
+        before = self.readings()
         await asyncio.sleep(self.seconds - LINE_EVERY - 0.5)
-        return {key: value - before[key] for key, value in counts().items()}
+        return used_between(before, self.readings())
 
     async def stream(self, ws) -> None:
         start = tick = time.monotonic()
@@ -187,27 +193,59 @@ class Kiosks:
             await asyncio.sleep(max(0.0, tick - time.monotonic()))
 
 
+def readings(target: Fleet, standin: int, messages: int) -> dict:
+    """The CPU counters of every process of a run, read together; `used_between` two readings gives a phase's or a
+    window's use."""
+    return {
+        "at": time.monotonic(),
+        "relay": cpu_seconds(*target.pids),  # the relay's process, or the workers with their bookkeeping helpers
+        "relay_system": system_cpu_seconds(*target.pids),
+        "relay_wakeups": wakeups(*target.pids),  # the event loops' waits for their sockets
+        # Behind nginx: the supervisor's whole process group as it stands (the workers and their helpers, nginx, the
+        # task consumer), each without the processes it started, which are in the group already.
+        "server_side": cpu_by_process(*group_pids(target.group)) if target.group else {},
+        "kiosks": cpu_seconds(os.getpid(), tree=False),  # this process, whose children are the servers
+        "standin": cpu_seconds(standin),
+        "databases": cpu_by_process(*named_pids("redis-server", "postgres")),
+        "machine": machine_busy_seconds(),  # every process on the machine, the kernel and the hypervisor's steal
+        "messages": messages,
+    }
+
+
+def used_between(before: dict, after: dict) -> dict:
+    return {
+        key: cpu_used_between(before[key], value) if isinstance(value, dict) else value - before[key]
+        for key, value in after.items()
+    }
+
+
+def percents(used: dict) -> dict:
+    """A phase's or a window's use as percents of one core over its length, and the relay's messages per CPU-second
+    and per wake-up."""
+    figures = {f"{key}_cpu_percent": round(100 * used[key] / used["at"], 1) for key in CPU_KEYS}
+    figures["messages_per_cpu_second"] = round(used["messages"] / max(used["relay"], 1e-3))
+    figures["messages_per_wakeup"] = round(used["messages"] / max(used["relay_wakeups"], 1), 2)
+    return figures
+
+
+CPU_KEYS = ("relay", "relay_system", "server_side", "kiosks", "standin", "databases", "machine")
+
+
 async def phase(target: Fleet, keys: list[str], options, standin: Standin, on_streaming=None) -> dict:
     """One run of the kiosks through one relay at real-time pace for `options.seconds` (in silence with
     `options.silent`); the stand-in's counts are reset first. `on_streaming()` is called once every session has
     started and the kiosks stream."""
     await asyncio.sleep(2)  # what the previous phase left in flight arrives first
     await asyncio.to_thread(upstream_stats, standin.port, True)
-    kiosks = Kiosks(target, keys, options.seconds, options.silent)
-    others = (os.getpid(), standin.pid)
-    server_side = group_pids(target.group) if target.group else []
-    cpu, cpu_others, started = cpu_seconds(*target.pids), [cpu_seconds(other) for other in others], time.monotonic()
-    cpu_server_side = cpu_seconds(*server_side)
-    watch = asyncio.ensure_future(kiosks.streaming_window((*target.pids,), standin.pid, on_streaming))
+    kiosks = Kiosks(target, keys, options.seconds, standin.pid, options.silent)
+    before = kiosks.readings()
+    watch = asyncio.ensure_future(kiosks.streaming_window(on_streaming))
     await kiosks.run()
     window = watch.result() if watch.done() else {}  # not done: the sessions never all started
     watch.cancel()
-    elapsed, cpu = time.monotonic() - started, cpu_seconds(*target.pids) - cpu
-    cpu_server_side = cpu_seconds(*server_side) - cpu_server_side
-    kiosks_cpu, standin_cpu = (cpu_seconds(other) - before for other, before in zip(others, cpu_others, strict=True))
+    used = used_between(before, kiosks.readings())
     stats = await asyncio.to_thread(upstream_stats, standin.port)
     upstream, down = stats["upstream_ms"], percentiles(kiosks.downstream_ms)
-    percent = lambda key: round(100 * window[key] / window["at"], 1)  # noqa: E731
     return {
         "sessions": len(keys),
         "kiosk_to_upstream_ms": upstream,
@@ -216,28 +254,13 @@ async def phase(target: Fleet, keys: list[str], options, standin: Standin, on_st
         # Frames sent before the session's upstream socket opened: none, when every session opens (see `Kiosks`).
         "session_opening_wait_ms": stats["opening_ms"],
         "frames_sent": kiosks.sent,
-        "frames_relayed_per_second": round(upstream["count"] / elapsed, 1),
+        "frames_relayed_per_second": round(upstream["count"] / used["at"], 1),
         # The whole phase: the sessions opening (our server's workflow and database work; the raw relay has none),
-        # the streams, the sessions closing.
-        "relay_cpu_percent": round(100 * cpu / elapsed, 1),  # the relay's process, or all the workers together
-        # Behind nginx: the supervisor's whole process group (the workers, nginx, the task consumer).
-        **({"server_side_cpu_percent": round(100 * cpu_server_side / elapsed, 1)} if server_side else {}),
-        # Where the rest of the two cores went: the kiosks (this process) and the upstream stand-in.
-        "kiosks_cpu_percent": round(100 * kiosks_cpu / elapsed, 1),
-        "standin_cpu_percent": round(100 * standin_cpu / elapsed, 1),
-        # Frames relayed (both directions) per second of the relay's CPU: the messages per second one core carries.
-        "messages_per_cpu_second": round((upstream["count"] + down["count"]) / max(cpu, 1e-3)),
+        # the streams, the sessions closing. `machine` is of all the cores (200 % on two).
+        **percents({**used, "messages": upstream["count"] + down["count"]}),
         # While every kiosk streams, sessions held and none opening or closing (None: too short a phase); its messages
         # are the frames the kiosks sent and got.
-        "streaming": {
-            "seconds": round(window["at"], 1),
-            "relay_cpu_percent": percent("relay"),
-            "kiosks_cpu_percent": percent("kiosks"),
-            "standin_cpu_percent": percent("standin"),
-            "messages_per_cpu_second": round(window["messages"] / max(window["relay"], 1e-3)),
-        }
-        if window
-        else None,
+        "streaming": {"seconds": round(window["at"], 1), **percents(window)} if window else None,
         "errors": dict(kiosks.errors),
         # A session on Legacy relays nothing (its frames go to the local VAD): a step with any is not held.
         "sessions_on_legacy": dict(kiosks.on_legacy),
@@ -245,41 +268,6 @@ async def phase(target: Fleet, keys: list[str], options, standin: Standin, on_st
 
 
 # --- the run ------------------------------------------------------------------------------------------------------
-
-
-def profile(pid: int, seconds: float, path: Path) -> subprocess.Popen:
-    """py-spy sampling the server (raw stacks, aggregated by `top_costs`)."""
-    spy = Path(sys.executable).with_name("py-spy")
-    command = [str(spy), "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "100", "-f", "raw", "-o", str(path)]
-    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-# The event loop's frame: asyncio's `_run_once`; under uvloop (the workers' loop) the loop is C code below the
-# runner's frame, whose own samples are uvloop's work (socket reads and writes, callbacks).
-_LOOP_FRAME = re.compile(r"_run_once|^Runner\.run \(asyncio/runners\.py")
-
-
-def top_costs(path: Path, count: int = 30) -> dict[str, list[tuple[float, str]]]:
-    """The functions of the event loop's thread with the most samples, in % of its samples: inclusive (the
-    function and what it calls) and self (the function's own code), waiting in `select` left out."""
-    inclusive: Counter = Counter()
-    own: Counter = Counter()
-    total = 0
-    for line in path.read_text().splitlines():
-        stack, _, samples = line.rpartition(" ")
-        frames = stack.split(";")
-        loop = [i for i, frame in enumerate(frames) if _LOOP_FRAME.search(frame)]
-        if not loop or "select (selectors.py" in frames[-1]:
-            continue  # other threads (the database's, the speech engines') and the idle loop
-        total += int(samples)
-        for frame in set(frames[loop[-1] + 1 :]):
-            inclusive[frame] += int(samples)
-        own[frames[-1]] += int(samples)
-
-    def top(counter: Counter, n: int) -> list[tuple[float, str]]:
-        return [(round(100 * k / max(1, total), 1), frame) for frame, k in counter.most_common(n)]
-
-    return {"inclusive": top(inclusive, count), "self": top(own, count // 2)}
 
 
 def ratios(round_: dict) -> dict:
@@ -327,13 +315,15 @@ async def capacity(target: Fleet, keys: list[str], options, standin: Standin) ->
     for count in options.steps:
         step = await phase(target, keys[:count], options, standin)
         steps.append(step)
+        window = step["streaming"] or step  # the whole phase when it was too short for a window
         print(
-            f"  {count} sessions: added p95 {step['added_p95_ms']} ms, CPU % relay {step['relay_cpu_percent']}"
-            f" (server side {step.get('server_side_cpu_percent', step['relay_cpu_percent'])})"
-            f" kiosks {step['kiosks_cpu_percent']} stand-in {step['standin_cpu_percent']}"
-            f" (while every kiosk streams: relay {(step['streaming'] or {}).get('relay_cpu_percent')});"
-            f" {step['session_opening_wait_ms']['count']} frames sent before a session opened;"
-            f" on Legacy {step['sessions_on_legacy'] or 'none'}",
+            f"  {count} sessions: added p95 {step['added_p95_ms']} ms; CPU % while every kiosk streams:"
+            f" relay {window['relay_cpu_percent']} (system {window['relay_system_cpu_percent']},"
+            f" {window['messages_per_wakeup']} messages per wake-up), server side {window['server_side_cpu_percent']},"
+            f" kiosks {window['kiosks_cpu_percent']}, stand-in {window['standin_cpu_percent']},"
+            f" databases {window['databases_cpu_percent']}, machine {window['machine_cpu_percent']}"
+            f" of {100 * os.cpu_count()}; {step['session_opening_wait_ms']['count']} frames sent before a session"
+            f" opened; on Legacy {step['sessions_on_legacy'] or 'none'}",
             flush=True,
         )
         if step["added_p95_ms"] > options.budget_ms or step["errors"] or step["sessions_on_legacy"]:
@@ -399,19 +389,27 @@ def start_processes(options, scratch: Path, database_url: str):
 
 def fleets(server: LiveServer, keys: list[str], options, standin: Standin, scratch: Path) -> dict:
     """`make serve` with each of `--workers`' counts of workers behind nginx (TLS), one after another, each stepped
-    up; and the sessions each held within the budget over what one worker held."""
-    result = {}
-    for count in options.workers:
-        print(f"capacity of {count} worker(s) behind nginx:", flush=True)
-        directory = scratch / f"fleet-{count}"
-        directory.mkdir()
-        with serving(server.env, count, directory) as fleet:
-            wait_until_settled(*fleet.pids)
-            result[str(count)] = uvloop.run(capacity(fleet, keys, options, standin))
-    held = {count: fleet["most_sessions_within_budget"] for count, fleet in result.items()}
-    if held.get("1"):
-        result["sessions_over_one_worker"] = {count: round((n or 0) / held["1"], 2) for count, n in held.items()}
-    return result
+    up, in `--repeat` rounds; in each round the sessions each held within the budget over what one worker held, and
+    the median of those ratios over the rounds (a noisy moment of a shared machine moves one step's p95 by more
+    than a step)."""
+    rounds = []
+    for number in range(1, options.repeat + 1):
+        result = {}
+        for count in options.workers:
+            print(f"round {number}: capacity of {count} worker(s) behind nginx:", flush=True)
+            directory = scratch / f"fleet-{count}-{number}"
+            directory.mkdir()
+            with serving(server.env, count, directory) as fleet:
+                wait_until_settled(*fleet.pids)
+                result[str(count)] = uvloop.run(capacity(fleet, keys, options, standin))
+        held = {count: fleet["most_sessions_within_budget"] for count, fleet in result.items()}
+        if held.get("1"):  # 0 for a fleet that held not even the first step; "or more" for one that held the last
+            result["sessions_over_one_worker"] = {count: round((n or 0) / held["1"], 2) for count, n in held.items()}
+            print(f"round {number}: sessions held {held}, over one worker {result['sessions_over_one_worker']}")
+        rounds.append(result)
+    ratios_ = [round_["sessions_over_one_worker"] for round_ in rounds if "sessions_over_one_worker" in round_]
+    medians = {str(count): statistics.median(r[str(count)] for r in ratios_) for count in options.workers}
+    return {"rounds": rounds, "median_sessions_over_one_worker": medians if ratios_ else None}
 
 
 def run(options) -> dict:
@@ -439,7 +437,12 @@ def main() -> int:
     parser.add_argument("--sessions", type=int, default=10, help="sessions of the comparison")
     parser.add_argument("--seconds", type=float, default=20.0, help="seconds of each phase and step")
     parser.add_argument("--steps", default="10,20,40,60,80,100", help="session counts of the capacity run ('': none)")
-    parser.add_argument("--repeat", type=int, default=1, help="rounds of the comparison (their median is given)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="rounds of the comparison, or of the fleets with --workers (their median is given)",
+    )
     parser.add_argument(
         "--silent", action="store_true", help="the kiosks stream silence: no turns, the relay's frames alone"
     )

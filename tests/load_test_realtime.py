@@ -51,6 +51,7 @@ from tests.support.live_server import (
     wait_for_port,
 )
 from tests.support.load_upstream import FRAME_BYTES, SCRIPT, percentiles, stamp, stamp_age_ms
+from tests.support.processes import cpu_seconds, rss_mb
 from tests.support.serve_fleet import Fleet, serving
 from tests.support.worker_collections import SCRAPE_TOKEN, with_collections
 
@@ -244,49 +245,6 @@ async def kiosk_loop(target: Fleet, key: str, number: int, deadline: float, line
             tally.errors[type(error).__name__] += 1
             await asyncio.sleep(1)
         count += 1
-
-
-def process_tree(*pids: int) -> list[int]:
-    """`pids` and every process they started, as they stand now (a server process's bookkeeping helper)."""
-    found, todo = [], list(pids)
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        for children in Path(f"/proc/{pid}/task").glob("*/children"):
-            with contextlib.suppress(OSError):  # the thread or the process ended meanwhile
-                todo += [int(child) for child in children.read_text().split()]
-    return found
-
-
-def rss_mb(*pids: int) -> float:
-    """The resident memory of the processes `pids` and those they started, together."""
-    total = 0.0
-    for pid in process_tree(*pids):
-        for line in _proc(pid, "status", pids).splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1]) / 1024
-    return total
-
-
-def cpu_seconds(*pids: int, tree: bool = True) -> float:
-    """The CPU time the processes `pids` used so far, together; with `tree`, also the processes they started
-    and still run (a worker's bookkeeping helper), else not (a client whose children are the servers)."""
-    total = 0.0
-    for pid in process_tree(*pids) if tree else pids:
-        if stat := _proc(pid, "stat", pids):
-            fields = stat.rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
-
-
-def _proc(pid: int, name: str, asked: tuple[int, ...]) -> str:
-    """/proc/PID/NAME; empty for a started process that ended meanwhile (one asked for must be there)."""
-    try:
-        return Path(f"/proc/{pid}/{name}").read_text()
-    except OSError:
-        if pid in asked:
-            raise
-        return ""
 
 
 def wait_until_settled(*pids: int, timeout: float = 180.0) -> None:

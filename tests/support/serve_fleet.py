@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support.live_server import REPO, free_port, wait_for_port
+from tests.support.processes import child_pids
 
 
 def load_serve():
@@ -60,27 +61,16 @@ def worker_ports(run_dir: Path) -> list[int]:
 def children_running(serve: subprocess.Popen, marker: bytes) -> list[int]:
     """The supervisor's children whose command line holds `marker`."""
     pids = []
-    for status in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError):
-            parent = int(status.read_text().rsplit(")", 1)[1].split()[1])
-            if parent == serve.pid and marker in (status.parent / "cmdline").read_bytes():
-                pids.append(int(status.parent.name))
+    for pid in child_pids(serve.pid):
+        with contextlib.suppress(OSError):  # ended meanwhile
+            if marker in Path(f"/proc/{pid}/cmdline").read_bytes():
+                pids.append(pid)
     return sorted(pids)
 
 
 def worker_pids(serve: subprocess.Popen) -> list[int]:
     """The supervisor's workers (its children running uvicorn)."""
     return children_running(serve, b"uvicorn")
-
-
-def group_pids(group: int) -> list[int]:
-    """The processes of the process group `group` (the supervisor's: its workers, nginx, the task consumer)."""
-    pids = []
-    for status in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError):
-            if int(status.read_text().rsplit(")", 1)[1].split()[2]) == group:
-                pids.append(int(status.parent.name))
-    return pids
 
 
 @dataclass
