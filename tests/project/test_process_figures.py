@@ -26,11 +26,11 @@ from tests.support.processes import (
 )
 
 # Burns 0.3 s of its own CPU, says so, then waits for its stdin to close; with an argument, starts one more of itself
-# first (a grandchild), in the same process group.
+# first (a grandchild, which says nothing), in the same process group.
 CHILD = """
 import subprocess, sys, time
 if len(sys.argv) > 1:
-    subprocess.Popen([sys.executable, "-c", sys.argv[1]], stdin=subprocess.PIPE)
+    subprocess.Popen([sys.executable, "-c", sys.argv[1]], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
 while time.process_time() < 0.3:
     pass
 print("busy", flush=True)
