@@ -72,6 +72,7 @@ from tests.support.processes import (
     group_pids,
     machine_busy_seconds,
     named_pids,
+    process_tree,
     system_cpu_seconds,
     wakeups,
 )
@@ -202,8 +203,8 @@ def readings(target: Fleet, standin: int, messages: int) -> dict:
         "relay_system": system_cpu_seconds(*target.pids),
         "relay_wakeups": wakeups(*target.pids),  # the event loops' waits for their sockets
         # Behind nginx: the supervisor's whole process group as it stands (the workers and their helpers, nginx, the
-        # task consumer), each without the processes it started, which are in the group already.
-        "server_side": cpu_by_process(*group_pids(target.group)) if target.group else {},
+        # task consumer), each without the processes it started, which are in the group already; else the relay's.
+        "server_side": cpu_by_process(*(group_pids(target.group) if target.group else process_tree(*target.pids))),
         "kiosks": cpu_seconds(os.getpid(), tree=False),  # this process, whose children are the servers
         "standin": cpu_seconds(standin),
         "databases": cpu_by_process(*named_pids("redis-server", "postgres")),
@@ -407,9 +408,9 @@ def fleets(server: LiveServer, keys: list[str], options, standin: Standin, scrat
             result["sessions_over_one_worker"] = {count: round((n or 0) / held["1"], 2) for count, n in held.items()}
             print(f"round {number}: sessions held {held}, over one worker {result['sessions_over_one_worker']}")
         rounds.append(result)
-    ratios_ = [round_["sessions_over_one_worker"] for round_ in rounds if "sessions_over_one_worker" in round_]
-    medians = {str(count): statistics.median(r[str(count)] for r in ratios_) for count in options.workers}
-    return {"rounds": rounds, "median_sessions_over_one_worker": medians if ratios_ else None}
+    over_one = [round_["sessions_over_one_worker"] for round_ in rounds if "sessions_over_one_worker" in round_]
+    medians = {str(count): statistics.median(r[str(count)] for r in over_one) for count in options.workers}
+    return {"rounds": rounds, "median_sessions_over_one_worker": medians if over_one else None}
 
 
 def run(options) -> dict:

@@ -16,7 +16,9 @@ import pytest
 
 from tests.support.processes import (
     child_pids,
+    cpu_by_process,
     cpu_seconds,
+    cpu_used_between,
     group_pids,
     machine_busy_seconds,
     named_pids,
@@ -71,6 +73,15 @@ def test_a_process_group_is_found_whole_and_apart_from_ours(busy_child):
     assert set(members) == set(process_tree(busy_child.pid))
     assert child_pids(busy_child.pid) == [pid for pid in members if pid != busy_child.pid]  # the grandchild
     assert os.getpid() not in members
+
+
+def test_a_process_seen_only_in_the_later_reading_counts_whole_and_an_ended_one_not_at_all(busy_child):
+    before = cpu_by_process(os.getpid())
+    after = cpu_by_process(os.getpid(), busy_child.pid, 999_999_999)  # no such process
+    assert set(after) == {os.getpid(), busy_child.pid}
+    assert cpu_used_between(before, after) >= 0.25  # the child's whole CPU
+    own = os.getpid()
+    assert cpu_used_between(after, before) == before[own] - after[own]  # the child gone: nothing of it counts
 
 
 def test_processes_are_found_by_name():

@@ -59,6 +59,21 @@ def cpu_seconds(*pids: int, tree: bool = True) -> float:
     return sum(user + system for user, system in _times(pids, tree))
 
 
+def cpu_by_process(*pids: int) -> dict[int, float]:
+    """The CPU time each of `pids` used so far (one that ended meanwhile is left out), for a set of processes that
+    comes and goes (a database's connections); two readings are compared with `cpu_used_between`."""
+    readings = {}
+    for pid in pids:
+        if stat := _stat_fields(pid):
+            readings[pid] = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+    return readings
+
+
+def cpu_used_between(before: dict[int, float], after: dict[int, float]) -> float:
+    """What the processes of the `after` reading used since the `before` one; one that started since counts whole."""
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
+
+
 def system_cpu_seconds(*pids: int, tree: bool = True) -> float:
     """The part of `cpu_seconds` spent in the kernel: system calls, and waking up and going to sleep."""
     return sum(system for _, system in _times(pids, tree))
@@ -114,18 +129,3 @@ def _proc(pid: int, name: str, asked: tuple[int, ...]) -> str:
         if pid in asked:
             raise
         return ""
-
-
-def cpu_by_process(*pids: int) -> dict[int, float]:
-    """The CPU time each of `pids` used so far (one that ended meanwhile is left out), for a set of processes that
-    comes and goes (a database's connections); two readings are compared with `cpu_used_between`."""
-    readings = {}
-    for pid in pids:
-        if stat := _stat_fields(pid):
-            readings[pid] = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
-    return readings
-
-
-def cpu_used_between(before: dict[int, float], after: dict[int, float]) -> float:
-    """What the processes of the `after` reading used since the `before` one; one that started since counts whole."""
-    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
