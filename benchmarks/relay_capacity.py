@@ -27,8 +27,9 @@ what the conversation's turns (the replies, the workflow, the accounting) cost.
 sessions have opened and every kiosk streams, and the busy event loop's top costs are printed, inclusive and self
 (the raw stacks kept at RAW_STACKS if given).
 
-`--workers 1,2,4`: instead, `make serve`'s fleets behind nginx over PostgreSQL and Redis, each stepped up in turn,
-`--repeat` rounds of them; each round gives the sessions each fleet held over what one worker held, and the median.
+`--workers 1,2,4`: instead, `make serve`'s fleets behind nginx over PostgreSQL and Redis, all running, stepped up
+side by side (each count of sessions on each fleet in turn), `--repeat` rounds of them; each round gives the
+sessions each fleet held over what one worker held, and the median.
 
     python benchmarks/relay_capacity.py [--sessions 10] [--seconds 20] [--steps 10,20,40,60,80,100] [--repeat 1]
         [--silent] [--redis URL] [--workers 1,2]
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -55,6 +57,7 @@ import websockets
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.py_spy import profile, top_costs
+from realtime import mask_keys
 from tests.load_test_realtime import create_kiosks, upstream_stats, wait_until_settled
 from tests.support.live_server import (
     CONNECTION_LIMITS_LIFTED,
@@ -310,27 +313,34 @@ async def compare(targets: dict[str, Fleet], keys: list[str], options, standin: 
     return {"rounds": rounds, "median_ratios_ours_over_raw": medians}
 
 
-async def capacity(target: Fleet, keys: list[str], options, standin: Standin) -> dict:
-    """Step the sessions up through one relay until the added time's p95 passes the budget (or errors come)."""
-    steps, held = [], None
-    for count in options.steps:
-        step = await phase(target, keys[:count], options, standin)
-        steps.append(step)
-        window = step["streaming"] or step  # the whole phase when it was too short for a window
-        print(
-            f"  {count} sessions: added p95 {step['added_p95_ms']} ms; CPU % while every kiosk streams:"
-            f" relay {window['relay_cpu_percent']} (system {window['relay_system_cpu_percent']},"
-            f" {window['messages_per_wakeup']} messages per wake-up), server side {window['server_side_cpu_percent']},"
-            f" kiosks {window['kiosks_cpu_percent']}, stand-in {window['standin_cpu_percent']},"
-            f" databases {window['databases_cpu_percent']}, machine {window['machine_cpu_percent']}"
-            f" of {100 * os.cpu_count()}; {step['session_opening_wait_ms']['count']} frames sent before a session"
-            f" opened; on Legacy {step['sessions_on_legacy'] or 'none'}",
-            flush=True,
-        )
-        if step["added_p95_ms"] > options.budget_ms or step["errors"] or step["sessions_on_legacy"]:
+async def step_up(targets: dict[str, Fleet], keys: list[str], options, standin: Standin) -> dict:
+    """Step the sessions up through each relay until its added time's p95 passes the budget (or errors come). Each
+    count of sessions runs on every relay still within the budget, one after the other in alternating order, so
+    a drift of a shared machine's speed over the minutes of a run falls on all of them alike."""
+    results = {name: {"steps": [], "most_sessions_within_budget": None} for name in targets}
+    going = list(targets)
+    for index, count in enumerate(options.steps):
+        for name in going if index % 2 == 0 else going[::-1]:
+            step = await phase(targets[name], keys[:count], options, standin)
+            results[name]["steps"].append(step)
+            window = step["streaming"] or step  # the whole phase when it was too short for a window
+            print(
+                f"  {name}: {count} sessions: added p95 {step['added_p95_ms']} ms; CPU % while every kiosk streams:"
+                f" relay {window['relay_cpu_percent']} (system {window['relay_system_cpu_percent']},"
+                f" {window['messages_per_wakeup']} messages per wake-up), server side"
+                f" {window['server_side_cpu_percent']}, kiosks {window['kiosks_cpu_percent']}, stand-in"
+                f" {window['standin_cpu_percent']}, databases {window['databases_cpu_percent']}, machine"
+                f" {window['machine_cpu_percent']} of {100 * os.cpu_count()};"
+                f" {step['session_opening_wait_ms']['count']} frames sent before a session opened; on Legacy"
+                f" {step['sessions_on_legacy'] or 'none'}",
+                flush=True,
+            )
+            if step["added_p95_ms"] <= options.budget_ms and not step["errors"] and not step["sessions_on_legacy"]:
+                results[name]["most_sessions_within_budget"] = count
+        going = [name for name in going if results[name]["most_sessions_within_budget"] == count]
+        if not going:
             break
-        held = count
-    return {"steps": steps, "most_sessions_within_budget": held}
+    return results
 
 
 async def capacities(targets: dict[str, Fleet], keys: list[str], options, standin: Standin, scratch: Path) -> dict:
@@ -340,7 +350,7 @@ async def capacities(targets: dict[str, Fleet], keys: list[str], options, standi
     result = {}
     for name in ("raw", "ours") if options.raw_capacity else ("ours",):
         print(f"capacity of the {name} relay:", flush=True)
-        result[name] = await capacity(targets[name], keys, options, standin)
+        result.update(await step_up({name: targets[name]}, keys, options, standin))
     ours, held = targets["ours"], result["ours"]["most_sessions_within_budget"]
     if options.profile:
         stacks = Path(options.profile) if isinstance(options.profile, str) else scratch / "profile.txt"
@@ -389,28 +399,34 @@ def start_processes(options, scratch: Path, database_url: str):
 
 
 def fleets(server: LiveServer, keys: list[str], options, standin: Standin, scratch: Path) -> dict:
-    """`make serve` with each of `--workers`' counts of workers behind nginx (TLS), one after another, each stepped
-    up, in `--repeat` rounds; in each round the sessions each held within the budget over what one worker held, and
-    the median of those ratios over the rounds (a noisy moment of a shared machine moves one step's p95 by more
-    than a step)."""
+    """`make serve` with each of `--workers`' counts of workers behind nginx (TLS), all running (an idle fleet takes
+    about 1 % of a core), stepped up side by side in `--repeat` rounds; each round's sessions held over one worker's,
+    and their median (a noisy moment of a shared machine moves one step's p95 by more than a step)."""
     rounds = []
     for number in range(1, options.repeat + 1):
-        result = {}
-        for count in options.workers:
-            print(f"round {number}: capacity of {count} worker(s) behind nginx:", flush=True)
-            directory = scratch / f"fleet-{count}-{number}"
-            directory.mkdir()
-            with serving(server.env, count, directory) as fleet:
+        with contextlib.ExitStack() as stack:
+            started = {}
+            for count in options.workers:
+                directory = scratch / f"fleet-{count}-{number}"
+                directory.mkdir()
+                started[str(count)] = stack.enter_context(serving(server.env, count, directory))
+            for fleet in started.values():
                 wait_until_settled(*fleet.pids)
-                result[str(count)] = uvloop.run(capacity(fleet, keys, options, standin))
+            print(f"round {number}: fleets of {', '.join(started)} worker(s) behind nginx, side by side:", flush=True)
+            result = uvloop.run(step_up(started, keys, options, standin))
         held = {count: fleet["most_sessions_within_budget"] for count, fleet in result.items()}
         if held.get("1"):  # 0 for a fleet that held not even the first step; "or more" for one that held the last
             result["sessions_over_one_worker"] = {count: round((n or 0) / held["1"], 2) for count, n in held.items()}
             print(f"round {number}: sessions held {held}, over one worker {result['sessions_over_one_worker']}")
         rounds.append(result)
     over_one = [round_["sessions_over_one_worker"] for round_ in rounds if "sessions_over_one_worker" in round_]
-    medians = {str(count): statistics.median(r[str(count)] for r in over_one) for count in options.workers}
-    return {"rounds": rounds, "median_sessions_over_one_worker": medians if over_one else None}
+    # None when one worker held not even the first step in any round: nothing to divide by
+    medians = (
+        {str(count): statistics.median(r[str(count)] for r in over_one) for count in options.workers}
+        if over_one
+        else None
+    )
+    return {"rounds": rounds, "median_sessions_over_one_worker": medians}
 
 
 def run(options) -> dict:
@@ -467,6 +483,7 @@ def main() -> int:
     parser.add_argument("--json", help="also write the result to this path")
     options = parser.parse_args()
     os.environ.setdefault("DJANGO_SECRET_KEY", "benchmark")
+    mask_keys.install()  # the kiosks' frames masked as the server masks its own: one os.urandom per 1,024 frames
     options.steps = [int(count) for count in options.steps.split(",") if count]
     options.workers = [int(count) for count in (options.workers or "").split(",") if count]
     if options.workers:

@@ -42,6 +42,7 @@ import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from realtime import mask_keys
 from tests.support.live_server import (
     CONNECTION_LIMITS_LIFTED,
     REPO,
@@ -440,6 +441,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server-log", help="keep the server's and the stand-in's log at this path")
     options = parser.parse_args(argv)
     os.environ.setdefault("DJANGO_SECRET_KEY", "load-test")  # the throwaway servers' own: none was set to run it
+    mask_keys.install()  # the kiosks' frames masked as the server masks its own: one os.urandom per 1,024 frames
     result = run(options)
     print(report(result))
     if options.json:

@@ -47,8 +47,12 @@ _ALPHABET = string.ascii_letters + string.digits
 
 
 def new_id(prefix: str) -> str:
-    """An id shaped like the service's (`event_…`, `item_…`, `resp_…`, `call_…`, `sess_…`)."""
-    return f"{prefix}_" + "".join(secrets.choice(_ALPHABET) for _ in range(21))
+    """An id shaped like the service's (`event_…`, `item_…`, `resp_…`, `call_…`, `sess_…`).
+
+    One read of the OS's random source per id (`secrets.choice` read it once per character, 21 system calls for
+    every event the emulator sends); the modulo favours 8 of the 62 characters slightly, which an id never minds.
+    """
+    return f"{prefix}_" + "".join([_ALPHABET[byte % len(_ALPHABET)] for byte in secrets.token_bytes(21)])
 
 
 def default_session(model: str, session_id: str, expires_at: int) -> dict[str, Any]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
+import string
 import time
 
 import httpx
@@ -15,6 +17,7 @@ from django.core.management import CommandError, call_command
 from realtime.emulator import CallFunction, ReceptionBrain, Say, ScriptedBrain
 from realtime.emulator.audio import duration_ms, silence, speech_for_text, tone
 from realtime.emulator.brain import BrainContext
+from realtime.emulator.protocol import new_id
 from realtime.voices import REALTIME_VOICES
 from tests.support.realtime import TEST_KEY, open_raw
 
@@ -40,6 +43,13 @@ async def test_session_created_carries_ga_defaults_and_expiry(realtime_emulator)
     assert session["audio"]["input"]["turn_detection"]["silence_duration_ms"] == 200
     assert session["audio"]["output"]["voice"] == "marin"
     assert abs(session["expires_at"] - (time.time() + 3600)) < 5
+
+
+def test_ids_are_the_services_shape_and_never_repeat():
+    ids = [new_id("event") for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    assert all(re.fullmatch(r"event_[A-Za-z0-9]{21}", value) for value in ids)
+    assert set("".join(value[6:] for value in ids)) == set(string.ascii_letters + string.digits)
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer sk-wrong"}])
