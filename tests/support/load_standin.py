@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 from array import array
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
@@ -57,7 +58,7 @@ class ScriptBrain(Brain):
     async def synthesize(self, text: str, language: str | None) -> bytes:
         return self.clip[: max(200, 60 * len(text)) * 48]
 
-    def speech_detector(self):
+    def speech_detector(self) -> Callable[[bytes], bool]:
         """Speech is any frame but the kiosks' digital silence: the emulator's energy VAD (numpy's RMS over every
         frame of every session) was a tenth of the stand-in's CPU."""
         return is_speech
