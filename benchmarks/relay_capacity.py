@@ -399,9 +399,9 @@ def start_processes(options, scratch: Path, database_url: str):
 
 
 def fleets(server: LiveServer, keys: list[str], options, standin: Standin, scratch: Path) -> dict:
-    """`make serve` with each of `--workers`' counts of workers behind nginx (TLS), all running (an idle fleet takes
-    about 1 % of a core), stepped up side by side in `--repeat` rounds; each round's sessions held over one worker's,
-    and their median (a noisy moment of a shared machine moves one step's p95 by more than a step)."""
+    """`make serve` with each of `--workers`' counts of workers behind nginx (TLS), all running (an idle worker's loop
+    took 0.4 % of a core while another fleet streamed), stepped up side by side in `--repeat` rounds; each round's
+    sessions held over one worker's, and their median (a noisy moment moves one step's p95 by more than a step)."""
     rounds = []
     for number in range(1, options.repeat + 1):
         with contextlib.ExitStack() as stack:
